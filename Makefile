@@ -1,0 +1,34 @@
+# minicpmv-edge: `make test` and `make demo` each set up .venv by themselves on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Re-install when the packaging changes; otherwise repeated runs skip pip.
+STAMP := $(VENV)/.installed
+
+DEMO := build/demo
+
+.PHONY: test lint demo clean venv
+
+venv: $(STAMP)
+
+# torch first, pinned: the CPU wheel on this disk, before anything that depends on torch could pull a CUDA one.
+$(STAMP): setup.py pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install torch==2.13.0
+	$(BIN)/pip install -e '.[host,edge,dev]'
+	touch $@
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+demo: $(STAMP)
+	$(BIN)/minicpmv-convert make-checkpoint --model-version 2.6 --size tiny --out $(DEMO)/checkpoint-2.6
+	$(BIN)/minicpmv-convert export --checkpoint $(DEMO)/checkpoint-2.6 --out $(DEMO)/bundle-2.6 --precision fp32
+	$(BIN)/minicpmv-edge inspect --bundle $(DEMO)/bundle-2.6
+
+clean:
+	rm -rf build $(VENV) *.egg-info

@@ -1,0 +1,1 @@
+"""Device profiles and agent configuration shipped as data."""

@@ -1,0 +1,1 @@
+"""minicpmv-edge host converter: MiniCPM-V checkpoint -> ONNX bundle (needs torch)."""

@@ -1,0 +1,136 @@
+"""``minicpmv-convert``: host-side commands (synthetic checkpoints, checkpoint inspection, ONNX export, benchmarks)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+from edge.errors import InputError
+from edge.profiles import list_profiles, load_profile
+from edge.version import __version__
+
+from . import family
+
+PROG = "minicpmv-convert"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Convert MiniCPM-V's vision half into a Jetson bundle.")
+    parser.add_argument("--version", action="version", version="%(prog)s " + __version__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    make = sub.add_parser("make-checkpoint", help="write a seeded synthetic checkpoint (vision weights only)")
+    make.add_argument("--model-version", required=True, choices=list(family.VERSIONS))
+    make.add_argument("--size", default="tiny", choices=["tiny", "small", "full"])
+    make.add_argument("--out", required=True, type=Path)
+    make.add_argument("--seed", type=int, default=0)
+    make.add_argument("--shards", type=int, default=1, help="safetensors shards (an index is written when > 1)")
+    make.add_argument("--format", dest="weight_format", default="safetensors", choices=["safetensors", "bin"])
+    make.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"], help="stored weight dtype")
+    make.add_argument("--force", action="store_true", help="replace --out if it exists")
+
+    inspect = sub.add_parser("inspect", help="detect the version and check the vision tensors of a checkpoint")
+    inspect.add_argument("--checkpoint", required=True, type=Path)
+    inspect.add_argument("--model-version", choices=list(family.VERSIONS))
+    inspect.add_argument("--json", action="store_true")
+
+    export = sub.add_parser("export", help="export the VPM and the Resampler to ONNX in a bundle")
+    export.add_argument("--checkpoint", required=True, type=Path)
+    export.add_argument("--out", required=True, type=Path)
+    export.add_argument("--model-version", choices=list(family.VERSIONS), help="override the detected version")
+    export.add_argument("--precision", action="append", choices=["fp32", "fp16"],
+                        help="graph precision; repeat for several (default fp32)")
+    export.add_argument("--target", default="host-x86",
+                        help="device profile (%s) or a profile YAML path" % ", ".join(list_profiles()))
+    export.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime vs torch check per graph")
+    export.add_argument("--force", action="store_true", help="replace --out if it exists")
+    export.add_argument("--json", action="store_true", help="print the manifest's graph figures as JSON")
+
+    bench = sub.add_parser("bench", help="time the torch reference (the baseline) and a bundle's ONNX graphs")
+    bench.add_argument("--checkpoint", required=True, type=Path)
+    bench.add_argument("--bundle", type=Path, help="also time and compare this bundle's graphs (ONNX Runtime)")
+    bench.add_argument("--model-version", choices=list(family.VERSIONS))
+    bench.add_argument("--device", default="cpu", help="torch device for the reference, e.g. cuda")
+    bench.add_argument("--dtype", default="fp32", choices=["fp32", "fp16"], help="torch reference dtype")
+    bench.add_argument("--slice", default="32x32", help="slice size in patches, ROWSxCOLS (32x32 = 448x448)")
+    bench.add_argument("--batch", type=int, default=1)
+    bench.add_argument("--repeats", type=int, default=5)
+    bench.add_argument("--json", action="store_true")
+    return parser
+
+
+def _make_checkpoint(args: argparse.Namespace) -> int:
+    import torch
+
+    from .synthetic import write_checkpoint
+
+    dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
+    out = write_checkpoint(args.out, args.model_version, args.size, seed=args.seed, shards=args.shards,
+                           weight_format=args.weight_format, dtype=dtype, overwrite=args.force)
+    print("wrote synthetic MiniCPM-V %s (%s) checkpoint to %s" % (args.model_version, args.size, out))
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from .checkpoint import load_vision_checkpoint
+
+    ck = load_vision_checkpoint(args.checkpoint, args.model_version)
+    params = sum(t.numel() for t in ck.tensors.values())
+    summary = {"checkpoint": str(ck.path), "version": ck.version, "vision": ck.spec.__dict__,
+               "resampler_heads": ck.spec.resampler_heads, "vision_parameters": params,
+               "weights_sha256": ck.weights_sha256}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print("MiniCPM-V %s at %s: VPM %d layers x width %d, Resampler Q=%d D=%d (%d heads), %.1f M vision "
+              "parameters" % (ck.version, ck.path, ck.spec.layers, ck.spec.width, ck.spec.query_num,
+                              ck.spec.embed_dim, ck.spec.resampler_heads, params / 1e6))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .bundle import write_bundle
+    from .checkpoint import load_vision_checkpoint
+
+    profile = load_profile(args.target)
+    start = time.perf_counter()
+    ck = load_vision_checkpoint(args.checkpoint, args.model_version)
+    print("read MiniCPM-V %s vision weights from %s in %.1f s" % (ck.version, ck.path, time.perf_counter() - start),
+          file=sys.stderr)
+    manifest = write_bundle(ck, args.out, profile, args.precision or ["fp32"], overwrite=args.force,
+                            check=not args.no_check)
+    if args.json:
+        graphs = {m: {p: {k: g[k] for k in ("files", "bytes", "opset", "export_seconds", "export_check")}
+                      for p, g in e["graphs"].items()} for m, e in manifest["modules"].items()}
+        print(json.dumps({"bundle": str(args.out), "version": ck.version, "graphs": graphs}, indent=2))
+    print("bundle written to %s (MiniCPM-V %s, target %s)" % (args.out, ck.version, profile.name),
+          file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import run_bench
+
+    result = run_bench(args)
+    print(json.dumps(result, indent=2) if args.json else "\n".join("%s: %s" % kv for kv in result.items()))
+    return 0
+
+
+COMMANDS = {"make-checkpoint": _make_checkpoint, "inspect": _inspect, "export": _export, "bench": _bench}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point: one clear line and exit code 2 for bad input."""
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except InputError as exc:
+        print("%s: error: %s" % (PROG, exc), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

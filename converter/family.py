@@ -1,0 +1,83 @@
+"""MiniCPM-V family facts, one row per version (SPEC-minicpmv.md), and version detection from config.json."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, Optional
+
+from edge.errors import InputError
+
+VISION_WIDTH = 1152
+VISION_MLP = 4304
+VISION_HEADS = 16
+VISION_LAYERS = 27
+PATCH_SIZE = 14
+POSITION_GRID = 70
+RESAMPLER_HEAD_DIM = 128  # Resampler heads = D / 128
+
+
+@dataclass(frozen=True)
+class VersionFacts:
+    """What differs between MiniCPM-V versions on the vision side and what the LLM side needs."""
+
+    version: str
+    query_num: int
+    llm_hidden: int
+    slice_layout: str  # edge.graph_inputs layout: how slices are batched, masked and given position ids
+    use_image_id: bool
+    prompt_style: str  # placeholder layout around the image tokens
+    llm_family: str
+    chat_template: str
+    model_type: str
+
+
+VERSIONS: Dict[str, VersionFacts] = {
+    f.version: f
+    for f in (
+        VersionFacts("2.5", 96, 4096, "unmasked-1d", False, "v2.5", "llama3", "llama3", "minicpmv"),
+        VersionFacts("2.6", 64, 3584, "masked-2d", True, "v2.6", "qwen2", "chatml", "minicpmv"),
+        VersionFacts("o-2.6", 64, 3584, "masked-2d", True, "v2.6", "qwen2.5", "chatml", "minicpmo"),
+        VersionFacts("4.0", 64, 2560, "masked-2d", True, "v2.6", "minicpm4", "chatml", "minicpmv"),
+        VersionFacts("4.5", 64, 4096, "masked-2d", True, "v2.6", "qwen3", "chatml", "minicpmv"),
+    )
+}
+_UNSUPPORTED = {"2.0": "MiniCPM-V 2.0 (timm VPM)", "4.6": "MiniCPM-V 4.6 (merger, no Resampler)",
+                "4.7": "MiniCPM-V 4.7 (merger, no Resampler)"}
+
+
+def facts_for(version: str) -> VersionFacts:
+    """The facts row of a version name, or an InputError listing the supported ones."""
+    if version in VERSIONS:
+        return VERSIONS[version]
+    reason = " (%s is not supported yet)" % _UNSUPPORTED[version] if version in _UNSUPPORTED else ""
+    raise InputError("unknown model version %r%s: use one of %s" % (version, reason, ", ".join(VERSIONS)))
+
+
+def _version_field(config: Dict[str, Any]) -> Optional[str]:
+    value = config.get("version")
+    if value is None:
+        return None
+    text = "%g" % value if isinstance(value, (int, float)) else str(value)
+    return {"4": "4.0"}.get(text, text)
+
+
+def detect_version(config: Dict[str, Any]) -> str:
+    """The version from config.json: model_type, then `version`, then query_num / LLM hidden size."""
+    model_type = config.get("model_type")
+    if model_type == "minicpmo":
+        return "o-2.6"
+    if model_type not in (None, "minicpmv"):
+        raise InputError("config.json has model_type %r, not a MiniCPM-V checkpoint: pass the directory of a "
+                         "MiniCPM-V 2.5/2.6/o-2.6/4.0/4.5 checkpoint" % model_type)
+    field = _version_field(config)
+    if field is not None:
+        facts_for(field)
+        return field
+    query_num, hidden = config.get("query_num"), config.get("hidden_size")
+    if query_num == 96:
+        return "2.5"
+    matches = [f.version for f in VERSIONS.values()
+               if f.query_num == query_num and f.llm_hidden == hidden and f.model_type == "minicpmv"]
+    if len(matches) == 1:
+        return matches[0]
+    raise InputError("cannot tell the MiniCPM-V version from config.json (query_num=%r, hidden_size=%r): "
+                     "pass --model-version with one of %s" % (query_num, hidden, ", ".join(VERSIONS)))

@@ -1,0 +1,5 @@
+"""Export-friendly PyTorch modules of MiniCPM-V's vision half (no data-dependent Python in forward)."""
+from .resampler import Resampler
+from .siglip import NavitSiglipEncoder
+
+__all__ = ["NavitSiglipEncoder", "Resampler"]

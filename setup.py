@@ -1,0 +1,53 @@
+"""Packaging for minicpmv-edge: `converter` (host) and `edge` (device) plus the device profiles in `configs`."""
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).resolve().parent
+
+
+def read_version():
+    """The version from edge/version.py, read as text so that building never imports the package."""
+    text = (HERE / "edge" / "version.py").read_text(encoding="utf-8")
+    match = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", text, re.MULTILINE)
+    if match is None:
+        raise RuntimeError("edge/version.py has no __version__ = \"...\" line")
+    return match.group(1)
+
+
+def read_long_description():
+    readme = HERE / "README.md"
+    return readme.read_text(encoding="utf-8") if readme.is_file() else ""
+
+
+setup(
+    name="minicpmv-edge",
+    version=read_version(),
+    description="MiniCPM-V's vision encoder as INT8 TensorRT engines on NVIDIA Jetson, streaming visual tokens "
+                "to a quantized LLM",
+    long_description=read_long_description(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["converter*", "edge*", "configs*"]),
+    package_data={"configs": ["devices/*.yaml"]},
+    python_requires=">=3.8",
+    install_requires=["numpy", "pyyaml"],
+    extras_require={
+        "host": ["torch>=2.4", "onnx>=1.15", "onnxruntime>=1.17", "safetensors>=0.4", "pillow", "tqdm"],
+        "edge": ["numpy", "pyyaml", "onnx", "onnxruntime"],
+        "camera": ["opencv-python"],
+        "jetson": ["jetson-stats", "pycuda"],
+        "llm": ["llama-cpp-python", "gguf"],
+        "dev": ["pytest", "ruff", "vermin", "transformers>=4.45", "pillow"],
+    },
+    entry_points={
+        "console_scripts": [
+            "minicpmv-convert=converter.cli:main",
+            "minicpmv-edge=edge.cli:main",
+        ],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Operating System :: POSIX :: Linux",
+    ],
+)
