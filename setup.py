@@ -1,4 +1,4 @@
-"""Packaging for minicpmv-edge: `converter` (host) and `edge` (device) plus the device profiles in `configs`."""
+"""Packaging for minicpmv-edge: `converter` (host), `edge` (device) and the device profiles in `configs`."""
 import re
 from pathlib import Path
 
@@ -24,8 +24,8 @@ def read_long_description():
 setup(
     name="minicpmv-edge",
     version=read_version(),
-    description="MiniCPM-V's vision encoder as INT8 TensorRT engines on NVIDIA Jetson, streaming visual tokens "
-                "to a quantized LLM",
+    description="MiniCPM-V's vision encoder as INT8 TensorRT engines on NVIDIA Jetson, streaming visual "
+                "tokens to a quantized LLM",
     long_description=read_long_description(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["converter*", "edge*", "configs*"]),

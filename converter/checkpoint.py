@@ -124,7 +124,8 @@ def read_config(path: Path) -> Dict[str, Any]:
     try:
         config = json.loads(config_path.read_text())
     except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError("%s is not valid JSON (%s): restore the checkpoint's config.json" % (config_path, exc))
+        raise InputError("%s is not valid JSON (%s): restore the checkpoint's config.json"
+                         % (config_path, exc)) from exc
     if not isinstance(config, dict):
         raise InputError("%s does not hold a JSON object: restore the checkpoint's config.json" % config_path)
     return config
@@ -140,7 +141,7 @@ def _weight_files(path: Path, wanted: Iterable[str]) -> Dict[Path, List[str]]:
                 weight_map = json.loads(index_path.read_text())["weight_map"]
             except (ValueError, KeyError, TypeError) as exc:
                 raise InputError("%s is not a valid shard index (%s): restore it from the checkpoint"
-                                 % (index_path, exc))
+                                 % (index_path, exc)) from exc
             files: Dict[Path, List[str]] = {}
             for name in wanted:
                 if name in weight_map:
@@ -172,7 +173,7 @@ def _read_file(file: Path, names: List[str]) -> Dict[str, torch.Tensor]:
     except InputError:
         raise
     except Exception as exc:  # a truncated or foreign file: name it
-        raise InputError("cannot read weight file %s (%s): re-download or regenerate it" % (file, exc))
+        raise InputError("cannot read weight file %s (%s): re-download or regenerate it" % (file, exc)) from exc
     return found
 
 

@@ -56,8 +56,8 @@ def _version_field(config: Dict[str, Any]) -> Optional[str]:
     value = config.get("version")
     if value is None:
         return None
-    text = "%g" % value if isinstance(value, (int, float)) else str(value)
-    return {"4": "4.0"}.get(text, text)
+    text = "%g" % value if isinstance(value, (int, float)) else str(value).strip()
+    return text + ".0" if text.isdigit() else text  # 4 -> "4.0", 2.0 -> "2.0" (not "2")
 
 
 def detect_version(config: Dict[str, Any]) -> str:

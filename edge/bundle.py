@@ -35,7 +35,7 @@ class Bundle:
         self.manifest = manifest
 
     @classmethod
-    def load(cls, path: Path, verify: bool = True) -> "Bundle":
+    def load(cls, path: Path, verify: bool = True) -> Bundle:
         """Read manifest.yaml; with `verify`, check every listed file's sha256 (external data included)."""
         path = Path(path)
         manifest_path = path / MANIFEST
@@ -46,7 +46,7 @@ class Bundle:
             manifest = yaml.safe_load(manifest_path.read_text())
         except yaml.YAMLError as exc:
             raise InputError("%s is not valid YAML (%s): re-run minicpmv-convert export"
-                             % (manifest_path, str(exc).splitlines()[0]))
+                             % (manifest_path, str(exc).splitlines()[0])) from exc
         if not isinstance(manifest, dict) or manifest.get("schema_version") != SCHEMA_VERSION:
             found = manifest.get("schema_version") if isinstance(manifest, dict) else None
             raise InputError("%s has schema version %r, this program reads %d: re-export the bundle with this "

@@ -1,8 +1,8 @@
 """Device profiles: the facts about one target (Jetson module or development host) that sizing and builds use.
 
-A profile is a YAML file under ``configs/devices/<name>.yaml`` (or any path given by the user). Every field is
-required and typed; units are in the names (``*_bytes``, ``*_gbps``). Version numbers (TensorRT, CUDA, JetPack,
-L4T, Python, compute capability) are strings, so that "3.10" does not become the float 3.1.
+A profile is a YAML file under ``configs/devices/<name>.yaml`` (or any path given by the user). Every field
+is required and typed; units are in the names (``*_bytes``, ``*_gbps``). Version numbers (TensorRT, CUDA,
+JetPack, L4T, Python, compute capability) are strings, so that "3.10" does not become the float 3.1.
 """
 from __future__ import annotations
 
@@ -21,16 +21,16 @@ PRECISIONS = ("fp32", "fp16", "int8")
 PROFILE_SUFFIXES = (".yaml", ".yml")
 _VERSION_RE = re.compile(r"^\d+(\.\d+)+$")
 
-# Highest ONNX opset each onnx-tensorrt parser accepts (TENSORRT.md). Releases between two rows get the lower row's
-# ceiling: it is the one known to hold.
+# Highest ONNX opset each onnx-tensorrt parser accepts, from the first release of each row on. A release
+# between two rows gets the lower row's ceiling: it is the one known to hold.
 _OPSET_CEILINGS = (
     ((8, 5), 17),
     ((10, 0), 20),
     ((10, 16), 24),
 )
 _OLDEST_TENSORRT = (8, 5)  # JetPack 5.1; older releases are not targets
-_DEFAULT_ONNX_OPSET = 17  # the opset TensorRT-LLM exports its vision engines at; parsed by every target from 8.6 on
-_OPSET_WITHOUT_LAYERNORM = 16  # TensorRT 8.5 has no LayerNormalization op: opset 16 makes the exporter decompose it
+_DEFAULT_ONNX_OPSET = 17  # TensorRT-LLM exports its vision engines at 17; every target from 8.6 on parses it
+_OPSET_WITHOUT_LAYERNORM = 16  # TensorRT 8.5 lacks LayerNormalization: at opset 16 the exporter decomposes it
 
 
 def _version_tuple(version: str, what: str) -> Tuple[int, int]:
@@ -45,8 +45,8 @@ def _tensorrt_release(tensorrt_version: str) -> Tuple[int, int]:
     """(major, minor) of a supported TensorRT release."""
     version = _version_tuple(tensorrt_version, "TensorRT")
     if version < _OLDEST_TENSORRT:
-        raise InputError("TensorRT %s is not supported: targets start at TensorRT 8.5 (JetPack 5.1); upgrade JetPack"
-                         % tensorrt_version)
+        raise InputError("TensorRT %s is not supported: targets start at TensorRT 8.5 (JetPack 5.1); "
+                         "upgrade JetPack" % tensorrt_version)
     return version
 
 
@@ -118,7 +118,7 @@ class DeviceProfile:
 
     @property
     def llm_memory_bytes(self) -> int:
-        """What remains of the unified memory for the LLM and the agent once the OS and vision shares are taken."""
+        """Unified memory left for the LLM and the agent once the OS and vision shares are taken."""
         return self.ram_bytes - self.os_reserve_bytes - self.vision_memory_budget_bytes
 
     def to_dict(self) -> Dict[str, Any]:
@@ -156,12 +156,12 @@ _FIELD_TYPES = {
 _VERSION_FIELDS = ("compute_capability", "jetpack", "l4t", "cuda", "tensorrt", "python")
 _POSITIVE_FIELDS = ("ram_bytes", "memory_bandwidth_gbps", "vision_memory_budget_bytes", "os_reserve_bytes",
                     "max_slices", "max_batch", "max_patches", "workspace_bytes")
-assert set(_FIELD_TYPES) == {f.name for f in fields(DeviceProfile)}, "profile schema out of step with DeviceProfile"
+assert set(_FIELD_TYPES) == {f.name for f in fields(DeviceProfile)}, "_FIELD_TYPES differs from DeviceProfile"
 
 
 def profiles_dir() -> Path:
-    """Folder of the shipped profiles: configs/devices beside edge/ (checkout, or both installed side by side),
-    else the installed `configs` package's data."""
+    """Folder of the shipped profiles: configs/devices beside edge/ (a checkout, or both installed side by
+    side), else the installed `configs` package's data."""
     beside = Path(__file__).resolve().parent.parent / "configs" / "devices"
     if beside.is_dir():
         return beside
@@ -182,19 +182,19 @@ def list_profiles() -> List[str]:
     return sorted(p.stem for p in folder.iterdir() if p.suffix == ".yaml" and p.is_file())
 
 
-def _looks_like_path(name_or_path: Union[str, "os.PathLike[str]"]) -> bool:
+def _looks_like_path(name_or_path: Union[str, os.PathLike[str]]) -> bool:
     if not isinstance(name_or_path, str):
         return True
     return "/" in name_or_path or os.sep in name_or_path or name_or_path.endswith(PROFILE_SUFFIXES)
 
 
-def load_profile(name_or_path: Union[str, "os.PathLike[str]"]) -> DeviceProfile:
+def load_profile(name_or_path: Union[str, os.PathLike[str]]) -> DeviceProfile:
     """Load a shipped profile by name (e.g. "orin-nano-8gb") or any profile YAML by path."""
     if _looks_like_path(name_or_path):
         path = Path(name_or_path)
         if not path.is_file():
-            raise InputError("profile file %s does not exist: pass an existing profile YAML or a target name (%s)"
-                             % (path, ", ".join(list_profiles())))
+            raise InputError("profile file %s does not exist: pass an existing profile YAML or a target name "
+                             "(%s)" % (path, ", ".join(list_profiles())))
         return _load_file(path)
     path = profiles_dir() / (name_or_path + ".yaml")
     if not path.is_file():
@@ -215,10 +215,11 @@ def _load_file(path: Path) -> DeviceProfile:
         mark = getattr(error, "problem_mark", None)
         where = " at line %d, column %d" % (mark.line + 1, mark.column + 1) if mark is not None else ""
         problem = getattr(error, "problem", None) or type(error).__name__
-        raise InputError("profile %s is not valid YAML%s (%s): fix the syntax" % (path, where, problem)) from error
+        raise InputError("profile %s is not valid YAML%s (%s): fix the syntax"
+                         % (path, where, problem)) from error
     if not isinstance(data, dict):
-        raise InputError("profile %s must be a YAML mapping of field: value, got %s: see configs/devices/*.yaml"
-                         % (path, type(data).__name__))
+        raise InputError("profile %s must be a YAML mapping of field: value, got %s: see "
+                         "configs/devices/*.yaml" % (path, type(data).__name__))
     return _from_mapping(data, path)
 
 
@@ -247,7 +248,8 @@ def _from_mapping(data: Dict[Any, Any], path: Path) -> DeviceProfile:
         if data[key] <= 0:
             raise InputError("profile %s: field %r must be positive, got %r" % (path, key, data[key]))
     if data["dla_cores"] < 0:
-        raise InputError("profile %s: field 'dla_cores' must be 0 or more, got %r" % (path, data["dla_cores"]))
+        raise InputError("profile %s: field 'dla_cores' must be 0 or more, got %r"
+                         % (path, data["dla_cores"]))
     if data["default_precision"] not in PRECISIONS:
         raise InputError("profile %s: field 'default_precision' is %r: choose one of %s"
                          % (path, data["default_precision"], ", ".join(PRECISIONS)))
@@ -260,15 +262,15 @@ def _from_mapping(data: Dict[Any, Any], path: Path) -> DeviceProfile:
         raise InputError("profile %s: field 'default_power_mode' is %r: choose one of power_modes (%s)"
                          % (path, default_mode, ", ".join(modes)))
     if not modes and default_mode is not None:
-        raise InputError("profile %s: field 'default_power_mode' is %r but power_modes is empty: set it to null"
-                         % (path, default_mode))
+        raise InputError("profile %s: field 'default_power_mode' is %r but power_modes is empty: set it to "
+                         "null" % (path, default_mode))
     reserved = data["vision_memory_budget_bytes"] + data["os_reserve_bytes"]
     if reserved >= data["ram_bytes"]:
-        raise InputError("profile %s: vision_memory_budget_bytes + os_reserve_bytes (%d) must be below ram_bytes "
-                         "(%d): lower them" % (path, reserved, data["ram_bytes"]))
+        raise InputError("profile %s: vision_memory_budget_bytes + os_reserve_bytes (%d) must be below "
+                         "ram_bytes (%d): lower them" % (path, reserved, data["ram_bytes"]))
     if data["tensorrt"] is not None and _version_tuple(data["tensorrt"], "TensorRT") < _OLDEST_TENSORRT:
-        raise InputError("profile %s: field 'tensorrt' is %r: the oldest supported TensorRT is 8.5 (JetPack 5.1)"
-                         % (path, data["tensorrt"]))
+        raise InputError("profile %s: field 'tensorrt' is %r: the oldest supported TensorRT is 8.5 "
+                         "(JetPack 5.1)" % (path, data["tensorrt"]))
     values = dict(data)
     values["memory_bandwidth_gbps"] = float(values["memory_bandwidth_gbps"])
     values["power_modes"] = tuple(modes)

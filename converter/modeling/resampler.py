@@ -52,7 +52,7 @@ class Resampler(nn.Module):
         self.register_buffer("pos_table", torch.from_numpy(sincos_table(d, max_side)), persistent=False)
 
     @classmethod
-    def from_tensors(cls, spec: VisionSpec, tensors: Dict[str, torch.Tensor], max_side: int) -> "Resampler":
+    def from_tensors(cls, spec: VisionSpec, tensors: Dict[str, torch.Tensor], max_side: int) -> Resampler:
         """Build from the checkpoint's ``resampler.*`` tensors; `max_side` bounds a slice's rows and cols."""
         module = cls(spec, max_side)
         state = {n[len("resampler."):]: t for n, t in tensors.items() if n.startswith("resampler.")}

@@ -80,7 +80,7 @@ class NavitSiglipEncoder(nn.Module):
         self.post_layernorm = Fp32LayerNorm(spec.width, eps=spec.layer_norm_eps)
 
     @classmethod
-    def from_tensors(cls, spec: VisionSpec, tensors: Dict[str, torch.Tensor]) -> "NavitSiglipEncoder":
+    def from_tensors(cls, spec: VisionSpec, tensors: Dict[str, torch.Tensor]) -> NavitSiglipEncoder:
         """Build from the checkpoint's ``vpm.*`` tensors (strict: every parameter must be present)."""
         module = cls(spec)
         state = {name[len("vpm."):]: t for name, t in tensors.items() if name.startswith("vpm.")}

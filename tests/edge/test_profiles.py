@@ -1,4 +1,4 @@
-"""Device profiles: every shipped YAML loads and is sane; bad profiles fail with one line naming the problem."""
+"""Device profiles: every shipped YAML loads and is sane; a bad profile fails with one line naming it."""
 import pytest
 import yaml
 

@@ -1,0 +1,46 @@
+"""Fixtures that make small real things: synthetic checkpoints and bundles exported from them."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Dict, Tuple
+
+import pytest
+
+VERSIONS = ("2.5", "2.6", "o-2.6", "4.0", "4.5")
+
+
+@pytest.fixture(scope="session")
+def make_checkpoint(tmp_path_factory) -> Callable[..., Path]:
+    """Synthetic tiny checkpoints, one per (version, options), made once per session."""
+    from converter.synthetic import write_checkpoint
+
+    made: Dict[Tuple, Path] = {}
+
+    def make(version: str = "2.6", size: str = "tiny", **options) -> Path:
+        key = (version, size, tuple(sorted(options.items())))
+        if key not in made:
+            out = tmp_path_factory.mktemp("ckpt") / ("%s-%s" % (version, size))
+            made[key] = write_checkpoint(out, version, size, **options)
+        return made[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def make_bundle(tmp_path_factory, make_checkpoint) -> Callable[..., Path]:
+    """Bundles exported through the CLI, one per (version, precision, target), made once per session."""
+    from converter.cli import main
+
+    made: Dict[Tuple, Path] = {}
+
+    def make(version: str = "2.6", precision: str = "fp32", target: str = "host-x86") -> Path:
+        key = (version, precision, target)
+        if key not in made:
+            out = tmp_path_factory.mktemp("bundle") / ("%s-%s-%s" % (version, precision, target))
+            args = ["export", "--checkpoint", str(make_checkpoint(version)), "--out", str(out),
+                    "--precision", precision, "--target", target]
+            assert main(args) == 0
+            made[key] = out
+        return made[key]
+
+    return make

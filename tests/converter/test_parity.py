@@ -1,0 +1,109 @@
+"""Exported graphs (ONNX Runtime) equal the project's torch modules and independent references, per version."""
+from __future__ import annotations
+
+from typing import List, Sequence, Tuple
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from converter.checkpoint import load_vision_checkpoint
+from converter.export import build_modules
+from edge.bundle import Bundle
+from edge.graph_inputs import pack_slices
+from tests.conftest import VERSIONS
+from tests.reference_models import ReferenceResampler, vpm_reference, vpm_reference_forward
+
+# Slice sides of 25, 49 and 58 patches (where floor/i*step ids are off), 78 and 286 (beyond the 70 grid).
+SINGLE_SLICES = [(25, 41), (49, 21), (58, 18), (12, 78), (4, 286)]
+RELATIVE_TOLERANCE = 1e-4  # of the output scale (max |reference|), fp32
+
+
+def _slices(sizes: Sequence[Tuple[int, int]], seed: int) -> List[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.uniform(-1, 1, (3, 14 * r, 14 * c)).astype(np.float32) for r, c in sizes]
+
+
+def _session(bundle: Bundle, module: str) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(bundle.graph_path(module, "fp32")), options, providers=["CPUExecutionProvider"])
+
+
+def _assert_close(got: np.ndarray, want: np.ndarray, what: str) -> None:
+    scale = float(np.abs(want).max())
+    error = float(np.abs(got - want).max())
+    assert error <= RELATIVE_TOLERANCE * scale, "%s: max abs error %.3g > %.0e x scale %.3g" % (
+        what, error, RELATIVE_TOLERANCE, scale)
+
+
+class Chain:
+    """One version's exported bundle, its torch modules and its references."""
+
+    def __init__(self, bundle_path, checkpoint_path) -> None:
+        self.bundle = Bundle.load(bundle_path)
+        self.layout = self.bundle.model["slice"]["layout"]
+        ck = load_vision_checkpoint(checkpoint_path)
+        self.modules = build_modules(ck, self.bundle.manifest["target"]["max_patches"])
+        self.vpm_ref = vpm_reference(ck.tensors, ck.spec)
+        self.resampler_ref = ReferenceResampler(ck.tensors, ck.spec.resampler_heads)
+        self.vpm, self.resampler = _session(self.bundle, "vpm"), _session(self.bundle, "resampler")
+
+    def check(self, sizes: Sequence[Tuple[int, int]], seed: int = 0) -> None:
+        slices = _slices(sizes, seed)
+        packed = pack_slices(slices, self.layout)
+        features = self.vpm.run(None, packed.vpm)[0]
+        tokens = self.resampler.run(None, {"vision_embeds": features, **packed.resampler})[0]
+        with torch.no_grad():
+            own_features = self.modules["vpm"](*(torch.from_numpy(v) for v in packed.vpm.values()))
+            own_tokens = self.modules["resampler"](own_features, torch.from_numpy(packed.resampler["tgt_sizes"]))
+        _assert_close(features, own_features.numpy(), "VPM onnx vs torch module")
+        _assert_close(tokens, own_tokens.numpy(), "Resampler onnx vs torch module")
+        reference = vpm_reference_forward(self.vpm_ref, slices, self.layout)
+        for index, ((r, c), want) in enumerate(zip(packed.sizes, reference)):
+            _assert_close(features[index, : r * c], want.numpy(), "VPM slice %dx%d vs Idefics2" % (r, c))
+        valid = [torch.from_numpy(features[i, : r * c]) for i, (r, c) in enumerate(packed.sizes)]
+        _assert_close(tokens, self.resampler_ref(valid, packed.sizes).numpy(), "Resampler vs MultiheadAttention")
+
+
+@pytest.fixture(scope="module")
+def chains(make_bundle, make_checkpoint):
+    cache = {}
+
+    def get(version: str) -> Chain:
+        if version not in cache:
+            cache[version] = Chain(make_bundle(version), make_checkpoint(version))
+        return cache[version]
+
+    return get
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("sizes", SINGLE_SLICES, ids=lambda s: "%dx%d" % s)
+def test_single_slice_matches_references(chains, version, sizes):
+    chains(version).check([sizes])
+
+
+@pytest.mark.parametrize("version", ["2.6", "o-2.6", "4.0", "4.5"])
+def test_padded_batch_of_different_slices(chains, version):
+    """Slices of different sizes share one zero-padded batch; masked keys make each equal its lone result."""
+    chains(version).check([(10, 20), (25, 41), (7, 9), (49, 21)], seed=1)
+
+
+def test_v25_image_with_slices_of_different_lengths(chains):
+    """2.5: one image's overview (24x43 = 1032 patches) and tiles (34x30 = 1020) padded to the longest,
+    1-D ids over 1032 for every slice, padding attending as keys (the official mask bug)."""
+    chain = chains("2.5")
+    assert chain.layout == "unmasked-1d"
+    chain.check([(24, 43), (34, 30), (34, 30)], seed=2)
+
+
+def test_v25_padding_changes_tokens(chains):
+    """The 2.5 reference really depends on padding: the same tile alone and padded next to a longer slice
+    give different features (so the batching rule is load-bearing, and the test above can fail)."""
+    chain = chains("2.5")
+    tile, longer = _slices([(6, 5), (6, 8)], seed=3)
+    alone = vpm_reference_forward(chain.vpm_ref, [tile], "unmasked-1d")[0]
+    padded = vpm_reference_forward(chain.vpm_ref, [tile, longer], "unmasked-1d")[0]
+    assert float((alone - padded).abs().max()) > 1e-3
