@@ -26,8 +26,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)
-	$(BIN)/minicpmv-convert make-checkpoint --model-version 2.6 --size tiny --out $(DEMO)/checkpoint-2.6
-	$(BIN)/minicpmv-convert export --checkpoint $(DEMO)/checkpoint-2.6 --out $(DEMO)/bundle-2.6 --precision fp32
+	$(BIN)/minicpmv-convert make-checkpoint --model-version 2.6 --size tiny --out $(DEMO)/checkpoint-2.6 --force
+	$(BIN)/minicpmv-convert export --checkpoint $(DEMO)/checkpoint-2.6 --out $(DEMO)/bundle-2.6 --precision fp32 --force
 	$(BIN)/minicpmv-edge inspect --bundle $(DEMO)/bundle-2.6
 
 clean:

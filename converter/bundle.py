@@ -73,7 +73,7 @@ def write_bundle(ck: VisionCheckpoint, out: Path, profile: DeviceProfile, precis
             io_dims = {"inputs": ios[module].inputs, "outputs": ios[module].outputs}
             entries[module]["graphs"][precision] = _graph_entry(graph, io_dims)
         for module in MODULES:
-            entries[module]["shapes"] = _profile_shapes(profile)
+            entries[module]["shapes"] = _profile_shapes(profile, ck.facts.slice_layout)
         manifest = {
             "created_by": "minicpmv-edge %s" % __version__,
             "model": model_facts(ck),
@@ -84,9 +84,12 @@ def write_bundle(ck: VisionCheckpoint, out: Path, profile: DeviceProfile, precis
     return manifest
 
 
-def _profile_shapes(profile: DeviceProfile) -> Dict[str, Dict[str, int]]:
+def _profile_shapes(profile: DeviceProfile, layout: str) -> Dict[str, Dict[str, int]]:
     """min/opt/max of the dynamic dims (TensorRT optimization profile); opt = one 448x448 slice."""
-    return {"batch": {"min": 1, "opt": 1, "max": profile.max_batch},
+    max_batch = profile.max_batch
+    if layout == "unmasked-1d":
+        max_batch = max(max_batch, profile.max_slices + 1)  # 2.5: an image's slices must share one batch
+    return {"batch": {"min": 1, "opt": 1, "max": max_batch},
             "patches": {"min": 1, "opt": min(1024, profile.max_patches), "max": profile.max_patches}}
 
 
