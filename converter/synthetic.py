@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import zlib
 from pathlib import Path
 from typing import Any, Dict
 
@@ -103,8 +104,9 @@ def write_checkpoint(out: Path, version: str, size: str, seed: int = 0, shards: 
                      overwrite: bool = False) -> Path:
     """Write config.json and the vision weights (one file, `shards` safetensors + index, or a .bin)."""
     config = synthetic_config(version, size)
+    version_seed = seed * 100003 + zlib.crc32(version.encode())  # each version gets its own weights
     tensors = {k: v.to(dtype).contiguous() for k, v in
-               synthetic_tensors(vision_spec(config, version), seed).items()}
+               synthetic_tensors(vision_spec(config, version), version_seed).items()}
     with atomic_directory(Path(out), overwrite=overwrite) as tmp:
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         if weight_format == "bin":

@@ -1,0 +1,85 @@
+"""Parity figures per version: exported fp32 graphs (ONNX Runtime) vs the independent references.
+
+    python -m benchmarks.parity --json
+
+Synthetic tiny checkpoints per version, exported through the CLI; for each case the max abs error of the VPM
+(vs transformers' Idefics2VisionTransformer with the official ids) and of the tokens (vs a Resampler on
+torch.nn.MultiheadAttention), each as a fraction of the reference's max |value|.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+from typing import Any, Dict
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from converter.bundle import write_bundle
+from converter.checkpoint import load_vision_checkpoint
+from converter.synthetic import write_checkpoint
+from edge.bundle import Bundle
+from edge.graph_inputs import pack_slices
+from edge.profiles import load_profile
+from tests.reference_models import ReferenceResampler, vpm_reference, vpm_reference_forward
+
+SINGLE = {"25x41": [(25, 41)], "49x21": [(49, 21)], "58x18": [(58, 18)], "12x78": [(12, 78)], "4x286": [(4, 286)]}
+CASES = {
+    "masked-2d": {**SINGLE, "padded batch 10x20+25x41+7x9+49x21": [(10, 20), (25, 41), (7, 9), (49, 21)]},
+    "unmasked-1d": {**SINGLE, "image 24x43+34x30+34x30": [(24, 43), (34, 30), (34, 30)]},
+}
+
+
+def _relative(got: np.ndarray, want: np.ndarray) -> float:
+    return float(np.abs(got - want).max() / np.abs(want).max())
+
+
+def version_figures(version: str, workdir: Path) -> Dict[str, Any]:
+    checkpoint = write_checkpoint(workdir / ("ckpt-" + version), version, "tiny")
+    out = workdir / ("bundle-" + version)
+    ck = load_vision_checkpoint(checkpoint)
+    write_bundle(ck, out, load_profile("host-x86"), ["fp32"], log=lambda message: None)
+    bundle = Bundle.load(out)
+    layout = bundle.model["slice"]["layout"]
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    vpm, resampler = (ort.InferenceSession(str(bundle.graph_path(m, "fp32")), options,
+                                           providers=["CPUExecutionProvider"]) for m in ("vpm", "resampler"))
+    vpm_ref, res_ref = vpm_reference(ck.tensors, ck.spec), ReferenceResampler(ck.tensors, ck.spec.resampler_heads)
+    figures: Dict[str, Any] = {}
+    for name, sizes in CASES[layout].items():
+        rng = np.random.default_rng(0)
+        slices = [rng.uniform(-1, 1, (3, 14 * r, 14 * c)).astype(np.float32) for r, c in sizes]
+        packed = pack_slices(slices, layout)
+        features = vpm.run(None, packed.vpm)[0]
+        tokens = resampler.run(None, {"vision_embeds": features, **packed.resampler})[0]
+        reference = vpm_reference_forward(vpm_ref, slices, layout)
+        valid = [features[i, : r * c] for i, (r, c) in enumerate(packed.sizes)]
+        want_tokens = res_ref([torch.from_numpy(v) for v in valid], packed.sizes).numpy()
+        figures[name] = {
+            "vpm_vs_idefics2": max(_relative(v, w.numpy()) for v, w in zip(valid, reference)),
+            "tokens_vs_multiheadattention": _relative(tokens, want_tokens),
+        }
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--versions", nargs="*", default=["2.5", "2.6", "o-2.6", "4.0", "4.5"])
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        result = {v: version_figures(v, Path(tmp)) for v in args.versions}
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for version, cases in result.items():
+            worst = max(max(c.values()) for c in cases.values())
+            print("%-6s worst relative error %.2e over %d cases" % (version, worst, len(cases)))
+
+
+if __name__ == "__main__":
+    main()
