@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Dict
 
 import numpy as np
-import onnxruntime as ort
 import torch
 
 from converter.bundle import write_bundle
@@ -23,6 +22,7 @@ from converter.checkpoint import load_vision_checkpoint
 from converter.synthetic import write_checkpoint
 from edge.bundle import Bundle
 from edge.graph_inputs import pack_slices
+from edge.onnxrt import open_session
 from edge.profiles import load_profile
 from tests.reference_models import ReferenceResampler, vpm_reference, vpm_reference_forward
 
@@ -44,10 +44,7 @@ def version_figures(version: str, workdir: Path) -> Dict[str, Any]:
     write_bundle(ck, out, load_profile("host-x86"), ["fp32"], log=lambda message: None)
     bundle = Bundle.load(out)
     layout = bundle.model["slice"]["layout"]
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    vpm, resampler = (ort.InferenceSession(str(bundle.graph_path(m, "fp32")), options,
-                                           providers=["CPUExecutionProvider"]) for m in ("vpm", "resampler"))
+    vpm, resampler = (open_session(bundle.graph_path(m, "fp32")) for m in ("vpm", "resampler"))
     vpm_ref, res_ref = vpm_reference(ck.tensors, ck.spec), ReferenceResampler(ck.tensors, ck.spec.resampler_heads)
     figures: Dict[str, Any] = {}
     for name, sizes in CASES[layout].items():

@@ -14,6 +14,7 @@ import torch
 from edge.bundle import Bundle
 from edge.errors import InputError
 from edge.graph_inputs import pack_slices
+from edge.onnxrt import open_session
 
 from .checkpoint import load_vision_checkpoint
 from .export import build_modules
@@ -87,12 +88,9 @@ def _bench_bundle(bundle: Bundle, packed, ref_features: np.ndarray, ref_tokens: 
                   batch: int, torch_ms: float) -> Dict[str, Any]:
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
     figures: Dict[str, Any] = {"onnxruntime_version": ort.__version__, "provider": "CPUExecutionProvider"}
     for precision in bundle.precisions("vpm"):
-        vpm, resampler = (ort.InferenceSession(str(bundle.graph_path(m, precision)), options,
-                                               providers=["CPUExecutionProvider"]) for m in ("vpm", "resampler"))
+        vpm, resampler = (open_session(bundle.graph_path(m, precision)) for m in ("vpm", "resampler"))
         dtype = np.float16 if precision == "fp16" else np.float32
         vpm_feeds = {k: v.astype(dtype) if v.dtype.kind == "f" else v for k, v in packed.vpm.items()}
         features = vpm.run(None, vpm_feeds)[0]

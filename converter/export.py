@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from edge.graph_inputs import pack_slices
+from edge.onnxrt import open_session
 
 from .checkpoint import VisionCheckpoint
 from .modeling import NavitSiglipEncoder, Resampler
@@ -156,10 +157,7 @@ def _copy(module: nn.Module) -> nn.Module:
 def _compare_with_torch(module: nn.Module, path: Path, feeds: Dict[str, np.ndarray],
                         args: Sequence[torch.Tensor]) -> Tuple[float, float]:
     """Max abs difference between ONNX Runtime and the torch module on the trace feeds, and the output scale."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = session.run(None, feeds)[0].astype(np.float32)
+    got = open_session(path).run(None, feeds)[0].astype(np.float32)
     with torch.no_grad():
         want = module(*args).float().numpy()
     return float(np.abs(got - want).max()), float(np.abs(want).max())

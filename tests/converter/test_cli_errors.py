@@ -9,7 +9,6 @@ from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -23,6 +22,7 @@ from edge.cli import main as edge_main
 from edge.errors import InputError
 from edge.fsutil import sha256_file
 from edge.graph_inputs import pack_slices
+from edge.onnxrt import open_session
 from edge.profiles import load_profile
 from edge.version import __version__
 
@@ -66,14 +66,8 @@ def _flip_middle_byte(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
-def _session(path: Path) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 def _run_graph(path: Path, feeds: Dict[str, np.ndarray]) -> np.ndarray:
-    return _session(path).run(None, feeds)[0]
+    return open_session(path).run(None, feeds)[0]
 
 
 # --- checkpoint problems -------------------------------------------------------------------------------------

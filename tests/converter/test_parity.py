@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import List, Sequence, Tuple
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 import torch
 
@@ -12,6 +11,7 @@ from converter.checkpoint import load_vision_checkpoint
 from converter.export import build_modules
 from edge.bundle import Bundle
 from edge.graph_inputs import pack_slices
+from edge.onnxrt import open_session
 from tests.conftest import VERSIONS
 from tests.reference_models import ReferenceResampler, vpm_reference, vpm_reference_forward
 
@@ -23,12 +23,6 @@ RELATIVE_TOLERANCE = 1e-4  # of the output scale (max |reference|), fp32
 def _slices(sizes: Sequence[Tuple[int, int]], seed: int) -> List[np.ndarray]:
     rng = np.random.default_rng(seed)
     return [rng.uniform(-1, 1, (3, 14 * r, 14 * c)).astype(np.float32) for r, c in sizes]
-
-
-def _session(bundle: Bundle, module: str) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(bundle.graph_path(module, "fp32")), options, providers=["CPUExecutionProvider"])
 
 
 def _assert_close(got: np.ndarray, want: np.ndarray, what: str) -> None:
@@ -48,7 +42,7 @@ class Chain:
         self.modules = build_modules(ck, self.bundle.manifest["target"]["max_patches"])
         self.vpm_ref = vpm_reference(ck.tensors, ck.spec)
         self.resampler_ref = ReferenceResampler(ck.tensors, ck.spec.resampler_heads)
-        self.vpm, self.resampler = _session(self.bundle, "vpm"), _session(self.bundle, "resampler")
+        self.vpm, self.resampler = (open_session(self.bundle.graph_path(m, "fp32")) for m in ("vpm", "resampler"))
 
     def check(self, sizes: Sequence[Tuple[int, int]], seed: int = 0) -> None:
         slices = _slices(sizes, seed)
