@@ -8,9 +8,8 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
-from edge.errors import InputError
+from edge.command import new_parser, run
 from edge.profiles import list_profiles, load_profile
-from edge.version import __version__
 
 from . import family
 
@@ -18,9 +17,7 @@ PROG = "minicpmv-convert"
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Convert MiniCPM-V's vision half into a Jetson bundle.")
-    parser.add_argument("--version", action="version", version="%(prog)s " + __version__)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser, sub = new_parser(PROG, "Convert MiniCPM-V's vision half into a Jetson bundle.")
 
     make = sub.add_parser("make-checkpoint", help="write a seeded synthetic checkpoint (vision weights only)")
     make.add_argument("--model-version", required=True, choices=list(family.VERSIONS))
@@ -124,12 +121,7 @@ COMMANDS = {"make-checkpoint": _make_checkpoint, "inspect": _inspect, "export": 
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point: one clear line and exit code 2 for bad input."""
-    args = _parser().parse_args(argv)
-    try:
-        return COMMANDS[args.command](args)
-    except InputError as exc:
-        print("%s: error: %s" % (PROG, exc), file=sys.stderr)
-        return 2
+    return run(_parser(), COMMANDS, argv)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Export the VPM and the Resampler to ONNX at the opset the target's TensorRT parses, and check what was written."""
 from __future__ import annotations
 
+import copy
 import tempfile
 import time
 import warnings
@@ -110,7 +111,7 @@ def export_graph(module: nn.Module, name: str, precision: str, io: GraphIO, feed
                  check: bool = True) -> ExportedGraph:
     """Export one module at one precision to ``<precision>/<name>.onnx`` inside `bundle_dir`, then check it."""
     start = time.perf_counter()
-    graph_module = to_fp16(_copy(module)) if precision == "fp16" else module
+    graph_module = to_fp16(copy.deepcopy(module)) if precision == "fp16" else module
     cast = _cast_feeds(feeds, precision)
     args = tuple(torch.from_numpy(cast[k]) for k in io.inputs)
     dynamic_axes = {n: {i: d for i, d in enumerate(dims) if isinstance(d, str)}
@@ -146,12 +147,6 @@ def export_graph(module: nn.Module, name: str, precision: str, io: GraphIO, feed
         exported.check_max_abs_error, exported.check_output_scale = _compare_with_torch(
             graph_module, target, cast, args)
     return exported
-
-
-def _copy(module: nn.Module) -> nn.Module:
-    import copy
-
-    return copy.deepcopy(module)
 
 
 def _compare_with_torch(module: nn.Module, path: Path, feeds: Dict[str, np.ndarray],

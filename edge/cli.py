@@ -8,16 +8,13 @@ from pathlib import Path
 from typing import List, Optional
 
 from .bundle import MODULES, Bundle
-from .errors import InputError
-from .version import __version__
+from .command import new_parser, run
 
 PROG = "minicpmv-edge"
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Run MiniCPM-V's vision half on a Jetson.")
-    parser.add_argument("--version", action="version", version="%(prog)s " + __version__)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser, sub = new_parser(PROG, "Run MiniCPM-V's vision half on a Jetson.")
     inspect = sub.add_parser("inspect", help="verify a bundle's files (sha256) and summarise its manifest")
     inspect.add_argument("--bundle", required=True, type=Path)
     inspect.add_argument("--json", action="store_true")
@@ -45,12 +42,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point: one clear line and exit code 2 for bad input."""
-    args = _parser().parse_args(argv)
-    try:
-        return {"inspect": _inspect}[args.command](args)
-    except InputError as exc:
-        print("%s: error: %s" % (PROG, exc), file=sys.stderr)
-        return 2
+    return run(_parser(), {"inspect": _inspect}, argv)
 
 
 if __name__ == "__main__":
