@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Dict
 
 import numpy as np
-import torch
 
 from converter.bundle import write_bundle
 from converter.checkpoint import load_vision_checkpoint
@@ -24,7 +23,7 @@ from edge.bundle import Bundle
 from edge.graph_inputs import pack_slices
 from edge.onnxrt import open_session
 from edge.profiles import load_profile
-from tests.reference_models import ReferenceResampler, vpm_reference, vpm_reference_forward
+from tests.reference_models import ReferenceChain
 
 SINGLE = {"25x41": [(25, 41)], "49x21": [(49, 21)], "58x18": [(58, 18)], "12x78": [(12, 78)], "4x286": [(4, 286)]}
 CASES = {
@@ -45,7 +44,7 @@ def version_figures(version: str, workdir: Path) -> Dict[str, Any]:
     bundle = Bundle.load(out)
     layout = bundle.model["slice"]["layout"]
     vpm, resampler = (open_session(bundle.graph_path(m, "fp32")) for m in ("vpm", "resampler"))
-    vpm_ref, res_ref = vpm_reference(ck.tensors, ck.spec), ReferenceResampler(ck.tensors, ck.spec.resampler_heads)
+    references = ReferenceChain(ck.tensors, ck.spec)
     figures: Dict[str, Any] = {}
     for name, sizes in CASES[layout].items():
         rng = np.random.default_rng(0)
@@ -53,11 +52,10 @@ def version_figures(version: str, workdir: Path) -> Dict[str, Any]:
         packed = pack_slices(slices, layout)
         features = vpm.run(None, packed.vpm)[0]
         tokens = resampler.run(None, {"vision_embeds": features, **packed.resampler})[0]
-        reference = vpm_reference_forward(vpm_ref, slices, layout)
+        vpm_rows, want_tokens = references.expected(slices, layout, features, packed.sizes)
         valid = [features[i, : r * c] for i, (r, c) in enumerate(packed.sizes)]
-        want_tokens = res_ref([torch.from_numpy(v) for v in valid], packed.sizes).numpy()
         figures[name] = {
-            "vpm_vs_idefics2": max(_relative(v, w.numpy()) for v, w in zip(valid, reference)),
+            "vpm_vs_idefics2": max(_relative(v, w) for v, w in zip(valid, vpm_rows)),
             "tokens_vs_multiheadattention": _relative(tokens, want_tokens),
         }
     return figures

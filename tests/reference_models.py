@@ -119,3 +119,19 @@ class ReferenceResampler(nn.Module):
             q = self.norms["ln_q"](self.query)[:, None].expand(-1, len(features), -1)
             out, _ = self.attn(q, kv + pos.permute(1, 0, 2), kv, key_padding_mask=padding, need_weights=False)
             return self.norms["ln_post"](out.permute(1, 0, 2)) @ self.proj
+
+
+class ReferenceChain:
+    """Both references for one checkpoint, judging the VPM and the Resampler each on its own."""
+
+    def __init__(self, tensors: Dict[str, torch.Tensor], spec) -> None:
+        self.vpm = vpm_reference(tensors, spec)
+        self.resampler = ReferenceResampler(tensors, spec.resampler_heads)
+
+    def expected(self, slices: Sequence[np.ndarray], layout: str, features: np.ndarray,
+                 sizes: Sequence[Tuple[int, int]]) -> Tuple[List[np.ndarray], np.ndarray]:
+        """Reference VPM rows of each slice, and reference tokens computed from the valid rows of `features`
+        (the graph's own VPM output, so a Resampler error is not hidden behind a VPM one)."""
+        vpm_rows = [rows.numpy() for rows in vpm_reference_forward(self.vpm, slices, layout)]
+        valid = [torch.from_numpy(features[i, : r * c]) for i, (r, c) in enumerate(sizes)]
+        return vpm_rows, self.resampler(valid, sizes).numpy()

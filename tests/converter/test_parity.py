@@ -13,7 +13,7 @@ from edge.bundle import Bundle
 from edge.graph_inputs import pack_slices
 from edge.onnxrt import open_session
 from tests.conftest import VERSIONS
-from tests.reference_models import ReferenceResampler, vpm_reference, vpm_reference_forward
+from tests.reference_models import ReferenceChain, vpm_reference_forward
 
 # Slice sides of 25, 49 and 58 patches (where floor/i*step ids are off), 78 and 286 (beyond the 70 grid).
 SINGLE_SLICES = [(25, 41), (49, 21), (58, 18), (12, 78), (4, 286)]
@@ -40,8 +40,7 @@ class Chain:
         self.layout = self.bundle.model["slice"]["layout"]
         ck = load_vision_checkpoint(checkpoint_path)
         self.modules = build_modules(ck, self.bundle.manifest["target"]["max_patches"])
-        self.vpm_ref = vpm_reference(ck.tensors, ck.spec)
-        self.resampler_ref = ReferenceResampler(ck.tensors, ck.spec.resampler_heads)
+        self.references = ReferenceChain(ck.tensors, ck.spec)
         self.vpm, self.resampler = (open_session(self.bundle.graph_path(m, "fp32")) for m in ("vpm", "resampler"))
 
     def check(self, sizes: Sequence[Tuple[int, int]], seed: int = 0) -> None:
@@ -54,11 +53,10 @@ class Chain:
             own_tokens = self.modules["resampler"](own_features, torch.from_numpy(packed.resampler["tgt_sizes"]))
         _assert_close(features, own_features.numpy(), "VPM onnx vs torch module")
         _assert_close(tokens, own_tokens.numpy(), "Resampler onnx vs torch module")
-        reference = vpm_reference_forward(self.vpm_ref, slices, self.layout)
-        for index, ((r, c), want) in enumerate(zip(packed.sizes, reference)):
-            _assert_close(features[index, : r * c], want.numpy(), "VPM slice %dx%d vs Idefics2" % (r, c))
-        valid = [torch.from_numpy(features[i, : r * c]) for i, (r, c) in enumerate(packed.sizes)]
-        _assert_close(tokens, self.resampler_ref(valid, packed.sizes).numpy(), "Resampler vs MultiheadAttention")
+        vpm_rows, want_tokens = self.references.expected(slices, self.layout, features, packed.sizes)
+        for index, ((r, c), want) in enumerate(zip(packed.sizes, vpm_rows)):
+            _assert_close(features[index, : r * c], want, "VPM slice %dx%d vs Idefics2" % (r, c))
+        _assert_close(tokens, want_tokens, "Resampler vs MultiheadAttention")
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +96,6 @@ def test_v25_padding_changes_tokens(chains):
     give different features (so the batching rule is load-bearing, and the test above can fail)."""
     chain = chains("2.5")
     tile, longer = _slices([(6, 5), (6, 8)], seed=3)
-    alone = vpm_reference_forward(chain.vpm_ref, [tile], "unmasked-1d")[0]
-    padded = vpm_reference_forward(chain.vpm_ref, [tile, longer], "unmasked-1d")[0]
+    alone = vpm_reference_forward(chain.references.vpm, [tile], "unmasked-1d")[0]
+    padded = vpm_reference_forward(chain.references.vpm, [tile, longer], "unmasked-1d")[0]
     assert float((alone - padded).abs().max()) > 1e-3
