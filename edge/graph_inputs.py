@@ -18,6 +18,7 @@ import numpy as np
 from .position_ids import slice_position_ids, strip_position_ids
 
 PATCH = 14
+NORMALISE = (np.arange(256, dtype=np.float32) / np.float32(255) - np.float32(0.5)) / np.float32(0.5)
 LAYOUTS = ("masked-2d", "unmasked-1d")
 
 
@@ -29,11 +30,14 @@ class PackedSlices(NamedTuple):
     sizes: List[Tuple[int, int]]
 
 
-def patch_grid(slice_chw: np.ndarray) -> Tuple[int, int]:
-    """(rows, cols) of patches of a [3, 14*rows, 14*cols] slice."""
-    channels, height, width = slice_chw.shape
-    if channels != 3 or height % PATCH or width % PATCH or not height or not width:
-        raise ValueError("a slice must be [3, 14*rows, 14*cols], got %s" % (tuple(slice_chw.shape),))
+def patch_grid(slice_: np.ndarray) -> Tuple[int, int]:
+    """(rows, cols) of patches of a normalised [3, 14*rows, 14*cols] slice or an RGB [14*rows, 14*cols, 3] tile."""
+    tile = slice_.dtype == np.uint8
+    shape = tuple(slice_.shape)
+    channels, height, width = (shape[2], shape[0], shape[1]) if tile and len(shape) == 3 else (shape + (0, 0))[:3]
+    if len(shape) != 3 or channels != 3 or height % PATCH or width % PATCH or not height or not width:
+        raise ValueError("a slice must be float [3, 14*rows, 14*cols] or uint8 [14*rows, 14*cols, 3], got %s %s"
+                         % (slice_.dtype, shape))
     return height // PATCH, width // PATCH
 
 
@@ -44,20 +48,64 @@ def to_strip(slice_chw: np.ndarray) -> np.ndarray:
     return patches.reshape(3, PATCH, rows * cols * PATCH)
 
 
+def _tile_strip(tile: np.ndarray) -> np.ndarray:
+    """An RGB [14h, 14w, 3] tile as a [3, 14, h, w, 14] view whose C-order is the official strip layout."""
+    rows, cols = patch_grid(tile)
+    return tile.reshape(rows, PATCH, cols, PATCH, 3).transpose(4, 1, 0, 2, 3)
+
+
+def _normalise(values: np.ndarray, out: np.ndarray) -> None:
+    """out[...] = NORMALISE[values] for C-contiguous 2-D arrays; OpenCV's LUT where present (~10x numpy's)."""
+    try:
+        import cv2
+    except ImportError:
+        out[...] = NORMALISE[values]
+        return
+    if out.dtype == np.float32:
+        cv2.LUT(values, NORMALISE, dst=out)
+    else:
+        out[...] = cv2.LUT(values, NORMALISE)
+
+
+def _pack_pixels(slices: Sequence[np.ndarray], sizes: Sequence[Tuple[int, int]], longest: int,
+                 dtype: np.dtype) -> np.ndarray:
+    """[B, 3, 14, 14*longest] strips, zero beyond each slice's patches (2.5 attends to that padding)."""
+    pixels = np.zeros((len(slices), 3, PATCH, PATCH * longest), dtype=dtype)
+    if slices[0].dtype != np.uint8:
+        for index, (slice_, (rows, cols)) in enumerate(zip(slices, sizes)):
+            pixels[index, :, :, : PATCH * rows * cols] = to_strip(slice_)
+        return pixels
+    # RGB tiles: lay the strips out in uint8 (a quarter of the bytes), normalise the batch in one pass,
+    # then restore the zero padding that the table lookup turned into -1.
+    staging = np.zeros(pixels.shape, dtype=np.uint8)
+    for index, (tile, (rows, cols)) in enumerate(zip(slices, sizes)):
+        target = staging[index, :, :, : PATCH * rows * cols].reshape(3, PATCH, rows, cols, PATCH)
+        np.copyto(target, _tile_strip(tile))
+    _normalise(staging.reshape(-1, PATCH * longest), pixels.reshape(-1, PATCH * longest))
+    for index, (rows, cols) in enumerate(sizes):
+        pixels[index, :, :, PATCH * rows * cols:] = 0
+    return pixels
+
+
 def pack_slices(slices: Sequence[np.ndarray], layout: str, dtype: np.dtype = np.float32) -> PackedSlices:
-    """Pack normalised [3, 14h, 14w] slices into zero-padded strips and their int32 index inputs."""
+    """Pack slices into zero-padded strips and their int32 index inputs.
+
+    A slice is either normalised float [3, 14h, 14w] or an RGB uint8 [14h, 14w, 3] tile, normalised here with
+    the official ``(x / 255 - 0.5) / 0.5``.
+    """
     if layout not in LAYOUTS:
         raise ValueError("unknown slice layout %r (expected one of %s)" % (layout, ", ".join(LAYOUTS)))
     if not slices:
         raise ValueError("pack_slices needs at least one slice")
+    if len({s.dtype == np.uint8 for s in slices}) > 1:
+        raise ValueError("pack_slices takes either RGB uint8 tiles or normalised float slices, not both")
     sizes = [patch_grid(s) for s in slices]
     longest = max(rows * cols for rows, cols in sizes)
-    pixels = np.zeros((len(slices), 3, PATCH, PATCH * longest), dtype=dtype)
+    pixels = _pack_pixels(slices, sizes, longest, dtype)
     position_ids = np.zeros((len(slices), longest), dtype=np.int32)
     patch_counts = np.empty(len(slices), dtype=np.int32)
-    for index, (slice_chw, (rows, cols)) in enumerate(zip(slices, sizes)):
+    for index, (rows, cols) in enumerate(sizes):
         count = rows * cols
-        pixels[index, :, :, : PATCH * count] = to_strip(slice_chw)
         if layout == "masked-2d":
             position_ids[index, :count] = slice_position_ids(rows, cols)
             patch_counts[index] = count

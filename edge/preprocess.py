@@ -1,0 +1,45 @@
+"""Image -> RGB uint8 slices in model order, per the slice plan (geometry in ``edge.slicing``).
+
+Resizing happens once per plan entry (overview, refined image) in uint8, as the official processor does; the
+tiles are views of the refined image. Normalisation is left to ``edge.graph_inputs.pack_slices``, which does
+it while laying the slices out as strips.
+"""
+from __future__ import annotations
+
+from typing import Any, List, NamedTuple
+
+import numpy as np
+
+from .image_input import to_rgb
+from .resize import resizer
+from .slicing import DEFAULT, SliceConfig, SlicePlan, plan_slices
+
+
+class PreparedImage(NamedTuple):
+    """The model inputs of one image: RGB uint8 [14h, 14w, 3] slices (overview first) and their plan."""
+
+    slices: List[np.ndarray]
+    plan: SlicePlan
+
+
+class Preprocessor:
+    """Slices images as the official processor does; `config.max_slice_nums` may be changed between calls."""
+
+    def __init__(self, config: SliceConfig = DEFAULT, resize: str = "exact") -> None:
+        self.config = config
+        self.resize_mode = resize
+        self._resize = resizer(resize)
+
+    def plan(self, rgb: np.ndarray) -> SlicePlan:
+        return plan_slices((rgb.shape[1], rgb.shape[0]), self.config)
+
+    def __call__(self, image: Any, color: str = "rgb") -> PreparedImage:
+        rgb = to_rgb(image, color)
+        plan = self.plan(rgb)
+        slices = [self._resize(rgb, plan.source_size)]
+        if plan.grid is not None and plan.refine_size is not None and plan.tile_size is not None:
+            refined = self._resize(rgb, plan.refine_size)
+            (cols, rows), (width, height) = plan.grid, plan.tile_size
+            slices += [refined[r * height:(r + 1) * height, c * width:(c + 1) * width]
+                       for r in range(rows) for c in range(cols)]
+        return PreparedImage(slices, plan)
