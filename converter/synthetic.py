@@ -3,6 +3,13 @@
 Sizes: ``tiny`` (VPM width 64, 2 layers, D 256), ``small`` (real widths: 1152, MLP 4304, 16 heads, the
 version's D and Q, 2 layers) and ``full`` (the real 27-layer VPM). As in real SigLIP, a few residual channels
 carry activations in the hundreds (outliers that make INT8 calibration honest). LLM weights are omitted.
+
+Random weights alone make a model that barely looks at its input (uniform attention averages the image away,
+and the outlier channels dominate every LayerNorm), so tokens of different images would agree to a cosine of
+0.99999 and no accuracy figure would mean anything. Three choices make the tokens depend on the image as a
+trained model's do: patch embeddings as strong as the position embeddings, LayerNorm gains that undo the
+scale-down the outliers cause on the other channels (as trained gains do, leaving the outlier channels
+standing out of the matmul inputs), and query/key projections large enough for peaked attention.
 """
 from __future__ import annotations
 
@@ -22,6 +29,9 @@ from .checkpoint import VisionSpec, expected_shapes, vision_spec
 SIZES = ("tiny", "small", "full")
 OUTLIER_CHANNELS = (7, 33, 50)  # residual channels given large magnitudes (all < the tiny width 64)
 OUTLIER_MAGNITUDE = 200.0  # about the residual magnitude they reach after the last layer
+PATCH_EMBEDDING_GAIN = 3.0  # patch embeddings about as strong as the position embeddings (std 0.3)
+VPM_QK_GAIN = 3.0  # VPM attention logits of a few units instead of ~0.1
+RESAMPLER_QK_GAIN = 8.0  # Resampler queries pick patches instead of averaging all of them
 _TINY = {"hidden_size": 64, "intermediate_size": 256, "num_attention_heads": 4, "llm_hidden": 256}
 
 
@@ -92,11 +102,27 @@ def synthetic_tensors(spec: VisionSpec, seed: int) -> Dict[str, torch.Tensor]:
     per_layer = OUTLIER_MAGNITUDE / max(spec.layers, 1)
     channels = [c for c in OUTLIER_CHANNELS if c < spec.width]
     for i in range(spec.layers):
-        fc2 = "vpm.encoder.layers.%d.mlp.fc2." % i
+        layer = "vpm.encoder.layers.%d." % i
         for sign, channel in zip((1.0, -1.0, 1.0), channels):
-            tensors[fc2 + "bias"][channel] = sign * per_layer
-            tensors[fc2 + "weight"][channel] *= 8.0
+            tensors[layer + "mlp.fc2.bias"][channel] = sign * per_layer
+            tensors[layer + "mlp.fc2.weight"][channel] *= 8.0
+        for norm in ("layer_norm1", "layer_norm2"):  # both see the outliers of the layers before this one
+            _undo_outlier_scale(tensors[layer + norm + ".weight"], channels, i * per_layer, spec.width)
+        for projection in ("q_proj", "k_proj"):
+            tensors[layer + "self_attn.%s.weight" % projection] *= VPM_QK_GAIN
+    _undo_outlier_scale(tensors["vpm.post_layernorm.weight"], channels, spec.layers * per_layer, spec.width)
+    tensors["vpm.embeddings.patch_embedding.weight"] *= PATCH_EMBEDDING_GAIN
+    embed_dim = tensors["resampler.query"].shape[1]
+    tensors["resampler.attn.in_proj_weight"][: 2 * embed_dim] *= RESAMPLER_QK_GAIN
     return tensors
+
+
+def _undo_outlier_scale(gain: torch.Tensor, channels, outlier: float, width: int) -> None:
+    """Scale a LayerNorm's gain on the ordinary channels by the std that `outlier`-sized channels give its input."""
+    std = math.sqrt(len(channels) * outlier ** 2 / width + 1.0)
+    ordinary = torch.ones_like(gain, dtype=torch.bool)
+    ordinary[list(channels)] = False
+    gain[ordinary] *= std
 
 
 def write_checkpoint(out: Path, version: str, size: str, seed: int = 0, shards: int = 1,

@@ -1,0 +1,67 @@
+"""Where an image's tokens go in the LLM prompt: the placeholder layout per model version (SPEC-minicpmv.md).
+
+Each token block (Q embeddings: the overview or one tile) takes the place of Q ``<unk>`` placeholders:
+
+- ``v2.6`` (2.6, o-2.6, 4.x): ``<image_id>i</image_id>`` (when ``use_image_id``) ``<image>`` Q ``</image>``,
+  then the grid's rows joined by ``\\n``, each row the concatenation of ``<slice>`` Q ``</slice>`` per tile.
+- ``v2.5``: ``<image>`` Q ``</image>``, then ``<slice>`` + rows joined by ``\\n`` of ``<image>`` Q ``</image>``
+  per tile + ``</slice>``.
+
+``segments`` gives the layout as text pieces and block numbers (the rows of ``EncodedImage.tokens``), which is
+what an LLM runtime that injects embeddings needs; ``text`` renders it with the placeholder token.
+"""
+from __future__ import annotations
+
+from typing import Any, List, Mapping, NamedTuple, Optional, Tuple, Union
+
+Segment = Union[str, int]  # literal prompt text, or the index of a token block in EncodedImage.tokens
+STYLES = ("v2.5", "v2.6")
+UNK = "<unk>"
+
+
+class PromptLayout(NamedTuple):
+    """The facts the layout depends on, as recorded in a bundle manifest's ``model`` section."""
+
+    style: str
+    query_num: int
+    use_image_id: bool
+
+    @classmethod
+    def from_model(cls, model: Mapping[str, Any]) -> PromptLayout:
+        prompt = model["prompt"]
+        if prompt["style"] not in STYLES:
+            raise ValueError("unknown prompt style %r (expected one of %s)" % (prompt["style"], ", ".join(STYLES)))
+        return cls(prompt["style"], int(model["query_num"]), bool(prompt["use_image_id"]))
+
+    def segments(self, grid: Optional[Tuple[int, int]], image_index: int = 0) -> List[Segment]:
+        """The layout of one image with `grid` (cols, rows) or None; `image_index` numbers images in a prompt."""
+        tiles = [] if grid is None else [[1 + r * grid[0] + c for c in range(grid[0])] for r in range(grid[1])]
+        overview: List[Segment] = ["<image>", 0, "</image>"]
+        if self.style == "v2.6":
+            image_id: List[Segment] = ["<image_id>%d</image_id>" % image_index] if self.use_image_id else []
+            return _merge(image_id + overview + _grid(tiles, "<slice>", "</slice>"))
+        sliced: List[Segment] = ["<slice>"] + _grid(tiles, "<image>", "</image>") + ["</slice>"] if tiles else []
+        return _merge(overview + sliced)
+
+    def text(self, grid: Optional[Tuple[int, int]], image_index: int = 0, unk: str = UNK) -> str:
+        """The placeholder string the official processor puts in the prompt for one image."""
+        return "".join(unk * self.query_num if isinstance(s, int) else s for s in self.segments(grid, image_index))
+
+
+def _grid(tiles: List[List[int]], opener: str, closer: str) -> List[Segment]:
+    """Rows of wrapped tile blocks, joined by newlines."""
+    out: List[Segment] = []
+    for number, row in enumerate(tiles):
+        out += (["\n"] if number else []) + [piece for block in row for piece in (opener, block, closer)]
+    return out
+
+
+def _merge(segments: List[Segment]) -> List[Segment]:
+    """Join adjacent text pieces so that text and token blocks alternate."""
+    merged: List[Segment] = []
+    for segment in segments:
+        if isinstance(segment, str) and merged and isinstance(merged[-1], str):
+            merged[-1] += segment
+        else:
+            merged.append(segment)
+    return merged
