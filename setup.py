@@ -34,11 +34,11 @@ setup(
     install_requires=["numpy", "pyyaml"],
     extras_require={
         "host": ["torch>=2.4", "onnx>=1.15", "onnxruntime>=1.17", "safetensors>=0.4", "pillow", "tqdm"],
-        "edge": ["numpy", "pyyaml", "onnx", "onnxruntime"],
+        "edge": ["numpy", "pyyaml", "onnx", "onnxruntime", "pillow"],
         "camera": ["opencv-python"],
         "jetson": ["jetson-stats", "pycuda"],
         "llm": ["llama-cpp-python", "gguf"],
-        "dev": ["pytest", "ruff", "vermin", "transformers>=4.45", "pillow"],
+        "dev": ["pytest", "ruff", "vermin", "transformers>=4.45", "pillow", "opencv-python-headless"],
     },
     entry_points={
         "console_scripts": [

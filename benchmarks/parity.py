@@ -4,7 +4,8 @@
 
 Synthetic tiny checkpoints per version, exported through the CLI; for each case the max abs error of the VPM
 (vs transformers' Idefics2VisionTransformer with the official ids) and of the tokens (vs a Resampler on
-torch.nn.MultiheadAttention), each as a fraction of the reference's max |value|.
+torch.nn.MultiheadAttention), each as a fraction of the reference's max |value|. The ``images`` cases run
+whole images through ``edge.VisionEncoder`` (resize="exact") against the official chain on PIL slicing.
 """
 from __future__ import annotations
 
@@ -15,16 +16,21 @@ from pathlib import Path
 from typing import Any, Dict
 
 import numpy as np
+from PIL import Image
 
 from converter.bundle import write_bundle
 from converter.checkpoint import load_vision_checkpoint
 from converter.synthetic import write_checkpoint
 from edge.bundle import Bundle
+from edge.encoder import VisionEncoder
 from edge.graph_inputs import pack_slices
 from edge.onnxrt import open_session
 from edge.profiles import load_profile
+from edge.scenes import synthetic_scene
 from tests.reference_models import ReferenceChain
+from tests.reference_slicing import official_pixel_values
 
+IMAGES = [(1344, 1344), (1920, 1080), (500, 300), (3000, 500), (812, 247), (4000, 50)]
 SINGLE = {"25x41": [(25, 41)], "49x21": [(49, 21)], "58x18": [(58, 18)], "12x78": [(12, 78)], "4x286": [(4, 286)]}
 CASES = {
     "masked-2d": {**SINGLE, "padded batch 10x20+25x41+7x9+49x21": [(10, 20), (25, 41), (7, 9), (49, 21)]},
@@ -58,6 +64,12 @@ def version_figures(version: str, workdir: Path) -> Dict[str, Any]:
             "vpm_vs_idefics2": max(_relative(v, w) for v, w in zip(valid, vpm_rows)),
             "tokens_vs_multiheadattention": _relative(tokens, want_tokens),
         }
+    encoder = VisionEncoder.from_bundle(out, resize="exact")
+    for width, height in IMAGES:
+        rgb = synthetic_scene(width, height, seed=width + height)
+        want = references.tokens(official_pixel_values(Image.fromarray(rgb)), layout)
+        figures["image %dx%d" % (width, height)] = {"encoder_tokens_vs_official_chain": _relative(
+            encoder.encode(rgb).tokens, want)}
     return figures
 
 

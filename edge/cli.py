@@ -5,10 +5,15 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
+from .bench_preprocess import DEFAULT_SIZES, format_report, run_bench
 from .bundle import MODULES, Bundle
 from .command import new_parser, run
+from .encoder import VisionEncoder
+from .errors import InputError
+from .fsutil import atomic_write_bytes
+from .scenes import synthetic_scene
 
 PROG = "minicpmv-edge"
 
@@ -18,7 +23,91 @@ def _parser() -> argparse.ArgumentParser:
     inspect = sub.add_parser("inspect", help="verify a bundle's files (sha256) and summarise its manifest")
     inspect.add_argument("--bundle", required=True, type=Path)
     inspect.add_argument("--json", action="store_true")
+    encode = sub.add_parser("encode", help="encode one image (or a synthetic scene) and report tokens and timings")
+    encode.add_argument("--bundle", required=True, type=Path)
+    source = encode.add_mutually_exclusive_group()
+    source.add_argument("--image", type=Path, help="an image file (read with Pillow)")
+    source.add_argument("--scene", type=_size, default=(1920, 1080), help="a synthetic WxH scene (default 1920x1080)")
+    encode.add_argument("--resize", choices=("exact", "fast"), default="exact")
+    encode.add_argument("--precision", help="graph precision (default: the bundle target's)")
+    encode.add_argument("--max-slice-nums", type=int)
+    encode.add_argument("--out", type=Path, help="write the tokens [n_images, Q, D] float32 here (.npy)")
+    encode.add_argument("--json", action="store_true")
+    bench = sub.add_parser("bench", help="benchmarks that print figures (--json for machines)")
+    bench_sub = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
+    preprocess = bench_sub.add_parser("preprocess", help="exact and fast preprocessing vs the official PIL "
+                                                         "pipeline: times, ratios, pixel and token distance")
+    preprocess.add_argument("--sizes", type=_sizes, default=DEFAULT_SIZES,
+                            help="comma-separated WxH inputs (default: 640x480,1280x720,1920x1080,4032x3024)")
+    preprocess.add_argument("--repeats", type=int, default=5, help="timed runs per input (min and median)")
+    preprocess.add_argument("--seed", type=int, default=0, help="synthetic scene seed")
+    preprocess.add_argument("--bundle", type=Path, help="also encode with this bundle: token cosine fast vs exact")
+    preprocess.add_argument("--max-slice-nums", type=int, help="slice budget (default: the bundle's, else 9)")
+    preprocess.add_argument("--json", action="store_true")
     return parser
+
+
+def _sizes(text: str) -> List[Tuple[int, int]]:
+    """"640x480,1920x1080" -> [(640, 480), (1920, 1080)]."""
+    try:
+        sizes = [tuple(int(v) for v in item.lower().split("x")) for item in text.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or any(len(s) != 2 or min(s) < 1 for s in sizes):
+        raise argparse.ArgumentTypeError("expected WxH[,WxH...] with positive integers, got %r" % text)
+    return sizes  # type: ignore[return-value]
+
+
+def _size(text: str) -> Tuple[int, int]:
+    sizes = _sizes(text)
+    if len(sizes) != 1:
+        raise argparse.ArgumentTypeError("expected one WxH, got %r" % text)
+    return sizes[0]
+
+
+def _encode(args: argparse.Namespace) -> int:
+    encoder = VisionEncoder.from_bundle(args.bundle, precision=args.precision, resize=args.resize)
+    if args.max_slice_nums is not None:
+        try:
+            encoder.max_slice_nums = args.max_slice_nums
+        except ValueError as exc:
+            raise InputError("--max-slice-nums: %s" % exc) from exc
+    image = _read_image(args.image) if args.image else synthetic_scene(*args.scene)
+    result = encoder.encode(image)
+    if args.out:
+        atomic_write_bytes(args.out, _npy_bytes(result.tokens))
+    summary = {"tokens_shape": list(result.tokens.shape), "grid": result.grid, "patch_grids": result.patch_grids,
+               "timings_ms": {k: round(v, 2) for k, v in result.timings.items()},
+               "prompt": encoder.prompt.text(result.grid, unk="<unk>*%d" % encoder.prompt.query_num
+                                             ).replace("<unk>*%d" % encoder.prompt.query_num, "{Q}"),
+               "out": str(args.out) if args.out else None}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print("tokens %s, grid %s, %s" % ("x".join(map(str, result.tokens.shape)), result.grid,
+                                          ", ".join("%s %.1f ms" % kv for kv in summary["timings_ms"].items())))
+        print("prompt layout ({Q} = %d placeholders): %s" % (encoder.prompt.query_num, summary["prompt"]))
+    return 0
+
+
+def _read_image(path: Path):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (OSError, UnidentifiedImageError) as exc:
+        raise InputError("cannot read image %s (%s): pass a PNG/JPEG file" % (path, exc)) from exc
+
+
+def _npy_bytes(array) -> bytes:
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -40,9 +129,17 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    if args.repeats < 1:
+        raise InputError("--repeats must be at least 1, got %d" % args.repeats)
+    report = run_bench(args.sizes, args.repeats, args.seed, args.bundle, args.max_slice_nums)
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point: one clear line and exit code 2 for bad input."""
-    return run(_parser(), {"inspect": _inspect}, argv)
+    return run(_parser(), {"inspect": _inspect, "encode": _encode, "bench": _bench}, argv)
 
 
 if __name__ == "__main__":

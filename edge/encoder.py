@@ -11,7 +11,9 @@ from .bundle import MODULES, Bundle
 from .engine import Engine, open_engine
 from .errors import SliceTooLarge
 from .graph_inputs import PackedSlices, pack_slices
+from .image_input import to_rgb
 from .preprocess import Preprocessor
+from .prompt import PromptLayout
 from .slicing import SliceConfig
 
 Precision = Union[None, str, Mapping[str, Optional[str]]]
@@ -41,6 +43,7 @@ class VisionEncoder:
         config = SliceConfig(slicing["scale_resolution"], min(slicing["max_slice_nums"], self.max_slices_allowed),
                              slicing["patch_size"])
         self.preprocessor = Preprocessor(config, resize)
+        self.prompt = PromptLayout.from_model(facts)  # where the tokens go in the LLM prompt
 
     @classmethod
     def from_bundle(cls, path: Union[str, Path], backend: str = "onnxruntime", precision: Precision = None,
@@ -58,20 +61,22 @@ class VisionEncoder:
     @max_slice_nums.setter
     def max_slice_nums(self, value: int) -> None:
         """Change the slice budget between frames (the governor lowers it under memory or heat pressure)."""
-        if not 1 <= value <= self.max_slices_allowed:
-            raise ValueError("max_slice_nums must be 1..%d for this bundle (target %s), got %d"
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= self.max_slices_allowed:
+            raise ValueError("max_slice_nums must be an integer 1..%d for this bundle (target %s), got %r"
                              % (self.max_slices_allowed, self.bundle.manifest["target"]["profile"], value))
         self.preprocessor.config = self.preprocessor.config._replace(max_slice_nums=value)
 
     def encode(self, image: Any, color: str = "rgb") -> EncodedImage:
         """Visual tokens of one image (numpy HxW[xC] uint8 or PIL); `color="bgr"` for OpenCV frames."""
         start = time.perf_counter()
-        prepared = self.preprocessor(image, color)
-        patch_grids = prepared.plan.patch_grids(self.preprocessor.config.patch_size)
-        self._check_fits(prepared.plan.slice_sizes, patch_grids)
+        rgb = to_rgb(image, color)
+        plan = self.preprocessor.plan(rgb)
+        patch_grids = plan.patch_grids(self.preprocessor.config.patch_size)
+        self._check_fits(plan.slice_sizes, patch_grids)  # before any resizing: refusing is cheap
+        slices = self.preprocessor.slices(rgb, plan)
         pixel_dtype = self.engines["vpm"].input_dtypes["pixel_values"]
-        batches = [pack_slices(prepared.slices[first:first + size], self.layout, pixel_dtype)
-                   for first, size in self._batches(len(prepared.slices))]
+        batches = [pack_slices(slices[first:first + size], self.layout, pixel_dtype)
+                   for first, size in self._batches(len(slices))]
         after_preprocess = time.perf_counter()
         embeds = [self.engines["vpm"].infer(batch.vpm)["vision_embeds"] for batch in batches]
         after_vpm = time.perf_counter()
@@ -79,7 +84,7 @@ class VisionEncoder:
         end = time.perf_counter()
         timings = {"preprocess": (after_preprocess - start) * 1e3, "vpm": (after_vpm - after_preprocess) * 1e3,
                    "resampler": (end - after_vpm) * 1e3, "total": (end - start) * 1e3}
-        return EncodedImage(tokens.astype(np.float32, copy=False), prepared.plan.grid, timings, patch_grids)
+        return EncodedImage(tokens.astype(np.float32, copy=False), plan.grid, timings, patch_grids)
 
     def _resample(self, batch: PackedSlices, embeds: np.ndarray) -> np.ndarray:
         return self.engines["resampler"].infer(dict(batch.resampler, vision_embeds=embeds))["image_tokens"]

@@ -23,11 +23,18 @@ def sha256_file(path: Path, chunk_bytes: int = 1 << 22) -> str:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write `text` to a temporary file beside `path`, then rename it over `path`."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to a temporary file beside `path`, then rename it over `path`."""
     path = Path(path)
+    if not path.parent.is_dir():
+        raise InputError("cannot write %s: directory %s does not exist" % (path, path.parent))
     fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", dir=str(path.parent))
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
         os.replace(tmp, str(path))
     except BaseException:
         with contextlib.suppress(OSError):

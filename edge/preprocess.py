@@ -36,10 +36,14 @@ class Preprocessor:
     def __call__(self, image: Any, color: str = "rgb") -> PreparedImage:
         rgb = to_rgb(image, color)
         plan = self.plan(rgb)
+        return PreparedImage(self.slices(rgb, plan), plan)
+
+    def slices(self, rgb: np.ndarray, plan: SlicePlan) -> List[np.ndarray]:
+        """The RGB slices of `plan`, overview first, then the tiles (views of the refined image) row-major."""
         slices = [self._resize(rgb, plan.source_size)]
         if plan.grid is not None and plan.refine_size is not None and plan.tile_size is not None:
             refined = self._resize(rgb, plan.refine_size)
             (cols, rows), (width, height) = plan.grid, plan.tile_size
             slices += [refined[r * height:(r + 1) * height, c * width:(c + 1) * width]
                        for r in range(rows) for c in range(cols)]
-        return PreparedImage(slices, plan)
+        return slices

@@ -135,3 +135,8 @@ class ReferenceChain:
         vpm_rows = [rows.numpy() for rows in vpm_reference_forward(self.vpm, slices, layout)]
         valid = [torch.from_numpy(features[i, : r * c]) for i, (r, c) in enumerate(sizes)]
         return vpm_rows, self.resampler(valid, sizes).numpy()
+
+    def tokens(self, slices: Sequence[np.ndarray], layout: str) -> np.ndarray:
+        """The official chain end to end: reference VPM rows of every slice, then the reference Resampler."""
+        sizes = [(s.shape[1] // 14, s.shape[2] // 14) for s in slices]
+        return self.resampler(vpm_reference_forward(self.vpm, slices, layout), sizes).numpy()
