@@ -78,15 +78,14 @@ def _encode(args: argparse.Namespace) -> int:
         atomic_write_bytes(args.out, _npy_bytes(result.tokens))
     summary = {"tokens_shape": list(result.tokens.shape), "grid": result.grid, "patch_grids": result.patch_grids,
                "timings_ms": {k: round(v, 2) for k, v in result.timings.items()},
-               "prompt": encoder.prompt.text(result.grid, unk="<unk>*%d" % encoder.prompt.query_num
-                                             ).replace("<unk>*%d" % encoder.prompt.query_num, "{Q}"),
+               "prompt": "".join("{Q}" if isinstance(s, int) else s for s in encoder.prompt.segments(result.grid)),
                "out": str(args.out) if args.out else None}
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         print("tokens %s, grid %s, %s" % ("x".join(map(str, result.tokens.shape)), result.grid,
                                           ", ".join("%s %.1f ms" % kv for kv in summary["timings_ms"].items())))
-        print("prompt layout ({Q} = %d placeholders): %s" % (encoder.prompt.query_num, summary["prompt"]))
+        print("prompt layout ({Q} = %d <unk> placeholders): %s" % (encoder.prompt.query_num, summary["prompt"]))
     return 0
 
 
