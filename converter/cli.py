@@ -56,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--batch", type=int, default=1)
     bench.add_argument("--repeats", type=int, default=5)
     bench.add_argument("--json", action="store_true")
+    check = sub.add_parser("check-ops", help="check every graph of a bundle against a TensorRT release's ONNX "
+                                             "parser: operators, opset, int64 I/O, Q/DQ legality")
+    check.add_argument("--bundle", required=True, type=Path)
+    check.add_argument("--trt", help="TensorRT release, e.g. 8.5, 8.6, 10.3, 10.16, 11.1 (default: the bundle "
+                                     "target's)")
+    check.add_argument("--json", action="store_true")
     return parser
 
 
@@ -116,7 +122,25 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"make-checkpoint": _make_checkpoint, "inspect": _inspect, "export": _export, "bench": _bench}
+def _check_ops(args: argparse.Namespace) -> int:
+    """Exit 0 when every graph would parse, 1 when some would not (offending nodes listed), 2 for bad input."""
+    from edge.bundle import Bundle
+    from edge.errors import InputError
+
+    from .check_ops import check_bundle, format_report
+
+    bundle = Bundle.load(args.bundle)
+    tensorrt = args.trt or bundle.manifest["target"]["tensorrt"]
+    if tensorrt is None:
+        raise InputError("bundle %s targets %s, which has no TensorRT: pass --trt RELEASE (e.g. --trt 10.3)"
+                         % (args.bundle, bundle.manifest["target"]["profile"]))
+    report = check_bundle(bundle, str(tensorrt))
+    print(json.dumps(report, indent=2) if args.json else format_report(report, args.bundle))
+    return 0 if report["passed"] else 1
+
+
+COMMANDS = {"make-checkpoint": _make_checkpoint, "inspect": _inspect, "export": _export, "bench": _bench,
+            "check-ops": _check_ops}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
