@@ -56,6 +56,22 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--batch", type=int, default=1)
     bench.add_argument("--repeats", type=int, default=5)
     bench.add_argument("--json", action="store_true")
+    calibrate = sub.add_parser("calibrate", help="INT8 Q/DQ graphs for a bundle: calibrate on images, then keep "
+                                                 "the most harmful layers float until a target token cosine")
+    calibrate.add_argument("--bundle", required=True, type=Path)
+    calibrate.add_argument("--data", type=Path, help="a folder of images or a video file (default: built-in "
+                                                    "synthetic scenes)")
+    calibrate.add_argument("--count", type=int, default=16, help="calibration images (default 16)")
+    calibrate.add_argument("--method", choices=("entropy", "percentile", "minmax"), default="entropy")
+    calibrate.add_argument("--percentile", type=float, default=99.99)
+    calibrate.add_argument("--quantize-attention", action="store_true",
+                           help="also quantize the attention matmuls (usually kept fp16 for 1024-token slices)")
+    calibrate.add_argument("--target-cosine", type=float, default=0.995, help="mean token cosine to reach")
+    calibrate.add_argument("--min-cosine", type=float, default=0.98, help="worst token cosine to reach")
+    calibrate.add_argument("--eval-images", type=int, default=4, help="held-out scenes for the search")
+    calibrate.add_argument("--no-search", action="store_true", help="quantize every layer, no fallback search")
+    calibrate.add_argument("--seed", type=int, default=0)
+    calibrate.add_argument("--json", action="store_true")
     check = sub.add_parser("check-ops", help="check every graph of a bundle against a TensorRT release's ONNX "
                                              "parser: operators, opset, int64 I/O, Q/DQ legality")
     check.add_argument("--bundle", required=True, type=Path)
@@ -122,6 +138,25 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _calibrate(args: argparse.Namespace) -> int:
+    from .calibrate import Settings, calibrate_bundle
+
+    settings = Settings(args.data, args.count, args.method, args.percentile, args.quantize_attention,
+                        args.target_cosine, args.min_cosine, args.eval_images, not args.no_search, args.seed)
+    manifest = calibrate_bundle(args.bundle, settings)
+    result = {m: {k: manifest["modules"][m]["graphs"]["int8"][k] for k in ("files", "quantized_layers", "kept_float")}
+              for m in ("vpm", "resampler")}
+    result["mixed_precision"] = manifest["mixed_precision"]
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print("int8 graphs written to %s: token cosine mean %.5f min %.5f (target %g / %g) %s"
+              % (args.bundle, result["mixed_precision"]["token_cosine"]["mean"],
+                 result["mixed_precision"]["token_cosine"]["min"], args.target_cosine, args.min_cosine,
+                 "met" if result["mixed_precision"]["met"] else "NOT met"))
+    return 0
+
+
 def _check_ops(args: argparse.Namespace) -> int:
     """Exit 0 when every graph would parse, 1 when some would not (offending nodes listed), 2 for bad input."""
     from edge.bundle import Bundle
@@ -140,7 +175,7 @@ def _check_ops(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"make-checkpoint": _make_checkpoint, "inspect": _inspect, "export": _export, "bench": _bench,
-            "check-ops": _check_ops}
+            "calibrate": _calibrate, "check-ops": _check_ops}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

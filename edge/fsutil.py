@@ -53,6 +53,7 @@ def atomic_directory(target: Path, overwrite: bool = False) -> Iterator[Path]:
         raise InputError("%s already exists: choose another --out or pass --force to replace it" % target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="." + target.name + ".", dir=str(target.parent)))
+    os.chmod(str(tmp), 0o755)  # mkdtemp's 0700 would hide the result from the service user that reads it
     try:
         yield tmp
         if target.exists():

@@ -2,18 +2,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
 
-def open_session(path: Path, providers: Optional[Sequence[str]] = None) -> Any:
-    """An InferenceSession on `path` that logs errors only (fp16 graphs make CPU constant-folding notices)."""
+def open_session(path: Union[Path, bytes], providers: Optional[Sequence[str]] = None) -> Any:
+    """An InferenceSession on a graph file (or serialized bytes) that logs errors only (fp16 graphs make CPU
+    constant-folding notices)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=list(providers or ["CPUExecutionProvider"]))
+    source = path if isinstance(path, bytes) else str(path)
+    return ort.InferenceSession(source, options, providers=list(providers or ["CPUExecutionProvider"]))
 
 
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int32)": np.int32,

@@ -1,0 +1,195 @@
+"""INT8 for a bundle: calibrate each module on images through the project's preprocessing, then keep the most
+harmful layers float until the tokens meet a target cosine (mixed precision by measurement).
+
+One module at a time, as the source article advises: the VPM is quantized and searched with the float Resampler
+behind it, then the Resampler with the chosen int8 VPM in front. Token cosines are per token vector against the
+float32 chain on held-out images. Layers kept float run fp16 on TensorRT (FP16 flag); on ONNX Runtime they run
+in float32, so the host figure does not include fp16 rounding of those layers (verify measures fp16 separately).
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+import onnx
+
+from edge.bundle import Bundle, write_manifest
+from edge.fsutil import atomic_directory
+from edge.onnxrt import open_session
+from edge.preprocess import Preprocessor
+from edge.slicing import SliceConfig
+
+from .activation_ranges import collect, thresholds, watched_inputs
+from .calibration_data import images_sha256, load_images, synthetic_images, vpm_batches
+from .qdq import quantizable_nodes, quantize
+from .trt_cache import write_calibration_cache
+
+Batches = List[Dict[str, Dict[str, np.ndarray]]]
+
+
+@dataclass
+class Settings:
+    """What the user chose (CLI flags of ``minicpmv-convert calibrate``)."""
+
+    source: Optional[Path] = None  # folder or video; None = built-in synthetic scenes
+    count: int = 16
+    method: str = "entropy"
+    percentile: float = 99.99
+    attention: bool = False  # quantize the attention matmuls too
+    target_cosine: float = 0.995  # mean token cosine the search must reach
+    min_cosine: float = 0.98  # and the worst token
+    eval_count: int = 4  # held-out synthetic scenes for the search
+    search: bool = True
+    seed: int = 0
+
+
+@dataclass
+class ModuleResult:
+    """One module's int8 graph and how it was chosen."""
+
+    model: onnx.ModelProto
+    amax: Dict[str, float]
+    quantized: List[str]
+    kept_float: List[str] = field(default_factory=list)
+    sensitivity: Dict[str, float] = field(default_factory=dict)  # node -> 1 - mean token cosine alone
+
+
+def token_cosines(got: np.ndarray, want: np.ndarray) -> np.ndarray:
+    """Cosine of every token vector."""
+    g, w = got.reshape(-1, got.shape[-1]).astype(np.float64), want.reshape(-1, want.shape[-1]).astype(np.float64)
+    return (g * w).sum(1) / np.maximum(np.linalg.norm(g, axis=1) * np.linalg.norm(w, axis=1), 1e-30)
+
+
+def summary(cosines: np.ndarray) -> Dict[str, float]:
+    return {"mean": float(cosines.mean()), "min": float(cosines.min()), "p1": float(np.percentile(cosines, 1))}
+
+
+class Chain:
+    """VPM -> Resampler over packed batches, with any pair of graphs."""
+
+    def __init__(self, batches: Batches) -> None:
+        self.batches = batches
+
+    def vpm_outputs(self, vpm: Any) -> List[np.ndarray]:
+        return [vpm.run(None, b["vpm"])[0] for b in self.batches]
+
+    def tokens(self, vpm: Any, resampler: Any, vpm_outputs: Optional[List[np.ndarray]] = None) -> np.ndarray:
+        features = vpm_outputs if vpm_outputs is not None else self.vpm_outputs(vpm)
+        return np.concatenate([resampler.run(None, dict(b["resampler"], vision_embeds=f))[0]
+                               for b, f in zip(self.batches, features)])
+
+
+def _session(model: onnx.ModelProto) -> Any:
+    return open_session(model.SerializeToString())
+
+
+def _search(model: onnx.ModelProto, amax: Dict[str, float], nodes: List[str],
+            score: Callable[[onnx.ModelProto], np.ndarray], settings: Settings,
+            log: Callable[[str], None], name: str) -> ModuleResult:
+    """All nodes quantized, then the most sensitive kept float one by one until the cosines meet the targets."""
+    result = ModuleResult(quantize(model, amax, nodes), amax, list(nodes))
+    if not settings.search:
+        return result
+    for index, node in enumerate(nodes, 1):
+        result.sensitivity[node] = 1.0 - float(score(quantize(model, amax, [node])).mean())
+        log("  %s sensitivity %d/%d: %s %.2e" % (name, index, len(nodes), node, result.sensitivity[node]))
+    order = sorted(nodes, key=lambda n: -result.sensitivity[n])
+    while True:
+        cosines = score(result.model)
+        log("  %s: %d of %d layers int8, token cosine mean %.5f min %.5f"
+            % (name, len(result.quantized), len(nodes), cosines.mean(), cosines.min()))
+        if (cosines.mean() >= settings.target_cosine and cosines.min() >= settings.min_cosine) or not order:
+            return result
+        worst = order.pop(0)
+        result.kept_float.append(worst)
+        result.quantized.remove(worst)
+        result.model = quantize(model, amax, result.quantized)
+
+
+def calibrate_bundle(path: Path, settings: Settings, log: Callable[[str], None] = None) -> Dict[str, Any]:
+    """Write int8/vpm.onnx and int8/resampler.onnx (+ TensorRT calibration caches) into the bundle at `path`
+    and record calibration, search and cosines in its manifest; returns the manifest."""
+    from tqdm import tqdm
+
+    log = log or (lambda message: print(message, file=sys.stderr, flush=True))
+    start = time.perf_counter()
+    bundle = Bundle.load(path)
+    facts, vpm_shapes = bundle.model, bundle.manifest["modules"]["vpm"]["shapes"]
+    config = SliceConfig(facts["slice"]["scale_resolution"],
+                         min(facts["slice"]["max_slice_nums"], bundle.manifest["target"]["max_slices"]),
+                         facts["slice"]["patch_size"])
+    preprocessor, layout = Preprocessor(config, "exact"), facts["slice"]["layout"]
+    models = {m: onnx.load(str(bundle.graph_path(m, "fp32"))) for m in ("vpm", "resampler")}
+    images = load_images(settings.source, settings.count, settings.seed)
+    calibration = vpm_batches(images, preprocessor, layout, vpm_shapes["batch"]["max"])
+    held_out = Chain(vpm_batches(synthetic_images(settings.eval_count, seed=settings.seed + 1), preprocessor,
+                                 layout, vpm_shapes["batch"]["max"]))
+    float_vpm, float_resampler = _session(models["vpm"]), _session(models["resampler"])
+    reference_features = held_out.vpm_outputs(float_vpm)
+    reference = held_out.tokens(float_vpm, float_resampler, reference_features)
+
+    def progress(name):
+        return lambda items: tqdm(items, desc="calibrating " + name, unit="batch", file=sys.stderr)
+
+    log("calibrating on %d images (%d batches), method %s" % (len(images), len(calibration), settings.method))
+    vpm_nodes = quantizable_nodes(models["vpm"], settings.attention)
+    vpm_hist = collect(models["vpm"], watched_inputs(models["vpm"], vpm_nodes), [b["vpm"] for b in calibration],
+                       progress("vpm"))
+    resampler_feeds = [dict(b["resampler"], vision_embeds=float_vpm.run(None, b["vpm"])[0]) for b in calibration]
+    resampler_nodes = quantizable_nodes(models["resampler"], settings.attention)
+    resampler_hist = collect(models["resampler"], watched_inputs(models["resampler"], resampler_nodes),
+                             resampler_feeds, progress("resampler"))
+
+    vpm = _search(models["vpm"], thresholds(vpm_hist, settings.method, settings.percentile),
+                  [n.name for n in vpm_nodes],
+                  lambda m: token_cosines(held_out.tokens(_session(m), float_resampler), reference),
+                  settings, log, "vpm")
+    int8_features = held_out.vpm_outputs(_session(vpm.model))
+    resampler = _search(models["resampler"], thresholds(resampler_hist, settings.method, settings.percentile),
+                        [n.name for n in resampler_nodes],
+                        lambda m: token_cosines(held_out.tokens(None, _session(m), int8_features), reference),
+                        settings, log, "resampler")
+    final = summary(token_cosines(held_out.tokens(None, _session(resampler.model), int8_features), reference))
+    log("int8 chain on %d held-out images: token cosine mean %.5f min %.5f"
+        % (settings.eval_count, final["mean"], final["min"]))
+    results = {"vpm": vpm, "resampler": resampler}
+    manifest = _write(bundle, results, settings, images, len(calibration), final)
+    log("calibrated in %.1f s" % (time.perf_counter() - start))
+    return manifest
+
+
+def _write(bundle: Bundle, results: Dict[str, ModuleResult], settings: Settings, images: Sequence[np.ndarray],
+           batches: int, final: Dict[str, float]) -> Dict[str, Any]:
+    """int8/ graphs and caches (atomically replaced), then the manifest."""
+    manifest = bundle.manifest
+    tensorrt = manifest["target"]["tensorrt"]
+    with atomic_directory(bundle.path / "int8", overwrite=True) as tmp:
+        for module, result in results.items():
+            onnx.save(result.model, str(tmp / (module + ".onnx")))
+            if tensorrt is not None and not tensorrt.startswith("11."):
+                write_calibration_cache(tmp / ("%s.calibration-%s.cache" % (module, tensorrt)), result.amax,
+                                        tensorrt)
+    calibration = {"method": settings.method, "percentile": settings.percentile if settings.method ==
+                   "percentile" else None, "source": str(settings.source) if settings.source else "synthetic scenes",
+                   "images": len(images), "batches": batches, "data_sha256": images_sha256(images)}
+    for module, result in results.items():
+        fp32 = manifest["modules"][module]["graphs"]["fp32"]
+        files = ["int8/%s.onnx" % module]
+        cache = "int8/%s.calibration-%s.cache" % (module, tensorrt)
+        if (bundle.path / cache).is_file():
+            files.append(cache)
+        manifest["modules"][module]["graphs"]["int8"] = {
+            "files": files, "opset": fp32["opset"], "bytes": (bundle.path / files[0]).stat().st_size,
+            "inputs": fp32["inputs"], "outputs": fp32["outputs"], "calibration": calibration,
+            "quantized_layers": len(result.quantized), "kept_float": result.kept_float,
+            "attention_quantized": settings.attention,
+            "sensitivity": {k: round(v, 8) for k, v in sorted(result.sensitivity.items(), key=lambda kv: -kv[1])}}
+    manifest["mixed_precision"] = {"target_cosine": settings.target_cosine, "min_cosine": settings.min_cosine,
+                                   "held_out_images": settings.eval_count, "token_cosine": final,
+                                   "met": final["mean"] >= settings.target_cosine
+                                   and final["min"] >= settings.min_cosine}
+    return write_manifest(bundle.path, manifest)
