@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterable, List
+from typing import Any, Dict, Iterable, List, Optional
 
 from edge.bundle import MODULES, write_manifest
 from edge.fsutil import atomic_directory, sha256_file
@@ -52,8 +52,12 @@ def _graph_entry(graph: ExportedGraph, io_dims: Dict[str, Any]) -> Dict[str, Any
 
 def write_bundle(ck: VisionCheckpoint, out: Path, profile: DeviceProfile, precisions: Iterable[str],
                  overwrite: bool = False, check: bool = True,
-                 external_threshold_bytes: int = PROTOBUF_LIMIT_BYTES, log=None) -> Dict[str, Any]:
-    """Export VPM and Resampler for each precision into bundle `out`; returns the manifest written."""
+                 external_threshold_bytes: int = PROTOBUF_LIMIT_BYTES, log=None,
+                 memory: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Export VPM and Resampler for each precision into bundle `out`; returns the manifest written.
+
+    `memory`: the target's memory estimate (converter.sizing.size_bundle), recorded as target.memory.
+    """
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
     precisions = list(dict.fromkeys(precisions))
     opset = onnx_opset_for(profile.tensorrt)
@@ -77,7 +81,7 @@ def write_bundle(ck: VisionCheckpoint, out: Path, profile: DeviceProfile, precis
         manifest = {
             "created_by": "minicpmv-edge %s" % __version__,
             "model": model_facts(ck),
-            "target": _target_entry(profile, opset, _default_precision(profile, precisions)),
+            "target": _target_entry(profile, opset, _default_precision(profile, precisions), memory),
             "modules": entries,
         }
         manifest = write_manifest(tmp, manifest)
@@ -100,8 +104,11 @@ def _default_precision(profile: DeviceProfile, precisions: List[str]) -> str:
     return "fp16" if "fp16" in precisions else precisions[0]
 
 
-def _target_entry(profile: DeviceProfile, opset: int, default_precision: str) -> Dict[str, Any]:
-    return {"profile": profile.name, "tensorrt": profile.tensorrt, "opset": opset,
+def _target_entry(profile: DeviceProfile, opset: int, default_precision: str,
+                  memory: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    recorded = {} if memory is None else {"memory": memory}
+    return {"profile": profile.name, "jetpack": profile.jetpack, "l4t": profile.l4t, "cuda": profile.cuda,
+            "tensorrt": profile.tensorrt, "opset": opset,
             "default_precision": default_precision,
             "max_batch": profile.max_batch, "max_patches": profile.max_patches,
-            "max_slices": profile.max_slices}
+            "max_slices": profile.max_slices, **recorded}

@@ -21,6 +21,7 @@ from edge.bundle import Bundle, write_manifest
 from edge.fsutil import atomic_directory
 from edge.onnxrt import open_session
 from edge.preprocess import Preprocessor
+from edge.profiles import load_profile
 from edge.slicing import SliceConfig
 
 from .activation_ranges import collect, thresholds, watched_inputs
@@ -203,6 +204,8 @@ def _write(bundle: Bundle, results: Dict[str, ModuleResult], settings: Settings,
             "quantized_layers": len(result.quantized), "kept_float": result.kept_float,
             "attention_quantized": settings.attention,
             "sensitivity": {k: round(v, 8) for k, v in sorted(result.sensitivity.items(), key=lambda kv: -kv[1])}}
+    if load_profile(manifest["target"]["profile"]).default_precision == "int8":
+        manifest["target"]["default_precision"] = "int8"  # the target's own default, now that the bundle has it
     manifest["mixed_precision"] = {"target_cosine": settings.target_cosine, "min_cosine": settings.min_cosine,
                                    "held_out_images": settings.eval_count, "token_cosine": final,
                                    "met": final["mean"] >= settings.target_cosine

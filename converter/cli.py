@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from edge.command import new_parser, run
-from edge.profiles import list_profiles, load_profile
+from edge.profiles import JETPACKS, list_profiles, load_profile
 
 from . import family
 
@@ -42,6 +42,14 @@ def _parser() -> argparse.ArgumentParser:
                         help="graph precision; repeat for several (default fp32)")
     export.add_argument("--target", default="host-x86",
                         help="device profile (%s) or a profile YAML path" % ", ".join(list_profiles()))
+    export.add_argument("--jetpack", help="JetPack release on the device (%s); its TensorRT sets the opset "
+                                          "(default: the profile's)" % ", ".join(JETPACKS))
+    export.add_argument("--llm-gguf", type=Path, help="the llama.cpp GGUF LLM the device also runs: the vision "
+                                                      "engines, the LLM and the OS reserve must fit its RAM")
+    export.add_argument("--llm-bytes", type=int, help="the LLM's memory in bytes, KV cache included (instead of "
+                                                      "--llm-gguf)")
+    export.add_argument("--llm-context", type=int, help="LLM context in tokens, for the KV cache of --llm-gguf "
+                                                        "(default 4096)")
     export.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime vs torch check per graph")
     export.add_argument("--force", action="store_true", help="replace --out if it exists")
     export.add_argument("--json", action="store_true", help="print the manifest's graph figures as JSON")
@@ -78,6 +86,15 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--trt", help="TensorRT release, e.g. 8.5, 8.6, 10.3, 10.16, 11.1 (default: the bundle "
                                      "target's)")
     check.add_argument("--json", action="store_true")
+    verify = sub.add_parser("verify", help="every precision of a bundle vs the torch float32 reference on held-out "
+                                           "images: cosines, relative errors, per-layer errors, CPU time, report")
+    verify.add_argument("--bundle", required=True, type=Path)
+    verify.add_argument("--checkpoint", required=True, type=Path, help="the checkpoint the bundle was exported from")
+    verify.add_argument("--images", type=int, default=4, help="held-out images (default 4)")
+    verify.add_argument("--data", type=Path, help="a folder of images or a video file (default: built-in synthetic "
+                                                 "scenes, a seed calibration does not use)")
+    verify.add_argument("--report", type=Path, help="HTML report path (default BUNDLE/report.html)")
+    verify.add_argument("--json", action="store_true", help="print the summary written to the manifest as JSON")
     return parser
 
 
@@ -113,18 +130,25 @@ def _inspect(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from .bundle import write_bundle
     from .checkpoint import load_vision_checkpoint
+    from .sizing import describe, llm_bytes_from_args, size_bundle
 
-    profile = load_profile(args.target)
+    profile = load_profile(args.target, jetpack=args.jetpack)
+    llm_bytes = llm_bytes_from_args(args.llm_gguf, args.llm_bytes, args.llm_context)
     start = time.perf_counter()
     ck = load_vision_checkpoint(args.checkpoint, args.model_version)
     print("read MiniCPM-V %s vision weights from %s in %.1f s" % (ck.version, ck.path, time.perf_counter() - start),
           file=sys.stderr)
-    manifest = write_bundle(ck, args.out, profile, args.precision or ["fp32"], overwrite=args.force,
-                            check=not args.no_check)
+    precisions = args.precision or ["fp32"]
+    memory = size_bundle(ck.spec, profile, precisions, ck.facts.slice_layout, llm_bytes,
+                         log=lambda message: print(message, file=sys.stderr))
+    print(describe(memory, profile), file=sys.stderr)
+    manifest = write_bundle(ck, args.out, profile, precisions, overwrite=args.force,
+                            check=not args.no_check, memory=memory)
     if args.json:
         graphs = {m: {p: {k: g[k] for k in ("files", "bytes", "opset", "export_seconds", "export_check")}
                       for p, g in e["graphs"].items()} for m, e in manifest["modules"].items()}
-        print(json.dumps({"bundle": str(args.out), "version": ck.version, "graphs": graphs}, indent=2))
+        print(json.dumps({"bundle": str(args.out), "version": ck.version, "graphs": graphs,
+                          "memory": manifest["target"]["memory"]}, indent=2))
     print("bundle written to %s (MiniCPM-V %s, target %s)" % (args.out, ck.version, profile.name),
           file=sys.stderr if args.json else sys.stdout)
     return 0
@@ -174,8 +198,16 @@ def _check_ops(args: argparse.Namespace) -> int:
     return 0 if report["passed"] else 1
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from .verify import format_table, verify_bundle
+
+    result = verify_bundle(args.bundle, args.checkpoint, args.images, args.data, args.report).summary
+    print(json.dumps(result, indent=2) if args.json else format_table(result))
+    return 0
+
+
 COMMANDS = {"make-checkpoint": _make_checkpoint, "inspect": _inspect, "export": _export, "bench": _bench,
-            "calibrate": _calibrate, "check-ops": _check_ops}
+            "calibrate": _calibrate, "check-ops": _check_ops, "verify": _verify}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

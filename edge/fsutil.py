@@ -35,6 +35,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide it from the service user that reads it
         os.replace(tmp, str(path))
     except BaseException:
         with contextlib.suppress(OSError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
@@ -31,6 +31,40 @@ _OPSET_CEILINGS = (
 _OLDEST_TENSORRT = (8, 5)  # JetPack 5.1; older releases are not targets
 _DEFAULT_ONNX_OPSET = 17  # TensorRT-LLM exports its vision engines at 17; every target from 8.6 on parses it
 _OPSET_WITHOUT_LAYERNORM = 16  # TensorRT 8.5 lacks LayerNormalization: at opset 16 the exporter decomposes it
+
+
+@dataclass(frozen=True)
+class JetPackRelease:
+    """What one JetPack release ships: the versions a profile records for its device."""
+
+    jetpack: str
+    l4t: str
+    cuda: str
+    tensorrt: str
+    python: str  # the system Python that carries JetPack's tensorrt module
+
+
+# JetPack -> L4T, CUDA, TensorRT, system Python (TENSORRT.md version table, JETSON.md "Software on the device").
+# L4T is the release each JetPack shipped first (5.1 = 35.2.1, 7.0 = 38.2); later point releases keep the same
+# CUDA and TensorRT minor versions.
+JETPACKS: Dict[str, JetPackRelease] = {
+    r.jetpack: r
+    for r in (
+        JetPackRelease("5.1", "35.2", "11.4", "8.5", "3.8"),
+        JetPackRelease("6.0", "36.3", "12.2", "8.6", "3.10"),
+        JetPackRelease("6.1", "36.4", "12.6", "10.3", "3.10"),
+        JetPackRelease("6.2", "36.4", "12.6", "10.3", "3.10"),
+        JetPackRelease("7.0", "38.2", "13.0", "10.13", "3.12"),
+    )
+}
+# SoC -> the JetPack releases of JETPACKS that run on it. Xavier stops at JetPack 5; JetPack 7.0 is Thor's
+# (JetPack 7.2 brings Orin; the table leaves it out, as the project's TensorRT notes fix no versions for it).
+_SOC_JETPACKS = {
+    "t194": ("5.1",),
+    "t234": ("5.1", "6.0", "6.1", "6.2"),
+    "t264": ("7.0",),
+}
+_SOC_NAMES = {"t194": "Xavier", "t234": "Orin", "t264": "Thor"}
 
 
 def _version_tuple(version: str, what: str) -> Tuple[int, int]:
@@ -188,19 +222,54 @@ def _looks_like_path(name_or_path: Union[str, os.PathLike[str]]) -> bool:
     return "/" in name_or_path or os.sep in name_or_path or name_or_path.endswith(PROFILE_SUFFIXES)
 
 
-def load_profile(name_or_path: Union[str, os.PathLike[str]]) -> DeviceProfile:
-    """Load a shipped profile by name (e.g. "orin-nano-8gb") or any profile YAML by path."""
+def load_profile(name_or_path: Union[str, os.PathLike[str]], jetpack: Optional[str] = None) -> DeviceProfile:
+    """Load a shipped profile by name (e.g. "orin-nano-8gb") or any profile YAML by path.
+
+    `jetpack` (e.g. "6.0") describes the module under another JetPack release it can run: see `with_jetpack`.
+    """
     if _looks_like_path(name_or_path):
         path = Path(name_or_path)
         if not path.is_file():
             raise InputError("profile file %s does not exist: pass an existing profile YAML or a target name "
                              "(%s)" % (path, ", ".join(list_profiles())))
-        return _load_file(path)
-    path = profiles_dir() / (name_or_path + ".yaml")
-    if not path.is_file():
-        raise InputError("unknown target %r: choose one of %s, or pass a path to a profile YAML"
-                         % (name_or_path, ", ".join(list_profiles()) or "(no profiles shipped)"))
-    return _load_file(path)
+    else:
+        path = profiles_dir() / (name_or_path + ".yaml")
+        if not path.is_file():
+            raise InputError("unknown target %r: choose one of %s, or pass a path to a profile YAML"
+                             % (name_or_path, ", ".join(list_profiles()) or "(no profiles shipped)"))
+    profile = _load_file(path)
+    return profile if jetpack is None else with_jetpack(profile, jetpack)
+
+
+def with_jetpack(profile: DeviceProfile, jetpack: str) -> DeviceProfile:
+    """`profile` under another JetPack release: jetpack, l4t, cuda, tensorrt and python taken from JETPACKS.
+
+    "6.2.1" means 6.2 (point releases keep the TensorRT minor). Refused with an InputError: a target that is not a
+    Jetson, a release missing from JETPACKS, and a release the module's SoC cannot run (Xavier: 5.1; Orin: 5.1,
+    6.0, 6.1, 6.2; Thor: 7.0). Other fields (power modes, budgets) stay as the profile gives them.
+    """
+    text = str(jetpack).strip()
+    if not _VERSION_RE.match(text):
+        raise InputError("bad JetPack version %r: write it as a dotted string such as \"6.0\"" % (jetpack,))
+    release = "%d.%d" % _version_tuple(text, "JetPack")
+    if release not in JETPACKS:
+        raise InputError("JetPack %s is not a supported release: choose one of %s"
+                         % (text, ", ".join(JETPACKS)))
+    if not profile.is_jetson:
+        raise InputError("target %s is not a Jetson module: --jetpack applies to Jetson targets only" % profile.name)
+    supported = _SOC_JETPACKS.get(profile.soc)
+    if supported is None:
+        raise InputError("target %s has SoC %r, which the JetPack table does not know: set jetpack, l4t, cuda, "
+                         "tensorrt and python in its profile YAML instead" % (profile.name, profile.soc))
+    if release not in supported:
+        raise InputError("target %s (%s) cannot run JetPack %s: choose one of %s"
+                         % (profile.name, _SOC_NAMES[profile.soc], text, ", ".join(supported)))
+    if release == profile.jetpack:
+        return profile
+    versions = JETPACKS[release]
+    return replace(profile, jetpack=versions.jetpack, l4t=versions.l4t, cuda=versions.cuda,
+                   tensorrt=versions.tensorrt, python=versions.python,
+                   description=re.sub(r"JetPack [0-9.]+", "JetPack " + release, profile.description))
 
 
 def _load_file(path: Path) -> DeviceProfile:

@@ -127,6 +127,7 @@ def test_search_keeps_layers_float_until_the_target(bundle_copy):
 def test_calibration_cache_for_a_tensorrt8_target(bundle_copy):
     path = bundle_copy("2.6", "xavier-nx")
     manifest = calibrate_bundle(path, Settings(count=2, eval_count=1, search=False), log=lambda m: None)
+    assert manifest["target"]["default_precision"] == "int8"  # a Jetson target's default, once it exists
     files = manifest["modules"]["vpm"]["graphs"]["int8"]["files"]
     assert files == ["int8/vpm.onnx", "int8/vpm.calibration-8.5.cache"]
     lines = (path / files[1]).read_text().splitlines()

@@ -4,12 +4,14 @@ import yaml
 
 from edge.errors import InputError
 from edge.profiles import (
+    JETPACKS,
     DeviceProfile,
     list_profiles,
     load_profile,
     onnx_opset_for,
     profiles_dir,
     tensorrt_opset_ceiling,
+    with_jetpack,
 )
 
 JETSON_PROFILES = ["orin-nano-4gb", "orin-nano-8gb", "orin-nx-8gb", "orin-nx-16gb", "agx-orin-32gb",
@@ -197,3 +199,76 @@ def test_profile_is_frozen():
     profile = load_profile("orin-nano-8gb")
     with pytest.raises(AttributeError):
         profile.max_batch = 99
+
+
+# --- JetPack releases ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", JETSON_PROFILES)
+def test_shipped_versions_follow_the_jetpack_table(name):
+    """Each shipped profile's L4T, CUDA, TensorRT and Python are its JetPack's, and its module runs that JetPack."""
+    profile = load_profile(name)
+    release = JETPACKS[profile.jetpack]
+    assert (profile.l4t, profile.cuda, profile.tensorrt, profile.python) == \
+        (release.l4t, release.cuda, release.tensorrt, release.python)
+    assert load_profile(name, jetpack=profile.jetpack) == profile
+
+
+@pytest.mark.parametrize("name, jetpack, versions, opset", [
+    ("orin-nx-16gb", "6.0", ("36.3", "12.2", "8.6", "3.10"), 17),
+    ("orin-nano-8gb", "5.1", ("35.2", "11.4", "8.5", "3.8"), 16),
+    ("orin-nano-4gb", "6.1", ("36.4", "12.6", "10.3", "3.10"), 17),
+    ("agx-orin-64gb", "6.0", ("36.3", "12.2", "8.6", "3.10"), 17),
+    ("xavier-nx", "5.1", ("35.2", "11.4", "8.5", "3.8"), 16),
+    ("agx-thor", "7.0", ("38.2", "13.0", "10.13", "3.12"), 17),
+])
+def test_load_for_another_jetpack(name, jetpack, versions, opset):
+    shipped = load_profile(name)
+    profile = load_profile(name, jetpack=jetpack)
+    assert profile.jetpack == jetpack
+    assert (profile.l4t, profile.cuda, profile.tensorrt, profile.python) == versions
+    assert profile.onnx_opset == opset
+    assert profile.opset_ceiling is None or profile.onnx_opset <= profile.opset_ceiling
+    assert (profile.name, profile.ram_bytes, profile.max_patches, profile.workspace_bytes) == \
+        (shipped.name, shipped.ram_bytes, shipped.max_patches, shipped.workspace_bytes)
+    if jetpack != shipped.jetpack:
+        assert "(JetPack %s" % jetpack in profile.description
+
+
+def test_jetpack_point_release_maps_to_its_minor():
+    assert load_profile("orin-nano-8gb", jetpack="6.2.1") == load_profile("orin-nano-8gb")
+    assert load_profile("orin-nx-8gb", jetpack="6.0").tensorrt == "8.6"
+
+
+def test_jetpack_for_a_profile_file(tmp_path):
+    data = shipped_mapping("agx-orin-32gb")
+    data["name"] = "my-carrier-board"
+    profile = load_profile(write_profile(tmp_path, data), jetpack="5.1")
+    assert (profile.name, profile.tensorrt, profile.onnx_opset) == ("my-carrier-board", "8.5", 16)
+
+
+@pytest.mark.parametrize("name, jetpack, words", [
+    ("xavier-nx", "6.0", "xavier-nx (Xavier) cannot run JetPack 6.0: choose one of 5.1"),
+    ("xavier-nx", "7.0", "cannot run JetPack 7.0"),
+    ("agx-thor", "6.2", "agx-thor (Thor) cannot run JetPack 6.2: choose one of 7.0"),
+    ("agx-thor", "5.1", "cannot run JetPack 5.1"),
+    ("orin-nano-4gb", "7.0", "(Orin) cannot run JetPack 7.0: choose one of 5.1, 6.0, 6.1, 6.2"),
+    ("orin-nano-8gb", "4.6", "JetPack 4.6 is not a supported release"),
+    ("orin-nano-8gb", "5.0", "JetPack 5.0 is not a supported release"),
+    ("orin-nano-8gb", "6", "bad JetPack version '6'"),
+    ("orin-nano-8gb", "six", "bad JetPack version"),
+    ("host-x86", "6.2", "host-x86 is not a Jetson module"),
+])
+def test_jetpack_the_module_cannot_run(name, jetpack, words):
+    with pytest.raises(InputError) as error:
+        load_profile(name, jetpack=jetpack)
+    assert words in assert_one_line(error)
+
+
+def test_jetpack_for_an_unknown_soc(tmp_path):
+    data = shipped_mapping("orin-nano-8gb")
+    data["soc"] = "t999"
+    profile = load_profile(write_profile(tmp_path, data))
+    with pytest.raises(InputError) as error:
+        with_jetpack(profile, "6.0")
+    assert "'t999'" in assert_one_line(error)

@@ -1,0 +1,262 @@
+"""Whole-box memory check: the vision engines, the LLM and the OS share a Jetson's unified memory.
+
+Estimates, not measurements: TensorRT reports the real figures only on the device (engine and context device
+memory). The formulas below are meant to be simple, explainable and on the high side; every figure is in bytes
+and 1 GiB = 2**30 bytes.
+
+Vision engines (`estimate_vision_bytes`), per module at the bundle's largest shapes (B = max batch, L = max
+patches of the optimization profile, `converter.bundle._profile_shapes`):
+
+    weights     = parameters x bytes per parameter: fp32 4, fp16 2; int8 1 for the weights of MatMul / Gemm /
+                  Conv (the ones that get Q/DQ pairs) and 2 for the rest (biases, LayerNorms, position table,
+                  queries), plus the Resampler's float32 sin-cos table [L, D/2] x 4
+    activations = a x (the largest live tensors), a = 4 bytes in fp32 engines, 2 in fp16 and int8 ones:
+                  VPM: strips [B, 3, 14, 14 L] + residual [B, L, width] + MLP hidden [B, L, mlp]
+                       + attention scores [B, heads, L, L]
+                  Resampler: input [B, L, width] + kv and keys 2 x [B, L, D] + scores [B, D/128, Q, L]
+                       + output [B, Q, D]
+    total       = sum over modules of (weights + activations) + the profile's TensorRT workspace limit, counted
+                  once (it bounds the tactic scratch; a runner can give both contexts one scratch area, as the
+                  engines run one after the other)
+
+Parameter counts come from `converter.checkpoint.expected_shapes`, which the checkpoint loader checks tensor by
+tensor, so they are exact.
+
+LLM (`llm_bytes_from_gguf`): the GGUF file size (llama.cpp maps the weights whole) plus its KV cache for the
+context, at a fixed `KV_BYTES_PER_TOKEN` (fp16 K and V of the largest LLM the MiniCPM-V family pairs with; see
+there). A per-token figure rather than a fraction of the file: the KV cache grows with the context, not with the
+weights, and the context is what a user sets (`--llm-context`). llama.cpp's compute buffers are not counted
+separately; for Qwen2-7B (2.6; 56 KiB a token) the figure is 352 MiB too high at 4096 tokens, which is room for
+them. Not measured on a device: `--llm-bytes` takes a measured figure instead.
+
+Box (`check_box`): vision + LLM + the profile's OS reserve against its RAM; also vision against the profile's
+vision budget.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterable, Optional
+
+from edge.bundle import MODULES
+from edge.errors import InputError
+from edge.profiles import PRECISIONS, DeviceProfile
+
+from .bundle import _profile_shapes
+from .checkpoint import VisionSpec, expected_shapes
+
+GIB = 1 << 30
+GGUF_MAGIC = b"GGUF"
+# fp16 K and V per token of the largest LLM MiniCPM-V pairs with (Qwen3-8B, 4.5): 2 x 36 layers x 8 KV heads
+# x 128 dims x 2 bytes = 144 KiB. Qwen2-7B (2.6) needs 56 KiB, Llama-3-8B (2.5) 128 KiB; an LLM without grouped
+# KV heads (e.g. Llama-2-7B, 512 KiB) needs --llm-bytes.
+KV_BYTES_PER_TOKEN = 2 * 36 * 8 * 128 * 2
+DEFAULT_LLM_CONTEXT = 4096  # tokens: llama.cpp's default n_ctx; a 10-slice image is 640 of them
+_WEIGHT_BYTES = {"fp32": 4, "fp16": 2}
+_ACTIVATION_BYTES = {"fp32": 4, "fp16": 2, "int8": 2}  # int8 engines keep unquantized layers in fp16
+# Weights that get Q/DQ pairs in the int8 graphs (inputs of MatMul, Gemm, Conv); the rest stay 16-bit.
+_QUANTIZED_SUFFIXES = ("_proj.weight", "fc1.weight", "fc2.weight", "patch_embedding.weight", "in_proj_weight",
+                       "resampler.proj")
+
+
+@dataclass(frozen=True)
+class ModuleEstimate:
+    """Device memory of one module's engine: parameters, weight bytes, activation bytes at the max shapes."""
+
+    parameters: int
+    weight_bytes: int
+    activation_bytes: int
+
+    @property
+    def total_bytes(self) -> int:
+        return self.weight_bytes + self.activation_bytes
+
+
+@dataclass(frozen=True)
+class VisionEstimate:
+    """Device memory of the vision engines at one precision and the bundle's max batch and patches."""
+
+    precision: str
+    batch: int
+    patches: int
+    modules: Dict[str, ModuleEstimate]
+    workspace_bytes: int
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(m.total_bytes for m in self.modules.values()) + self.workspace_bytes
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"precision": self.precision, "batch": self.batch, "patches": self.patches,
+                "modules": {name: asdict(m) for name, m in self.modules.items()},
+                "workspace_bytes": self.workspace_bytes, "total_bytes": self.total_bytes}
+
+
+@dataclass(frozen=True)
+class BoxReport:
+    """Unified memory of the whole box: what the vision engines, the LLM and the OS take, against RAM."""
+
+    profile: str
+    vision_bytes: int
+    vision_budget_bytes: int
+    llm_bytes: Optional[int]  # None: no LLM given, only the vision share and the OS reserve are counted
+    os_reserve_bytes: int
+    ram_bytes: int
+
+    @property
+    def total_bytes(self) -> int:
+        return self.vision_bytes + (self.llm_bytes or 0) + self.os_reserve_bytes
+
+    @property
+    def headroom_bytes(self) -> int:
+        return self.ram_bytes - self.total_bytes
+
+    @property
+    def fits(self) -> bool:
+        return self.headroom_bytes >= 0 and self.vision_bytes <= self.vision_budget_bytes
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"vision_bytes": self.vision_bytes, "vision_budget_bytes": self.vision_budget_bytes,
+                "llm_bytes": self.llm_bytes, "os_reserve_bytes": self.os_reserve_bytes, "ram_bytes": self.ram_bytes,
+                "total_bytes": self.total_bytes, "headroom_bytes": self.headroom_bytes, "fits": self.fits}
+
+
+def gib(n_bytes: float) -> str:
+    """Bytes as GiB with one decimal, e.g. "4.0 GiB"."""
+    return "%.1f GiB" % (n_bytes / GIB)
+
+
+def vision_parameters(spec: VisionSpec) -> Dict[str, int]:
+    """Parameter count per module (vpm, resampler) from the checkpoint's expected tensor shapes."""
+    counts = {module: 0 for module in MODULES}
+    for name, shape in expected_shapes(spec).items():
+        counts[name.split(".", 1)[0]] += math.prod(shape)
+    return counts
+
+
+def _weight_bytes(spec: VisionSpec, module: str, precision: str) -> int:
+    total = 0
+    for name, shape in expected_shapes(spec).items():
+        if name.split(".", 1)[0] != module:
+            continue
+        if precision == "int8":
+            per_parameter = 1 if name.endswith(_QUANTIZED_SUFFIXES) else 2
+        else:
+            per_parameter = _WEIGHT_BYTES[precision]
+        total += math.prod(shape) * per_parameter
+    return total
+
+
+def estimate_vision_bytes(spec: VisionSpec, profile: DeviceProfile, precisions: Iterable[str],
+                          layout: str = "masked-2d") -> Dict[str, VisionEstimate]:
+    """Device memory of the vision engines per precision, at the bundle's max shapes (see the module docstring)."""
+    shapes = _profile_shapes(profile, layout)
+    b, n = shapes["batch"]["max"], shapes["patches"]["max"]
+    w, d, q = spec.width, spec.embed_dim, spec.query_num
+    estimates = {}
+    for precision in dict.fromkeys(precisions):
+        if precision not in PRECISIONS:
+            raise InputError("unknown precision %r: choose one of %s" % (precision, ", ".join(PRECISIONS)))
+        a = _ACTIVATION_BYTES[precision]
+        strips = b * 3 * spec.patch_size * spec.patch_size * n
+        vpm_live = strips + b * n * (w + spec.mlp) + b * spec.heads * n * n
+        resampler_live = b * n * w + 2 * b * n * d + b * spec.resampler_heads * q * n + b * q * d
+        sincos_table_bytes = 4 * n * (d // 2)
+        modules = {
+            "vpm": ModuleEstimate(vision_parameters(spec)["vpm"], _weight_bytes(spec, "vpm", precision),
+                                  a * vpm_live),
+            "resampler": ModuleEstimate(vision_parameters(spec)["resampler"],
+                                        _weight_bytes(spec, "resampler", precision) + sincos_table_bytes,
+                                        a * resampler_live),
+        }
+        estimates[precision] = VisionEstimate(precision, b, n, modules, profile.workspace_bytes)
+    return estimates
+
+
+def llm_bytes_from_gguf(path: Path, context_tokens: int = DEFAULT_LLM_CONTEXT) -> int:
+    """Memory of a llama.cpp LLM: the GGUF file's size plus `context_tokens` x KV_BYTES_PER_TOKEN."""
+    path = Path(path)
+    if context_tokens < 0:
+        raise InputError("--llm-context must be 0 or more tokens, got %d" % context_tokens)
+    try:
+        with open(path, "rb") as handle:
+            magic = handle.read(len(GGUF_MAGIC))
+            size = os.fstat(handle.fileno()).st_size
+    except OSError as error:
+        raise InputError("cannot read LLM file %s (%s): pass --llm-gguf with a llama.cpp GGUF model file"
+                         % (path, error.strerror or error)) from error
+    if magic != GGUF_MAGIC:
+        raise InputError("%s is not a GGUF file (it starts with %r, not b'GGUF'): pass the llama.cpp .gguf model, "
+                         "or its memory in bytes with --llm-bytes" % (path, magic))
+    return size + context_tokens * KV_BYTES_PER_TOKEN
+
+
+def check_box(profile: DeviceProfile, vision_bytes: int, llm_bytes: Optional[int] = None,
+              precision: Optional[str] = None) -> BoxReport:
+    """The box's memory report; InputError with the sums when the vision engines or the whole box do not fit.
+
+    `precision` only names the engines in the message.
+    """
+    report = BoxReport(profile.name, int(vision_bytes), profile.vision_memory_budget_bytes,
+                       None if llm_bytes is None else int(llm_bytes), profile.os_reserve_bytes, profile.ram_bytes)
+    engines = "vision engines" + (" (%s)" % precision if precision else "")
+    if report.vision_bytes > report.vision_budget_bytes:
+        raise InputError("%s do not fit %s: estimated %s > its vision budget %s: use a copy of the profile with a "
+                         "smaller max_batch or max_patches, or a larger module"
+                         % (engines, profile.name, gib(report.vision_bytes), gib(report.vision_budget_bytes)))
+    if report.headroom_bytes < 0:
+        raise InputError("does not fit %s: %s %s + LLM %s + OS reserve %s = %s > %s RAM: pick a smaller LLM (e.g. a "
+                         "1-3B Q4 GGUF), a shorter --llm-context, or a larger module"
+                         % (profile.name, engines, gib(report.vision_bytes), gib(report.llm_bytes or 0),
+                            gib(report.os_reserve_bytes), gib(report.total_bytes), gib(report.ram_bytes)))
+    return report
+
+
+def llm_bytes_from_args(gguf: Optional[Path], llm_bytes: Optional[int],
+                        context_tokens: Optional[int]) -> Optional[int]:
+    """The LLM's memory from --llm-gguf [--llm-context] or --llm-bytes (a total, used as given); None for neither."""
+    if gguf is not None and llm_bytes is not None:
+        raise InputError("pass either --llm-gguf or --llm-bytes, not both")
+    if context_tokens is not None and gguf is None:
+        raise InputError("--llm-context applies to --llm-gguf: with --llm-bytes give the total, KV cache included")
+    if gguf is not None:
+        return llm_bytes_from_gguf(gguf, DEFAULT_LLM_CONTEXT if context_tokens is None else context_tokens)
+    if llm_bytes is not None and llm_bytes <= 0:
+        raise InputError("--llm-bytes must be a positive number of bytes, got %d" % llm_bytes)
+    return llm_bytes
+
+
+def size_bundle(spec: VisionSpec, profile: DeviceProfile, precisions: Iterable[str], layout: str,
+                llm_bytes: Optional[int] = None, log=None) -> Dict[str, Any]:
+    """The manifest's `target.memory` entry; InputError when a Jetson target cannot hold the engines (and LLM).
+
+    The box is checked at the profile's default precision (int8 on Jetson targets): the engines the device builds
+    once the bundle carries that precision. The bundle's other precisions are estimated too, and `log` notes those
+    over the vision budget. Targets without a JetPack (a development host) are estimated, not checked.
+    """
+    precision = profile.default_precision
+    estimates = estimate_vision_bytes(spec, profile, [precision, *precisions], layout)
+    vision_bytes = estimates[precision].total_bytes
+    if profile.is_jetson:
+        report = check_box(profile, vision_bytes, llm_bytes, precision)
+        for other, estimate in estimates.items():
+            if log is not None and estimate.total_bytes > profile.vision_memory_budget_bytes:
+                log("note: %s vision engines (estimated %s) exceed %s's vision budget %s: run %s on the device"
+                    % (other, gib(estimate.total_bytes), profile.name, gib(profile.vision_memory_budget_bytes),
+                       precision))
+    else:
+        report = BoxReport(profile.name, vision_bytes, profile.vision_memory_budget_bytes, llm_bytes,
+                           profile.os_reserve_bytes, profile.ram_bytes)
+    return {"checked": profile.is_jetson, "precision": precision, **report.to_dict(),
+            "vision_estimates": {p: e.to_dict() for p, e in estimates.items()}}
+
+
+def describe(memory: Dict[str, Any], profile: DeviceProfile) -> str:
+    """One line for the user from a `size_bundle` entry."""
+    llm = "" if memory["llm_bytes"] is None else " + LLM %s" % gib(memory["llm_bytes"])
+    line = ("memory on %s: vision engines (%s) %s%s + OS reserve %s = %s of %s RAM, headroom %s"
+            % (profile.name, memory["precision"], gib(memory["vision_bytes"]), llm, gib(memory["os_reserve_bytes"]),
+               gib(memory["total_bytes"]), gib(memory["ram_bytes"]), gib(memory["headroom_bytes"])))
+    return line if memory["checked"] else line + " (estimated, not checked: not a Jetson target)"

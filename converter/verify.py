@@ -1,0 +1,350 @@
+"""Every precision of a bundle (fp32, fp16, int8) against the project's torch float32 modules on held-out images.
+
+Held-out images (synthetic scenes with a seed calibration never uses, or a folder / video) go through the project's
+preprocessing exactly as ``converter.calibrate`` does; the torch reference (``converter.export.build_modules``, equal
+to transformers' Idefics2 and a MultiheadAttention Resampler, see tests/converter/test_parity.py) runs on the same
+packed feeds. Per precision:
+
+- vpm: ONNX VPM vs torch VPM, cosine per patch vector over each slice's valid patches;
+- resampler: ONNX Resampler fed the *torch* VPM output vs the torch Resampler, cosine per token;
+- chain: ONNX VPM -> ONNX Resampler vs the torch chain, cosine per token;
+
+each as mean, min, p1 and relative error (max abs error / max abs reference), overall and per slice. For the chain's
+worst slice, the residual stream after every VPM encoder layer (the output of the block's second residual Add) is
+exposed as a graph output and compared with the same tensor of the fp32 ONNX graph: fp32 ONNX equals torch within
+~1e-6 relative (the fp32 vpm figure measures it), so it stands in as the per-layer reference. ONNX Runtime CPU time
+per batch is measured on the same feeds after one warm-up run.
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from edge.bundle import Bundle, write_manifest
+from edge.errors import InputError
+from edge.fsutil import atomic_write_text
+from edge.onnxrt import open_session
+from edge.preprocess import Preprocessor
+from edge.slicing import SliceConfig
+
+from .calibrate import summary, token_cosines
+from .calibration_data import images_sha256, load_images, vpm_batches
+
+HELD_OUT_SEED = 2  # calibration draws its images with seed 0 and its search's held-out scenes with seed 1
+PRECISION_ORDER = ("fp32", "fp16", "int8")
+HISTOGRAM_BINS = 40
+_RESIDUAL_ADD = re.compile(r"(?:^|/)layers\.(\d+)/Add(?:_\d+)?$")  # a residual Add directly in an encoder block
+NOTES = {  # precision the note is about (None: always) -> note
+    None: "fp32 ONNX equals the torch float32 modules within ~1e-6 relative error (see the fp32 vpm figure), so the "
+          "fp32 ONNX graph stands in as the reference of the per-layer errors.",
+    "int8": "The int8 graph is TensorRT-style Q/DQ: on ONNX Runtime's CPU provider its DequantizeLinear nodes feed "
+            "float MatMuls, so it is not expected to be faster than fp32 there; it is there to measure accuracy "
+            "(TensorRT fuses the Q/DQ pairs into int8 kernels on the device). Layers the int8 search kept float run "
+            "in float32 here, so the int8 figures do not include fp16 rounding of those layers (TensorRT runs them "
+            "in fp16).",
+    "fp16": "fp16 graphs are not fast on ONNX Runtime's CPU provider either (no native fp16 kernels on most CPUs); "
+            "the CPU times show cost on this host, not on the device.",
+}
+Batches = List[Dict[str, Dict[str, np.ndarray]]]
+
+
+@dataclass(frozen=True)
+class SliceRef:
+    """Where a slice sits: its index over all slices, its image, its batch and row in the batch, its patch grid."""
+
+    index: int
+    image: int
+    batch: int
+    row: int
+    rows: int
+    cols: int
+
+    @property
+    def patches(self) -> int:
+        return self.rows * self.cols
+
+
+@dataclass
+class Verification:
+    """What verify measured: the summary written to the manifest and the chain cosines per precision (histograms)."""
+
+    summary: Dict[str, Any]
+    chain_cosines: Dict[str, np.ndarray]
+
+
+class _Graph:
+    """One graph on ONNX Runtime's CPU provider: float feeds cast to the graph's input type, outputs as float32;
+    `last_ms` is the time of the last session run alone (casts excluded)."""
+
+    _TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+
+    def __init__(self, source: Union[Path, bytes], keep: Any = None) -> None:
+        self.session = open_session(source)
+        self.float_inputs = {i.name: self._TYPES[i.type] for i in self.session.get_inputs() if i.type in self._TYPES}
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self._keep = keep  # a temporary directory holding the graph, alive as long as the session
+        self.last_ms = float("nan")
+
+    def run(self, feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
+        typed = {k: v.astype(self.float_inputs[k], copy=False) if k in self.float_inputs else v
+                 for k, v in feeds.items()}
+        start = time.perf_counter()
+        outputs = self.session.run(self.output_names, typed)
+        self.last_ms = (time.perf_counter() - start) * 1e3
+        return [np.asarray(o, dtype=np.float32) for o in outputs]
+
+
+def residual_outputs(model: Any) -> Dict[int, str]:
+    """Encoder layer -> the tensor its block ends with (output of the block's second residual Add), found by node
+    names in the exported graph (``/layers.N/Add`` then ``/layers.N/Add_1``)."""
+    adds: Dict[int, List[str]] = {}
+    for node in model.graph.node:
+        match = _RESIDUAL_ADD.search(node.name) if node.op_type == "Add" else None
+        if match:
+            adds.setdefault(int(match.group(1)), []).append(node.output[0])
+    return {layer: outputs[1] for layer, outputs in sorted(adds.items()) if len(outputs) >= 2}
+
+
+def _exposing(path: Path, names: Sequence[str]) -> Tuple[_Graph, List[str]]:
+    """A session of the graph at `path` that also outputs those of `names` it holds; and the names it lacks."""
+    import onnx
+
+    from .export import PROTOBUF_LIMIT_BYTES
+
+    model = onnx.load(str(path))
+    produced = {o for node in model.graph.node for o in node.output}
+    present = [n for n in names if n in produced]
+    model.graph.output.extend(onnx.ValueInfoProto(name=n) for n in present)
+    missing = [n for n in names if n not in produced]
+    if model.ByteSize() < PROTOBUF_LIMIT_BYTES - (1 << 20):
+        return _Graph(model.SerializeToString()), missing
+    scratch = tempfile.TemporaryDirectory(prefix="verify-")  # too large for one protobuf: external data
+    target = Path(scratch.name) / "graph.onnx"
+    onnx.save_model(model, str(target), save_as_external_data=True, location="graph.onnx.data")
+    return _Graph(target, keep=scratch), missing
+
+
+def _num(value: float) -> float:
+    return float("%.9g" % value)
+
+
+def _compare(got: List[np.ndarray], want: List[np.ndarray], slices: Sequence[SliceRef],
+             patch_rows: bool) -> Tuple[Dict[str, Any], np.ndarray]:
+    """Cosine per vector and relative error, per slice and overall; `patch_rows`: compare the slice's valid patch
+    rows only (VPM outputs), else every row (tokens)."""
+    entries, cosines, error, scale = [], [], 0.0, 0.0
+    for s in slices:
+        g, w = got[s.batch][s.row], want[s.batch][s.row]
+        if patch_rows:
+            g, w = g[:s.patches], w[:s.patches]
+        cos = token_cosines(g, w)
+        slice_error, slice_scale = float(np.abs(g - w).max()), float(np.abs(w).max())
+        entries.append({"slice": s.index, "image": s.image, "rows": s.rows, "cols": s.cols,
+                        "mean": _num(cos.mean()), "min": _num(cos.min()),
+                        "relative_error": _num(slice_error / max(slice_scale, 1e-30))})
+        cosines.append(cos)
+        error, scale = max(error, slice_error), max(scale, slice_scale)
+    cosines_all = np.concatenate(cosines)
+    figures = {k: _num(v) for k, v in summary(cosines_all).items()}
+    figures.update(vectors=int(cosines_all.size), relative_error=_num(error / max(scale, 1e-30)), slices=entries)
+    return figures, cosines_all
+
+
+class Verifier:
+    """The held-out feeds, the torch reference on them, and the measurement of each precision."""
+
+    def __init__(self, bundle: Bundle, modules: Dict[str, Any], images: Sequence[np.ndarray],
+                 log: Callable[[str], None]) -> None:
+        import torch
+
+        self.bundle, self.log = bundle, log
+        facts = bundle.model
+        config = SliceConfig(facts["slice"]["scale_resolution"],
+                             min(facts["slice"]["max_slice_nums"], bundle.manifest["target"]["max_slices"]),
+                             facts["slice"]["patch_size"])
+        preprocessor, layout = Preprocessor(config, "exact"), facts["slice"]["layout"]
+        max_batch = bundle.manifest["modules"]["vpm"]["shapes"]["batch"]["max"]
+        self.batches: Batches = []
+        self.slices: List[SliceRef] = []
+        for image_index, image in enumerate(images):  # per image, so each slice knows its image
+            for batch in vpm_batches([image], preprocessor, layout, max_batch):
+                for row, (rows, cols) in enumerate(batch["resampler"]["tgt_sizes"].tolist()):
+                    self.slices.append(SliceRef(len(self.slices), image_index, len(self.batches), row, rows, cols))
+                self.batches.append(batch)
+        log("torch float32 reference on %d slices (%d batches) ..." % (len(self.slices), len(self.batches)))
+        self.features, self.tokens = [], []
+        with torch.no_grad():
+            for batch in self.batches:
+                vpm = {k: torch.from_numpy(v) for k, v in batch["vpm"].items()}
+                features = modules["vpm"](vpm["pixel_values"], vpm["position_ids"], vpm["patch_counts"])
+                tokens = modules["resampler"](features, torch.from_numpy(batch["resampler"]["tgt_sizes"]))
+                self.features.append(features.float().numpy())
+                self.tokens.append(tokens.float().numpy())
+        import onnx
+
+        fp32_vpm = onnx.load(str(bundle.graph_path("vpm", "fp32")), load_external_data=False)
+        self.layer_names = residual_outputs(fp32_vpm)
+        self._fp32_layers: Dict[int, Dict[str, np.ndarray]] = {}  # batch -> tensor name -> fp32 ONNX value
+        self._fp32_exposed: Optional[_Graph] = None
+
+    def measure(self, precision: str) -> Tuple[Dict[str, Any], np.ndarray]:
+        """The figures of one precision (vpm, resampler, chain, worst slice per layer, timing)."""
+        log = self.log
+        vpm = _Graph(self.bundle.graph_path("vpm", precision))
+        resampler = _Graph(self.bundle.graph_path("resampler", precision))
+        first = self.batches[0]
+        resampler.run(dict(first["resampler"], vision_embeds=vpm.run(first["vpm"])[0]))  # warm-up
+        log("%s: chain (ONNX VPM -> ONNX Resampler), timed ..." % precision)
+        features, tokens, vpm_ms, resampler_ms = [], [], [], []
+        for batch in self.batches:
+            features.append(vpm.run(batch["vpm"])[0])
+            vpm_ms.append(vpm.last_ms)
+            tokens.append(resampler.run(dict(batch["resampler"], vision_embeds=features[-1]))[0])
+            resampler_ms.append(resampler.last_ms)
+        log("%s: resampler alone on the torch VPM output ..." % precision)
+        alone = [resampler.run(dict(b["resampler"], vision_embeds=f))[0] for b, f in zip(self.batches, self.features)]
+        entry: Dict[str, Any] = {}
+        entry["vpm"], _ = _compare(features, self.features, self.slices, patch_rows=True)
+        entry["resampler"], _ = _compare(alone, self.tokens, self.slices, patch_rows=False)
+        entry["chain"], chain_cosines = _compare(tokens, self.tokens, self.slices, patch_rows=False)
+        worst = min(entry["chain"]["slices"], key=lambda s: (s["min"], s["mean"]))
+        log("%s: per-layer errors on the worst slice %d ..." % (precision, worst["slice"]))
+        entry["worst_slice"] = dict(worst, **self._layers(precision, self.slices[worst["slice"]]))
+        vpm_mean, resampler_mean = float(np.mean(vpm_ms)), float(np.mean(resampler_ms))
+        entry["timing"] = {"vpm_ms_per_batch": _num(vpm_mean), "resampler_ms_per_batch": _num(resampler_mean),
+                           "chain_ms_per_batch": _num(vpm_mean + resampler_mean), "batches": len(self.batches),
+                           "provider": "CPUExecutionProvider", "host_cpus": os.cpu_count()}
+        chain = entry["chain"]
+        log("%s: chain token cosine mean %.6f min %.6f, relative error %.3g; %.1f ms per batch"
+            % (precision, chain["mean"], chain["min"], chain["relative_error"], entry["timing"]["chain_ms_per_batch"]))
+        return entry, chain_cosines
+
+    def _fp32_values(self, batch: int) -> Dict[str, np.ndarray]:
+        if batch not in self._fp32_layers:
+            if self._fp32_exposed is None:
+                self._fp32_exposed, _ = _exposing(self.bundle.graph_path("vpm", "fp32"),
+                                                  list(self.layer_names.values()))
+            outputs = self._fp32_exposed.run(self.batches[batch]["vpm"])
+            self._fp32_layers[batch] = dict(zip(self._fp32_exposed.output_names, outputs))
+        return self._fp32_layers[batch]
+
+    def _layers(self, precision: str, where: SliceRef) -> Dict[str, Any]:
+        """Relative error (and mean cosine) of each encoder layer's output on one slice vs the fp32 ONNX graph."""
+        notes: List[str] = []
+        if not self.layer_names:
+            return {"layers": [], "notes": ["no /layers.N/Add_1 tensors found in the fp32 VPM graph"]}
+        reference = self._fp32_values(where.batch)
+        graph, missing = _exposing(self.bundle.graph_path("vpm", precision), list(self.layer_names.values()))
+        values = dict(zip(graph.output_names, graph.run(self.batches[where.batch]["vpm"])))
+        layers = []
+        for layer, name in self.layer_names.items():
+            if name in missing:
+                notes.append("layer %d skipped: tensor %s is not in the %s VPM graph" % (layer, name, precision))
+                layers.append({"layer": layer, "tensor": name, "relative_error": None, "cosine_mean": None})
+                continue
+            got, want = values[name][where.row, :where.patches], reference[name][where.row, :where.patches]
+            error = float(np.abs(got - want).max()) / max(float(np.abs(want).max()), 1e-30)
+            layers.append({"layer": layer, "tensor": name, "relative_error": _num(error),
+                           "cosine_mean": _num(token_cosines(got, want).mean())})
+        return {"reference": "fp32 ONNX VPM graph", "layers": layers, "notes": notes}
+
+
+def _precisions(bundle: Bundle) -> List[str]:
+    both = [p for p in bundle.precisions("vpm") if p in bundle.precisions("resampler")]
+    if "fp32" not in both:
+        raise InputError("bundle %s has no fp32 graphs for both modules (it has vpm: %s, resampler: %s): verify "
+                         "needs them; re-export with --precision fp32"
+                         % (bundle.path, ", ".join(bundle.precisions("vpm")),
+                            ", ".join(bundle.precisions("resampler"))))
+    return sorted(both, key=lambda p: (PRECISION_ORDER.index(p) if p in PRECISION_ORDER else len(PRECISION_ORDER), p))
+
+
+def check_source(bundle: Bundle, weights_sha256: str, checkpoint: Path) -> None:
+    """The checkpoint must be the one the bundle was exported from (model.source.weights_sha256)."""
+    recorded = (bundle.model.get("source") or {}).get("weights_sha256")
+    if not recorded:
+        raise InputError("bundle %s records no source weights sha256 (model.source.weights_sha256): re-export it "
+                         "with this version of minicpmv-convert" % bundle.path)
+    if recorded != weights_sha256:
+        raise InputError("checkpoint %s (vision weights sha256 %s) is not the one bundle %s was exported from "
+                         "(sha256 %s): pass --checkpoint with the bundle's source checkpoint"
+                         % (checkpoint, weights_sha256, bundle.path, recorded))
+
+
+def verify_bundle(bundle_path: Path, checkpoint: Path, count: int = 4, source: Optional[Path] = None,
+                  report: Optional[Path] = None, log: Optional[Callable[[str], None]] = None) -> Verification:
+    """Measure every precision of the bundle at `bundle_path`, write the HTML report (default
+    <bundle>/report.html) and record the summary in the manifest under ``verification``."""
+    from .checkpoint import load_vision_checkpoint
+    from .export import build_modules
+    from .report_html import verification_page
+
+    log = log or (lambda message: print(message, file=sys.stderr, flush=True))
+    start = time.perf_counter()
+    bundle = Bundle.load(bundle_path)
+    precisions = _precisions(bundle)
+    ck = load_vision_checkpoint(checkpoint)
+    check_source(bundle, ck.weights_sha256, Path(checkpoint))
+    report = Path(report) if report is not None else bundle.path / "report.html"
+    images = load_images(source, count, HELD_OUT_SEED)
+    verifier = Verifier(bundle, build_modules(ck, bundle.manifest["target"]["max_patches"]), images, log)
+    measured, cosines = {}, {}
+    for precision in precisions:
+        measured[precision], cosines[precision] = verifier.measure(precision)
+    import onnxruntime
+
+    inside = report.resolve().parent == bundle.path.resolve()
+    result = {
+        "bundle": str(bundle.path), "model_version": bundle.model["version"],
+        "reference": "torch float32 modules (converter.export.build_modules)",
+        "checkpoint": str(Path(checkpoint).resolve()), "weights_sha256": ck.weights_sha256,
+        "images": {"count": len(images), "source": str(source) if source else "synthetic scenes",
+                   "seed": None if source else HELD_OUT_SEED, "data_sha256": images_sha256(images),
+                   "slices": len(verifier.slices), "batches": len(verifier.batches)},
+        "onnxruntime": onnxruntime.__version__,
+        "precisions": measured,
+        "notes": [note for about, note in NOTES.items() if about is None or about in precisions]
+        + [note for p in precisions for note in measured[p]["worst_slice"]["notes"]],
+        "report": report.name if inside else str(report.resolve()),
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+    atomic_write_text(report, verification_page(result, cosines, HISTOGRAM_BINS))
+    write_manifest(bundle.path, dict(bundle.manifest, verification=result))
+    log("verified %s in %.1f s; report %s" % (bundle.path, result["seconds"], report))
+    return Verification(result, cosines)
+
+
+def format_table(result: Dict[str, Any]) -> str:
+    """One screen: figures per precision and module, time per batch, worst-slice layer errors, notes."""
+    images = result["images"]
+    lines = ["%s vs %s: %d held-out images (%s), %d slices in %d batches"
+             % (result["bundle"], result["reference"], images["count"], images["source"], images["slices"],
+                images["batches"]),
+             "%-9s %-10s %10s %10s %10s %10s %9s" % ("precision", "module", "cos mean", "cos min", "cos p1",
+                                                      "rel err", "ms/batch")]
+    for precision, entry in result["precisions"].items():
+        for module in ("vpm", "resampler", "chain"):
+            f = entry[module]
+            lines.append("%-9s %-10s %10.7f %10.7f %10.7f %10.3g %9.1f"
+                         % (precision, module, f["mean"], f["min"], f["p1"], f["relative_error"],
+                            entry["timing"]["%s_ms_per_batch" % module]))
+    lines.append("per-layer relative error vs fp32 ONNX on each precision's worst chain slice:")
+    for precision, entry in result["precisions"].items():
+        worst = entry["worst_slice"]
+        known = [layer for layer in worst["layers"] if layer["relative_error"] is not None]
+        errors = "no layer outputs found" if not known else "max %.3g at layer %d, last layer %.3g" % (
+            max(layer["relative_error"] for layer in known),
+            max(known, key=lambda layer: layer["relative_error"])["layer"], known[-1]["relative_error"])
+        lines.append("  %-5s slice %d (image %d, %dx%d): %s" % (precision, worst["slice"], worst["image"],
+                                                               worst["rows"], worst["cols"], errors))
+    lines += ["note: " + note for note in result["notes"]]
+    lines.append("report: %s" % result["report"])
+    return "\n".join(lines)
