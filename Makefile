@@ -27,7 +27,7 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/minicpmv-convert make-checkpoint --model-version 2.6 --size tiny --out $(DEMO)/checkpoint-2.6 --force
-	$(BIN)/minicpmv-convert export --checkpoint $(DEMO)/checkpoint-2.6 --out $(DEMO)/bundle-2.6 --precision fp32 --force
+	$(BIN)/minicpmv-convert convert --checkpoint $(DEMO)/checkpoint-2.6 --out $(DEMO)/bundle-2.6 --target orin-nano-8gb --force
 	$(BIN)/minicpmv-edge inspect --bundle $(DEMO)/bundle-2.6
 	$(BIN)/minicpmv-edge encode --bundle $(DEMO)/bundle-2.6 --scene 1920x1080 --out $(DEMO)/tokens-1920x1080.npy
 	$(BIN)/minicpmv-edge bench preprocess --sizes 1920x1080 --repeats 3 --bundle $(DEMO)/bundle-2.6

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from edge.command import new_parser, run
+from edge.errors import InputError
 from edge.profiles import JETPACKS, list_profiles, load_profile
 
 from . import family
@@ -35,24 +36,17 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("--json", action="store_true")
 
     export = sub.add_parser("export", help="export the VPM and the Resampler to ONNX in a bundle")
-    export.add_argument("--checkpoint", required=True, type=Path)
-    export.add_argument("--out", required=True, type=Path)
-    export.add_argument("--model-version", choices=list(family.VERSIONS), help="override the detected version")
+    _add_export_args(export)
     export.add_argument("--precision", action="append", choices=["fp32", "fp16"],
                         help="graph precision; repeat for several (default fp32)")
-    export.add_argument("--target", default="host-x86",
-                        help="device profile (%s) or a profile YAML path" % ", ".join(list_profiles()))
-    export.add_argument("--jetpack", help="JetPack release on the device (%s); its TensorRT sets the opset "
-                                          "(default: the profile's)" % ", ".join(JETPACKS))
-    export.add_argument("--llm-gguf", type=Path, help="the llama.cpp GGUF LLM the device also runs: the vision "
-                                                      "engines, the LLM and the OS reserve must fit its RAM")
-    export.add_argument("--llm-bytes", type=int, help="the LLM's memory in bytes, KV cache included (instead of "
-                                                      "--llm-gguf)")
-    export.add_argument("--llm-context", type=int, help="LLM context in tokens, for the KV cache of --llm-gguf "
-                                                        "(default 4096)")
-    export.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime vs torch check per graph")
-    export.add_argument("--force", action="store_true", help="replace --out if it exists")
     export.add_argument("--json", action="store_true", help="print the manifest's graph figures as JSON")
+
+    convert = sub.add_parser("convert", help="export -> calibrate -> check-ops -> verify: the bundle a target "
+                                             "needs, in one command (nothing is written unless every step passes)")
+    _add_export_args(convert)
+    _add_calibration_args(convert)
+    convert.add_argument("--verify-images", type=int, default=4, help="held-out images for verify (default 4)")
+    convert.add_argument("--json", action="store_true")
 
     bench = sub.add_parser("bench", help="time the torch reference (the baseline) and a bundle's ONNX graphs")
     bench.add_argument("--checkpoint", required=True, type=Path)
@@ -67,18 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     calibrate = sub.add_parser("calibrate", help="INT8 Q/DQ graphs for a bundle: calibrate on images, then keep "
                                                  "the most harmful layers float until a target token cosine")
     calibrate.add_argument("--bundle", required=True, type=Path)
-    calibrate.add_argument("--data", type=Path, help="a folder of images or a video file (default: built-in "
-                                                    "synthetic scenes)")
-    calibrate.add_argument("--count", type=int, default=16, help="calibration images (default 16)")
-    calibrate.add_argument("--method", choices=("entropy", "percentile", "minmax"), default="entropy")
-    calibrate.add_argument("--percentile", type=float, default=99.99)
-    calibrate.add_argument("--quantize-attention", action="store_true",
-                           help="also quantize the attention matmuls (usually kept fp16 for 1024-token slices)")
-    calibrate.add_argument("--target-cosine", type=float, default=0.995, help="mean token cosine to reach")
-    calibrate.add_argument("--min-cosine", type=float, default=0.98, help="worst token cosine to reach")
-    calibrate.add_argument("--eval-images", type=int, default=4, help="held-out scenes for the search")
-    calibrate.add_argument("--no-search", action="store_true", help="quantize every layer, no fallback search")
-    calibrate.add_argument("--seed", type=int, default=0)
+    _add_calibration_args(calibrate)
     calibrate.add_argument("--json", action="store_true")
     check = sub.add_parser("check-ops", help="check every graph of a bundle against a TensorRT release's ONNX "
                                              "parser: operators, opset, int64 I/O, Q/DQ legality")
@@ -96,6 +79,65 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--report", type=Path, help="HTML report path (default BUNDLE/report.html)")
     verify.add_argument("--json", action="store_true", help="print the summary written to the manifest as JSON")
     return parser
+
+
+def _add_export_args(parser: argparse.ArgumentParser) -> None:
+    """What export and convert share: the checkpoint, the output and the target."""
+    parser.add_argument("--checkpoint", required=True, type=Path)
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--model-version", choices=list(family.VERSIONS), help="override the detected version")
+    parser.add_argument("--target", default="host-x86",
+                        help="device profile (%s) or a profile YAML path" % ", ".join(list_profiles()))
+    parser.add_argument("--jetpack", help="JetPack release on the device (%s); its TensorRT sets the opset "
+                                          "(default: the profile's)" % ", ".join(JETPACKS))
+    parser.add_argument("--llm-gguf", type=Path, help="the llama.cpp GGUF LLM the device also runs: the vision "
+                                                      "engines, the LLM and the OS reserve must fit its RAM")
+    parser.add_argument("--llm-bytes", type=int, help="the LLM's memory in bytes, KV cache included (instead of "
+                                                      "--llm-gguf)")
+    parser.add_argument("--llm-context", type=int, help="LLM context in tokens, for the KV cache of --llm-gguf "
+                                                        "(default 4096)")
+    parser.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime vs torch check per graph")
+    parser.add_argument("--force", action="store_true", help="replace --out if it exists")
+
+
+def _add_calibration_args(parser: argparse.ArgumentParser) -> None:
+    """What calibrate and convert share."""
+    parser.add_argument("--data", type=Path, help="a folder of images or a video file (default: built-in "
+                                                  "synthetic scenes)")
+    parser.add_argument("--count", type=int, default=16, help="calibration images (default 16)")
+    parser.add_argument("--method", choices=("entropy", "percentile", "minmax"), default="entropy")
+    parser.add_argument("--percentile", type=float, default=99.99)
+    parser.add_argument("--quantize-attention", action="store_true",
+                        help="also quantize the attention matmuls (usually kept fp16 for 1024-token slices)")
+    parser.add_argument("--target-cosine", type=float, default=0.995, help="mean token cosine to reach")
+    parser.add_argument("--min-cosine", type=float, default=0.98, help="worst token cosine to reach")
+    parser.add_argument("--eval-images", type=int, default=4, help="held-out scenes for the search")
+    parser.add_argument("--no-search", action="store_true", help="quantize every layer, no fallback search")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _calibration_settings(args: argparse.Namespace):
+    from .calibrate import Settings
+
+    return Settings(args.data, args.count, args.method, args.percentile, args.quantize_attention,
+                    args.target_cosine, args.min_cosine, args.eval_images, not args.no_search, args.seed)
+
+
+def _read_target(args: argparse.Namespace, precisions: List[str]):
+    """Profile, checkpoint and memory estimate (refused before anything is written when it cannot fit)."""
+    from .checkpoint import load_vision_checkpoint
+    from .sizing import describe, llm_bytes_from_args, size_bundle
+
+    profile = load_profile(args.target, jetpack=args.jetpack)
+    llm_bytes = llm_bytes_from_args(args.llm_gguf, args.llm_bytes, args.llm_context)
+    start = time.perf_counter()
+    ck = load_vision_checkpoint(args.checkpoint, args.model_version)
+    print("read MiniCPM-V %s vision weights from %s in %.1f s" % (ck.version, ck.path, time.perf_counter() - start),
+          file=sys.stderr)
+    memory = size_bundle(ck.spec, profile, precisions, ck.facts.slice_layout, llm_bytes,
+                         log=lambda message: print(message, file=sys.stderr))
+    print(describe(memory, profile), file=sys.stderr)
+    return profile, ck, memory
 
 
 def _make_checkpoint(args: argparse.Namespace) -> int:
@@ -129,19 +171,9 @@ def _inspect(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from .bundle import write_bundle
-    from .checkpoint import load_vision_checkpoint
-    from .sizing import describe, llm_bytes_from_args, size_bundle
 
-    profile = load_profile(args.target, jetpack=args.jetpack)
-    llm_bytes = llm_bytes_from_args(args.llm_gguf, args.llm_bytes, args.llm_context)
-    start = time.perf_counter()
-    ck = load_vision_checkpoint(args.checkpoint, args.model_version)
-    print("read MiniCPM-V %s vision weights from %s in %.1f s" % (ck.version, ck.path, time.perf_counter() - start),
-          file=sys.stderr)
     precisions = args.precision or ["fp32"]
-    memory = size_bundle(ck.spec, profile, precisions, ck.facts.slice_layout, llm_bytes,
-                         log=lambda message: print(message, file=sys.stderr))
-    print(describe(memory, profile), file=sys.stderr)
+    profile, ck, memory = _read_target(args, precisions)
     manifest = write_bundle(ck, args.out, profile, precisions, overwrite=args.force,
                             check=not args.no_check, memory=memory)
     if args.json:
@@ -154,6 +186,37 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert(args: argparse.Namespace) -> int:
+    """Exit 0 with the bundle written, 1 when a step fails on what the converter made, 2 for bad input."""
+    from .convert import ConversionFailed, Plan, convert, precisions_for
+
+    if args.verify_images < 1:
+        raise InputError("--verify-images must be at least 1, got %d" % args.verify_images)
+    profile = load_profile(args.target, jetpack=args.jetpack)
+    profile, ck, memory = _read_target(args, precisions_for(profile))
+    plan = Plan(ck, args.out, profile, memory, _calibration_settings(args), args.verify_images, args.force,
+                not args.no_check)
+    try:
+        manifest = convert(plan)
+    except ConversionFailed as exc:
+        print("%s: conversion failed, %s left unchanged: %s" % (PROG, args.out, exc), file=sys.stderr)
+        return 1
+    summary = {"bundle": str(args.out), "version": ck.version, "target": profile.name,
+               "precisions": {m: list(e["graphs"]) for m, e in manifest["modules"].items()},
+               "default_precision": manifest["target"]["default_precision"],
+               "mixed_precision": manifest.get("mixed_precision"), "checks": manifest.get("checks"),
+               "chain_cosine": {p: v["chain"] for p, v in manifest["verification"]["precisions"].items()},
+               "report": manifest["verification"]["report"], "seconds": manifest["conversion_seconds"]}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print("bundle %s for %s (MiniCPM-V %s) in %.0f s; default %s; chain token cosine vs torch: %s; report %s"
+              % (args.out, profile.name, ck.version, summary["seconds"], summary["default_precision"],
+                 ", ".join("%s mean %.5f min %.5f" % (p, c["mean"], c["min"])
+                           for p, c in summary["chain_cosine"].items()), args.out / summary["report"]))
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
 
@@ -163,10 +226,9 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from .calibrate import Settings, calibrate_bundle
+    from .calibrate import calibrate_bundle
 
-    settings = Settings(args.data, args.count, args.method, args.percentile, args.quantize_attention,
-                        args.target_cosine, args.min_cosine, args.eval_images, not args.no_search, args.seed)
+    settings = _calibration_settings(args)
     manifest = calibrate_bundle(args.bundle, settings)
     result = {m: {k: manifest["modules"][m]["graphs"]["int8"][k] for k in ("files", "quantized_layers", "kept_float")}
               for m in ("vpm", "resampler")}
@@ -207,7 +269,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"make-checkpoint": _make_checkpoint, "inspect": _inspect, "export": _export, "bench": _bench,
-            "calibrate": _calibrate, "check-ops": _check_ops, "verify": _verify}
+            "calibrate": _calibrate, "check-ops": _check_ops, "convert": _convert, "verify": _verify}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -86,7 +86,8 @@ def verification_page(summary: Dict[str, Any], chain_cosines: Dict[str, np.ndarr
     """The report of one `minicpmv-convert verify` run: figures, cosine histograms, per-layer error bars."""
     precisions = summary["precisions"]
     images = summary["images"]
-    parts = ["<h1>Verification of %s</h1>" % escape(summary["bundle"]),
+    title = "MiniCPM-V %s bundle for %s" % (summary["model_version"], summary["target"])
+    parts = ["<h1>Verification: %s</h1>" % escape(title),
              "<p>MiniCPM-V %s; reference: %s, checkpoint %s (weights sha256 %s).<br>%s held-out images (%s, data "
              "sha256 %s), %s slices in %s batches; ONNX Runtime %s, CPU provider.</p>"
              % tuple(escape(str(v)) for v in (
@@ -127,4 +128,4 @@ def verification_page(summary: Dict[str, Any], chain_cosines: Dict[str, np.ndarr
     parts += ["<h2>Chain token cosine per slice</h2>", table_html(headers, slice_rows)]
     parts += ["<h2>Notes</h2>", "<ul>%s</ul>" % "".join("<li>%s</li>" % escape(n) for n in summary["notes"])]
     return ('<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>%s</title><style>%s</style></head>\n'
-            '<body>\n%s\n</body></html>\n' % (escape("verify " + summary["bundle"]), STYLE, "\n".join(parts)))
+            '<body>\n%s\n</body></html>\n' % (escape("verify: " + title), STYLE, "\n".join(parts)))

@@ -303,7 +303,7 @@ def verify_bundle(bundle_path: Path, checkpoint: Path, count: int = 4, source: O
 
     inside = report.resolve().parent == bundle.path.resolve()
     result = {
-        "bundle": str(bundle.path), "model_version": bundle.model["version"],
+        "model_version": bundle.model["version"], "target": bundle.manifest["target"]["profile"],
         "reference": "torch float32 modules (converter.export.build_modules)",
         "checkpoint": str(Path(checkpoint).resolve()), "weights_sha256": ck.weights_sha256,
         "images": {"count": len(images), "source": str(source) if source else "synthetic scenes",
@@ -325,9 +325,9 @@ def verify_bundle(bundle_path: Path, checkpoint: Path, count: int = 4, source: O
 def format_table(result: Dict[str, Any]) -> str:
     """One screen: figures per precision and module, time per batch, worst-slice layer errors, notes."""
     images = result["images"]
-    lines = ["%s vs %s: %d held-out images (%s), %d slices in %d batches"
-             % (result["bundle"], result["reference"], images["count"], images["source"], images["slices"],
-                images["batches"]),
+    lines = ["MiniCPM-V %s bundle for %s vs %s: %d held-out images (%s), %d slices in %d batches"
+             % (result["model_version"], result["target"], result["reference"], images["count"], images["source"],
+                images["slices"], images["batches"]),
              "%-9s %-10s %10s %10s %10s %10s %9s" % ("precision", "module", "cos mean", "cos min", "cos p1",
                                                       "rel err", "ms/batch")]
     for precision, entry in result["precisions"].items():
