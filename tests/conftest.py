@@ -44,3 +44,14 @@ def make_bundle(tmp_path_factory, make_checkpoint) -> Callable[..., Path]:
         return made[key]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def converted_bundle(tmp_path_factory, make_checkpoint) -> Path:
+    """A tiny 2.6 bundle converted for orin-nano-8gb: fp32, fp16 and int8 graphs."""
+    from converter.cli import main
+
+    out = tmp_path_factory.mktemp("converted") / "bundle"
+    assert main(["convert", "--checkpoint", str(make_checkpoint("2.6")), "--out", str(out), "--target",
+                 "orin-nano-8gb", "--count", "2", "--eval-images", "1", "--verify-images", "1"]) == 0
+    return out
