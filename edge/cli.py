@@ -33,6 +33,19 @@ def _parser() -> argparse.ArgumentParser:
     encode.add_argument("--max-slice-nums", type=int)
     encode.add_argument("--out", type=Path, help="write the tokens [n_images, Q, D] float32 here (.npy)")
     encode.add_argument("--json", action="store_true")
+    build = sub.add_parser("build", help="build, cache and check the TensorRT engines of a bundle (trtexec-like "
+                                         "flags)")
+    build.add_argument("--bundle", required=True, type=Path)
+    build.add_argument("--precision", choices=("fp32", "fp16", "int8"), help="default: the bundle target's")
+    build.add_argument("--cache-dir", type=Path, default=Path("/var/cache/minicpmv-edge/engines"))
+    build.add_argument("--saveEngine", type=Path, help="also copy the engines here: <path>.vpm / <path>.resampler")
+    build.add_argument("--timingCacheFile", type=Path, help="TensorRT timing cache to read and update")
+    build.add_argument("--memPoolSize", help="workspace:N in MiB, as trtexec (default: the target profile's)")
+    build.add_argument("--useDLACore", type=int, help="build for this DLA core, with GPU fallback")
+    build.add_argument("--builderOptimizationLevel", type=int, help="TensorRT builder optimization level")
+    build.add_argument("--force", action="store_true", help="rebuild even when the cache has the engine")
+    build.add_argument("--no-check", action="store_true", help="skip the check against ONNX Runtime")
+    build.add_argument("--json", action="store_true")
     bench = sub.add_parser("bench", help="benchmarks that print figures (--json for machines)")
     bench_sub = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
     preprocess = bench_sub.add_parser("preprocess", help="exact and fast preprocessing vs the official PIL "
@@ -128,6 +141,32 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _workspace_mib(text: Optional[str]) -> Optional[int]:
+    if text is None:
+        return None
+    pool, _, size = text.partition(":")
+    if pool != "workspace" or not size.isdigit():
+        raise InputError("--memPoolSize takes workspace:N (N in MiB, as trtexec), got %r" % text)
+    return int(size) << 20
+
+
+def _build(args: argparse.Namespace) -> int:
+    from .build import BuildSettings, build_bundle, import_tensorrt
+
+    bundle = Bundle.load(args.bundle)
+    settings = BuildSettings(args.precision, args.cache_dir, _workspace_mib(args.memPoolSize), args.useDLACore,
+                             args.timingCacheFile, args.builderOptimizationLevel, args.force, not args.no_check)
+    trt, memory = import_tensorrt()
+    report, _ = build_bundle(bundle, trt, memory, settings, log=lambda message: print(message, file=sys.stderr))
+    if args.saveEngine:
+        for module, entry in report.items():
+            atomic_write_bytes(Path("%s.%s" % (args.saveEngine, module)), Path(entry["engine"]).read_bytes())
+    print(json.dumps(report, indent=2) if args.json else "\n".join(
+        "%s: %s (%s)" % (m, e["engine"], "cached" if e["cached"] else "built in %.1f s" % e["seconds"])
+        for m, e in report.items()))
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     if args.repeats < 1:
         raise InputError("--repeats must be at least 1, got %d" % args.repeats)
@@ -138,7 +177,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point: one clear line and exit code 2 for bad input."""
-    return run(_parser(), {"inspect": _inspect, "encode": _encode, "bench": _bench}, argv)
+    return run(_parser(), {"inspect": _inspect, "encode": _encode, "build": _build, "bench": _bench}, argv)
 
 
 if __name__ == "__main__":

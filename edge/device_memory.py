@@ -21,6 +21,10 @@ class PycudaMemory:
         self._allocations = []
         self.stream = cuda.Stream()
 
+    def compute_capability(self) -> str:
+        major, minor = self._cuda.Context.get_device().compute_capability()
+        return "%d.%d" % (major, minor)
+
     @property
     def stream_handle(self) -> int:
         return int(self.stream.handle)

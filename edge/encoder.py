@@ -8,8 +8,8 @@ from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
 import numpy as np
 
 from .bundle import MODULES, Bundle
-from .engine import Engine, open_engine
-from .errors import SliceTooLarge
+from .engine import Engine, check_backend, open_engine
+from .errors import InputError, SliceTooLarge
 from .graph_inputs import PackedSlices, pack_slices
 from .image_input import to_rgb
 from .preprocess import Preprocessor
@@ -49,9 +49,19 @@ class VisionEncoder:
     def from_bundle(cls, path: Union[str, Path], backend: str = "onnxruntime", precision: Precision = None,
                     resize: str = "exact") -> VisionEncoder:
         """Load and verify a bundle; `precision` None = the target's default, or a name, or one per module."""
+        check_backend(backend)
         bundle = Bundle.load(Path(path))
+        if backend == "tensorrt":
+            if isinstance(precision, Mapping):
+                raise InputError("the tensorrt backend builds both modules at one precision: pass a name")
+            from .build import BuildSettings, build_bundle, import_tensorrt
+
+            trt, memory = import_tensorrt()
+            _, engines = build_bundle(bundle, trt, memory, BuildSettings(precision=precision),
+                                      log=lambda message: None)
+            return cls(bundle, engines, resize)
         per_module = precision if isinstance(precision, Mapping) else {m: precision for m in MODULES}
-        engines = {m: open_engine(bundle.graph_path(m, per_module.get(m)), backend) for m in MODULES}
+        engines = {m: open_engine(bundle.graph_path(m, per_module.get(m))) for m in MODULES}
         return cls(bundle, engines, resize)
 
     @property

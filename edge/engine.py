@@ -8,7 +8,7 @@ import numpy as np
 
 from .errors import InputError
 
-BACKENDS = ("onnxruntime",)
+BACKENDS = ("onnxruntime", "tensorrt")
 
 
 class Engine(Protocol):
@@ -20,10 +20,14 @@ class Engine(Protocol):
         ...
 
 
-def open_engine(path: Path, backend: str) -> Engine:
-    """An engine for the graph at `path` on `backend`."""
-    if backend not in BACKENDS:
-        raise InputError("unknown backend %r: this version runs %s" % (backend, ", ".join(BACKENDS)))
+def open_engine(path: Path) -> Engine:
+    """An ONNX Runtime engine for one graph (TensorRT engines come from edge.build, which builds, caches and
+    checks them for a whole bundle)."""
     from .onnxrt import OnnxRuntimeEngine
 
     return OnnxRuntimeEngine(path)
+
+
+def check_backend(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise InputError("unknown backend %r: use one of %s" % (backend, ", ".join(BACKENDS)))

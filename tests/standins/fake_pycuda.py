@@ -32,6 +32,9 @@ class FakeDeviceMemory:
     def pinned(self, shape, dtype) -> np.ndarray:
         return np.empty(shape, dtype)
 
+    def compute_capability(self) -> str:
+        return "8.7"  # an Orin
+
     def _locate(self, pointer: int) -> Tuple[bytearray, int]:
         for base, buffer in self.buffers.items():
             if base <= pointer < base + len(buffer):
