@@ -46,6 +46,10 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--force", action="store_true", help="rebuild even when the cache has the engine")
     build.add_argument("--no-check", action="store_true", help="skip the check against ONNX Runtime")
     build.add_argument("--json", action="store_true")
+    doctor = sub.add_parser("doctor", help="check JetPack, TensorRT, CUDA, pycuda, OpenCV/GStreamer, jtop, cameras "
+                                           "and the engine cache; each problem with its fix")
+    doctor.add_argument("--cache-dir", type=Path, default=Path("/var/cache/minicpmv-edge/engines"))
+    doctor.add_argument("--json", action="store_true")
     bench = sub.add_parser("bench", help="benchmarks that print figures (--json for machines)")
     bench_sub = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
     preprocess = bench_sub.add_parser("preprocess", help="exact and fast preprocessing vs the official PIL "
@@ -167,6 +171,15 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    """Exit 0 when nothing failed (warnings allowed), 1 otherwise."""
+    from .doctor import format_findings, run_checks, summary
+
+    findings = run_checks(args.cache_dir)
+    print(json.dumps(summary(findings), indent=2) if args.json else format_findings(findings))
+    return 1 if summary(findings)["failed"] else 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     if args.repeats < 1:
         raise InputError("--repeats must be at least 1, got %d" % args.repeats)
@@ -177,7 +190,8 @@ def _bench(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point: one clear line and exit code 2 for bad input."""
-    return run(_parser(), {"inspect": _inspect, "encode": _encode, "build": _build, "bench": _bench}, argv)
+    return run(_parser(), {"inspect": _inspect, "encode": _encode, "build": _build, "doctor": _doctor,
+                                 "bench": _bench}, argv)
 
 
 if __name__ == "__main__":
