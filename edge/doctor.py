@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
+from .camera import opencv_has_gstreamer
 from .device_facts import l4t_release, module_model
 
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -62,8 +63,7 @@ def check_opencv(build_info: Optional[Callable[[], str]] = None) -> Finding:
         info = (build_info or cv2.getBuildInformation)()
     except Exception:  # noqa: BLE001
         return Finding("OpenCV", WARN, "missing", "use JetPack's python3-opencv (has GStreamer) for cameras")
-    gstreamer = any("GStreamer" in line and "YES" in line for line in info.splitlines())
-    if gstreamer:
+    if opencv_has_gstreamer(info):
         return Finding("OpenCV", OK, "%s with GStreamer" % cv2.__version__)
     return Finding("OpenCV", WARN, "%s without GStreamer" % cv2.__version__,
                    "CSI/RTSP cameras need GStreamer: use JetPack's OpenCV through a venv made with "
