@@ -46,6 +46,17 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--force", action="store_true", help="rebuild even when the cache has the engine")
     build.add_argument("--no-check", action="store_true", help="skip the check against ONNX Runtime")
     build.add_argument("--json", action="store_true")
+    run_agent = sub.add_parser("run", help="camera -> preprocess -> VPM -> Resampler -> tokens, as the agent "
+                                           "config says, until the source ends or SIGTERM")
+    run_agent.add_argument("--config", required=True, type=Path)
+    run_agent.add_argument("--max-frames", type=int)
+    run_agent.add_argument("--json", action="store_true", help="print the final report as JSON")
+    profile = sub.add_parser("profile", help="run the agent on its source and report per-stage times and shares "
+                                             "(profile first: where does the frame time go?)")
+    profile.add_argument("--config", required=True, type=Path)
+    profile.add_argument("--frames", type=int, default=30)
+    profile.add_argument("--no-reuse", action="store_true", help="encode every frame (frame reuse off)")
+    profile.add_argument("--json", action="store_true")
     doctor = sub.add_parser("doctor", help="check JetPack, TensorRT, CUDA, pycuda, OpenCV/GStreamer, jtop, cameras "
                                            "and the engine cache; each problem with its fix")
     doctor.add_argument("--cache-dir", type=Path, default=Path("/var/cache/minicpmv-edge/engines"))
@@ -171,6 +182,37 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    import logging
+
+    from .agent import make_pipeline, run_pipeline
+    from .agent_config import load_agent_config
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    report = run_pipeline(make_pipeline(load_agent_config(args.config), max_frames=args.max_frames))
+    print(json.dumps(report, indent=2) if args.json else "frames %d (encoded %d, reused %d, errors %d)"
+          % (report["frames"], report["encoded"], report["reused"], report["errors"]))
+    return 0
+
+
+def _profile(args: argparse.Namespace) -> int:
+    from .agent import make_pipeline, run_pipeline
+    from .agent_config import load_agent_config
+
+    report = run_pipeline(make_pipeline(load_agent_config(args.config), reuse=not args.no_reuse,
+                                        max_frames=args.frames))
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print("%d frames (%d encoded, %d reused = %.0f%%); work %.1f ms per frame, camera wait %.1f ms"
+          % (report["frames"], report["encoded"], report["reused"], 100 * report["reused_share"],
+             report["frame_work_ms"], report["capture_wait_ms_per_frame"]))
+    for stage, ms in report["stages_ms_per_frame"].items():
+        share = report["stage_shares"][stage]
+        print("  %-12s %9.2f ms/frame %5.1f%%  %s" % (stage, ms, 100 * share, "#" * int(round(40 * share))))
+    return 0
+
+
 def _doctor(args: argparse.Namespace) -> int:
     """Exit 0 when nothing failed (warnings allowed), 1 otherwise."""
     from .doctor import format_findings, run_checks, summary
@@ -190,7 +232,8 @@ def _bench(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point: one clear line and exit code 2 for bad input."""
-    return run(_parser(), {"inspect": _inspect, "encode": _encode, "build": _build, "doctor": _doctor,
+    return run(_parser(), {"inspect": _inspect, "encode": _encode, "build": _build, "run": _run,
+                                 "profile": _profile, "doctor": _doctor,
                                  "bench": _bench}, argv)
 
 
