@@ -72,6 +72,16 @@ def _parser() -> argparse.ArgumentParser:
     preprocess.add_argument("--bundle", type=Path, help="also encode with this bundle: token cosine fast vs exact")
     preprocess.add_argument("--max-slice-nums", type=int, help="slice budget (default: the bundle's, else 9)")
     preprocess.add_argument("--json", action="store_true")
+    engines = bench_sub.add_parser("engines", help="a bundle's engines on this device: build time, per-stage "
+                                                   "latency per precision, memory")
+    engines.add_argument("--bundle", required=True, type=Path)
+    engines.add_argument("--backend", choices=("tensorrt", "onnxruntime"), default="tensorrt")
+    engines.add_argument("--precision", action="append", choices=("fp32", "fp16", "int8"),
+                         help="repeat for several (default: every precision the bundle has)")
+    engines.add_argument("--size", type=_size, default=(1920, 1080), help="frame WxH (default 1920x1080)")
+    engines.add_argument("--repeats", type=int, default=5)
+    engines.add_argument("--cache-dir", type=Path, default=Path("/var/cache/minicpmv-edge/engines"))
+    engines.add_argument("--json", action="store_true")
     return parser
 
 
@@ -225,6 +235,15 @@ def _doctor(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     if args.repeats < 1:
         raise InputError("--repeats must be at least 1, got %d" % args.repeats)
+    if args.bench == "engines":
+        from .bench_engines import run_bench as run_engines
+
+        report = run_engines(args.bundle, args.backend, args.precision, args.size, args.repeats, args.cache_dir)
+        print(json.dumps(report, indent=2) if args.json else "\n".join(
+            "%s: ready in %.1f s; per frame preprocess %.1f ms, vpm %.1f ms, resampler %.1f ms; peak RSS %s"
+            % (p["precision"], p["ready_s"], p["stages"]["preprocess"]["median_ms"], p["stages"]["vpm"]["median_ms"],
+               p["stages"]["resampler"]["median_ms"], p["memory"]["peak_rss_bytes"]) for p in report["precisions"]))
+        return 0
     report = run_bench(args.sizes, args.repeats, args.seed, args.bundle, args.max_slice_nums)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0

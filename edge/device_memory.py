@@ -25,6 +25,11 @@ class PycudaMemory:
         major, minor = self._cuda.Context.get_device().compute_capability()
         return "%d.%d" % (major, minor)
 
+    def device_memory(self) -> dict:
+        """Free and total device memory (unified memory on a Jetson) in bytes."""
+        free, total = self._cuda.mem_get_info()
+        return {"device_free_bytes": int(free), "device_total_bytes": int(total)}
+
     @property
     def stream_handle(self) -> int:
         return int(self.stream.handle)
