@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 
 from edge.bundle import Bundle, write_manifest
+from edge.cosine import token_cosines
 from edge.fsutil import atomic_directory
 from edge.onnxrt import open_session
 from edge.preprocess import Preprocessor
@@ -57,12 +58,6 @@ class ModuleResult:
     quantized: List[str]
     kept_float: List[str] = field(default_factory=list)
     sensitivity: Dict[str, float] = field(default_factory=dict)  # node -> 1 - mean token cosine alone
-
-
-def token_cosines(got: np.ndarray, want: np.ndarray) -> np.ndarray:
-    """Cosine of every token vector."""
-    g, w = got.reshape(-1, got.shape[-1]).astype(np.float64), want.reshape(-1, want.shape[-1]).astype(np.float64)
-    return (g * w).sum(1) / np.maximum(np.linalg.norm(g, axis=1) * np.linalg.norm(w, axis=1), 1e-30)
 
 
 def summary(cosines: np.ndarray) -> Dict[str, float]:
@@ -133,13 +128,14 @@ def calibrate_bundle(path: Path, settings: Settings, log: Callable[[str], None] 
     models = {m: onnx.load(str(bundle.graph_path(m, "fp32"))) for m in ("vpm", "resampler")}
     images = load_images(settings.source, settings.count, settings.seed)
     calibration = vpm_batches(images, preprocessor, layout, vpm_shapes["batch"]["max"])
-    held_out_images = synthetic_images(settings.eval_count, seed=settings.seed + 1)
-    held_out = Chain(vpm_batches(held_out_images, preprocessor, layout, vpm_shapes["batch"]["max"]))
-    first = held_out.first(len(vpm_batches(held_out_images[:1], preprocessor, layout, vpm_shapes["batch"]["max"])))
+    per_image = [vpm_batches([image], preprocessor, layout, vpm_shapes["batch"]["max"])
+                 for image in synthetic_images(settings.eval_count, seed=settings.seed + 1)]
+    held_out = Chain([batch for batches in per_image for batch in batches])
+    first = held_out.first(len(per_image[0]))
+    first_tokens = sum(len(b["resampler"]["tgt_sizes"]) for b in first.batches)  # one token block per slice
     float_vpm, float_resampler = _session(models["vpm"]), _session(models["resampler"])
     reference_features = held_out.vpm_outputs(float_vpm)
     reference = held_out.tokens(float_vpm, float_resampler, reference_features)
-    first_tokens = len(first.tokens(None, float_resampler, reference_features[:len(first.batches)]))
 
     def progress(name):
         return lambda items: tqdm(items, desc="calibrating " + name, unit="batch", file=sys.stderr)
@@ -153,22 +149,21 @@ def calibrate_bundle(path: Path, settings: Settings, log: Callable[[str], None] 
     resampler_hist = collect(models["resampler"], watched_inputs(models["resampler"], resampler_nodes),
                              resampler_feeds, progress("resampler"))
 
-    def vpm_score(model: onnx.ModelProto, quick: bool) -> np.ndarray:
-        chain = first if quick else held_out
-        want = reference[:first_tokens] if quick else reference
-        return token_cosines(chain.tokens(_session(model), float_resampler), want)
+    def scorer(tokens_of: Callable[[onnx.ModelProto, Chain], np.ndarray]):
+        """Token cosines of a candidate graph: on the first held-out image when `quick`, else on all of them."""
+        def score(model: onnx.ModelProto, quick: bool) -> np.ndarray:
+            chain = first if quick else held_out
+            return token_cosines(tokens_of(model, chain), reference[:first_tokens] if quick else reference)
+        return score
 
     vpm = _search(models["vpm"], thresholds(vpm_hist, settings.method, settings.percentile),
-                  [n.name for n in vpm_nodes], vpm_score, settings, log, "vpm")
+                  [n.name for n in vpm_nodes], scorer(lambda m, chain: chain.tokens(_session(m), float_resampler)),
+                  settings, log, "vpm")
     int8_features = held_out.vpm_outputs(_session(vpm.model))
-
-    def resampler_score(model: onnx.ModelProto, quick: bool) -> np.ndarray:
-        chain = first if quick else held_out
-        want = reference[:first_tokens] if quick else reference
-        return token_cosines(chain.tokens(None, _session(model), int8_features[:len(chain.batches)]), want)
-
     resampler = _search(models["resampler"], thresholds(resampler_hist, settings.method, settings.percentile),
-                        [n.name for n in resampler_nodes], resampler_score, settings, log, "resampler")
+                        [n.name for n in resampler_nodes],
+                        scorer(lambda m, chain: chain.tokens(None, _session(m), int8_features[:len(chain.batches)])),
+                        settings, log, "resampler")
     final = summary(token_cosines(held_out.tokens(None, _session(resampler.model), int8_features), reference))
     log("int8 chain on %d held-out images: token cosine mean %.5f min %.5f"
         % (settings.eval_count, final["mean"], final["min"]))

@@ -29,13 +29,14 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from edge.bundle import Bundle, write_manifest
+from edge.cosine import token_cosines
 from edge.errors import InputError
 from edge.fsutil import atomic_write_text
 from edge.onnxrt import open_session
 from edge.preprocess import Preprocessor
 from edge.slicing import SliceConfig
 
-from .calibrate import summary, token_cosines
+from .calibrate import summary
 from .calibration_data import images_sha256, load_images, vpm_batches
 
 HELD_OUT_SEED = 2  # calibration draws its images with seed 0 and its search's held-out scenes with seed 1

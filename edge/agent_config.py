@@ -84,7 +84,6 @@ def load_agent_config(path: Path) -> AgentConfig:
     config.sink["directory"] = str(base / config.sink.get("directory", "tokens"))
     config.engine_cache = base / data.get("engine_cache", str(config.engine_cache))
     config.max_frames = data.get("max_frames")
-    for relative in ("path",):
-        if relative in config.camera and not Path(str(config.camera[relative])).is_absolute():
-            config.camera[relative] = str(base / config.camera[relative])
+    if "path" in config.camera and not Path(str(config.camera["path"])).is_absolute():
+        config.camera["path"] = str(base / config.camera["path"])  # file or folder sources
     return config

@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .cosine import token_cosines
 from .graph_inputs import pack_slices, to_strip
 from .preprocess import Preprocessor
 from .scenes import synthetic_scene
@@ -84,9 +85,8 @@ def _distance(got: Sequence[np.ndarray], want: Sequence[np.ndarray]) -> Dict[str
 
 def _cosines(got: np.ndarray, want: np.ndarray) -> Dict[str, float]:
     """Cosine per token vector (min, mean) and of the whole token tensor."""
-    g, w = got.reshape(-1, got.shape[-1]).astype(np.float64), want.reshape(-1, want.shape[-1]).astype(np.float64)
-    rows = (g * w).sum(1) / (np.linalg.norm(g, axis=1) * np.linalg.norm(w, axis=1))
-    whole = float((g * w).sum() / (np.linalg.norm(g) * np.linalg.norm(w)))
+    rows = token_cosines(got, want)
+    whole = float(token_cosines(got.ravel(), want.ravel())[0])
     return {"min": round(float(rows.min()), 6), "mean": round(float(rows.mean()), 6), "all": round(whole, 6)}
 
 

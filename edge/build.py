@@ -17,6 +17,7 @@ from .bundle import MODULES, Bundle
 from .device_facts import l4t_release, module_model
 from .engine_cache import EngineCache
 from .errors import InputError
+from .fsutil import atomic_write_bytes
 from .graph_inputs import pack_slices
 from .onnxrt import OnnxRuntimeEngine
 from .preprocess import Preprocessor
@@ -42,10 +43,9 @@ class BuildSettings:
     check: bool = True
 
 
-def cache_fields(bundle: Bundle, module: str, precision: str, trt: Any, memory: Any,
+def cache_fields(bundle: Bundle, module: str, precision: str, shapes: Dict[str, Any], trt: Any, memory: Any,
                  settings: BuildSettings, workspace: int) -> Dict[str, Any]:
     graph = bundle.graph(module, precision)
-    shapes = profile_shapes(graph["inputs"], bundle.manifest["modules"][module]["shapes"])
     return {"graph_module": module, "graph_sha256": bundle.manifest["files"][graph["files"][0]]["sha256"],
             "tensorrt": trt.__version__, "compute_capability": memory.compute_capability(),
             "module": module_model(), "l4t": l4t_release(), "precision": precision,
@@ -94,29 +94,26 @@ def build_bundle(bundle: Bundle, trt: Any, memory: Any, settings: BuildSettings,
         raise InputError("--useDLACore must be 0 or more, got %d" % settings.dla_core)
     cache, workspace = EngineCache(settings.cache_dir), _workspace(bundle, settings)
     feeds, report, engines = sample_feeds(bundle), {}, {}
+    references = {m: OnnxRuntimeEngine(bundle.graph_path(m, precision)) for m in MODULES} if settings.check else {}
+    if settings.check:
+        feeds["resampler"] = dict(feeds["resampler"],
+                                  vision_embeds=references["vpm"].infer(feeds["vpm"])["vision_embeds"])
     for module in MODULES:
-        fields = cache_fields(bundle, module, precision, trt, memory, settings, workspace)
+        shapes = profile_shapes(bundle.graph(module, precision)["inputs"], bundle.manifest["modules"][module]["shapes"])
+        fields = cache_fields(bundle, module, precision, shapes, trt, memory, settings, workspace)
         engine_bytes = None if settings.force else cache.load(fields)
         start, cached = time.perf_counter(), engine_bytes is not None
         if engine_bytes is None:
             log("building %s %s engine (TensorRT %s) ..." % (module, precision, trt.__version__))
-            shapes = profile_shapes(bundle.graph(module, precision)["inputs"],
-                                    bundle.manifest["modules"][module]["shapes"])
             options = BuildOptions(precision, shapes, workspace, settings.dla_core, settings.timing_cache,
                                    settings.optimization_level)
             engine_bytes, timing = build_engine(trt, bundle.graph_path(module, precision), options, log)
             if timing is not None and settings.timing_cache is not None:
-                from .fsutil import atomic_write_bytes
-
                 atomic_write_bytes(settings.timing_cache, timing)
         seconds = time.perf_counter() - start
         engine = TensorRTEngine(trt, engine_bytes, memory)
         engine.allocate(_output_elements(bundle, module))
-        module_feeds = feeds[module] if module == "vpm" else dict(
-            feeds["resampler"], vision_embeds=OnnxRuntimeEngine(bundle.graph_path("vpm", precision)).infer(
-                feeds["vpm"])["vision_embeds"])
-        error = check_engine(engine, OnnxRuntimeEngine(bundle.graph_path(module, precision)), module_feeds,
-                             precision) if settings.check else None
+        error = check_engine(engine, references[module], feeds[module], precision) if settings.check else None
         path = cache.path(fields) if cached else cache.store(fields, engine_bytes)
         log("%s %s engine %s: %s (%.1f s), vs ONNX Runtime %s" % (
             module, precision, "from cache" if cached else "built", path, seconds,

@@ -12,7 +12,7 @@ from .bundle import MODULES, Bundle
 from .command import new_parser, run
 from .encoder import VisionEncoder
 from .errors import InputError
-from .fsutil import atomic_write_bytes
+from .fsutil import atomic_write_bytes, atomic_write_npy
 from .scenes import synthetic_scene
 
 PROG = "minicpmv-edge"
@@ -113,7 +113,7 @@ def _encode(args: argparse.Namespace) -> int:
     image = _read_image(args.image) if args.image else synthetic_scene(*args.scene)
     result = encoder.encode(image)
     if args.out:
-        atomic_write_bytes(args.out, _npy_bytes(result.tokens))
+        atomic_write_npy(args.out, result.tokens)
     summary = {"tokens_shape": list(result.tokens.shape), "grid": result.grid, "patch_grids": result.patch_grids,
                "timings_ms": {k: round(v, 2) for k, v in result.timings.items()},
                "prompt": "".join("{Q}" if isinstance(s, int) else s for s in encoder.prompt.segments(result.grid)),
@@ -135,16 +135,6 @@ def _read_image(path: Path):
             return image.convert("RGB")
     except (OSError, UnidentifiedImageError) as exc:
         raise InputError("cannot read image %s (%s): pass a PNG/JPEG file" % (path, exc)) from exc
-
-
-def _npy_bytes(array) -> bytes:
-    import io
-
-    import numpy as np
-
-    buffer = io.BytesIO()
-    np.save(buffer, array)
-    return buffer.getvalue()
 
 
 def _inspect(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from .fsutil import atomic_write_bytes
+from .fsutil import atomic_write_npy
 
 STAGES = ("reuse_check", "preprocess", "vpm", "resampler", "sink")  # the work of a frame
 WAIT = "capture_wait"  # time spent waiting for the camera: reported apart, it is idle time, not work
@@ -31,12 +31,8 @@ class NpySink:
         self.written: List[Path] = []
 
     def write(self, sequence: int, tokens: np.ndarray) -> Path:
-        import io
-
-        buffer = io.BytesIO()
-        np.save(buffer, tokens)
         path = self.directory / ("frame-%08d.npy" % sequence)
-        atomic_write_bytes(path, buffer.getvalue())
+        atomic_write_npy(path, tokens)
         self.written.append(path)
         while len(self.written) > self.keep:
             self.written.pop(0).unlink(missing_ok=True)
