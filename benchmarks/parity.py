@@ -21,14 +21,14 @@ from PIL import Image
 from converter.bundle import write_bundle
 from converter.checkpoint import load_vision_checkpoint
 from converter.synthetic import write_checkpoint
-from edge.bundle import Bundle
-from edge.encoder import VisionEncoder
-from edge.graph_inputs import pack_slices
-from edge.onnxrt import open_session
-from edge.profiles import load_profile
-from edge.scenes import synthetic_scene
-from tests.reference_models import ReferenceChain
-from tests.reference_slicing import official_pixel_values
+from edge.bundle.manifest import Bundle
+from edge.device.profiles import load_profile
+from edge.encoder.vision_encoder import VisionEncoder
+from edge.engines.onnxrt import open_session
+from edge.preprocess.graph_inputs import pack_slices
+from edge.preprocess.scenes import synthetic_scene
+from references.models import ReferenceChain
+from references.slicing import official_pixel_values
 
 IMAGES = [(1344, 1344), (1920, 1080), (500, 300), (3000, 500), (812, 247), (4000, 50)]
 SINGLE = {"25x41": [(25, 41)], "49x21": [(49, 21)], "58x18": [(58, 18)], "12x78": [(12, 78)], "4x286": [(4, 286)]}

@@ -10,7 +10,7 @@ from typing import Callable, Dict, Iterable, List, Sequence
 import numpy as np
 import onnx
 
-from edge.onnxrt import open_session
+from edge.engines.onnxrt import open_session
 
 BINS = 2048
 QUANT_LEVELS = 128  # |x| maps onto 0..127 in symmetric int8

@@ -12,10 +12,10 @@ from typing import Any, Callable, Dict
 import numpy as np
 import torch
 
-from edge.bundle import Bundle
+from edge.bundle.manifest import Bundle
+from edge.engines.onnxrt import open_session
 from edge.errors import InputError
-from edge.graph_inputs import pack_slices
-from edge.onnxrt import open_session
+from edge.preprocess.graph_inputs import pack_slices
 
 from .checkpoint import load_vision_checkpoint
 from .export import build_modules

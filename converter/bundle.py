@@ -5,9 +5,9 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
 
-from edge.bundle import MODULES, write_manifest
+from edge.bundle.manifest import MODULES, write_manifest
+from edge.device.profiles import DeviceProfile, onnx_opset_for
 from edge.fsutil import atomic_directory, sha256_file
-from edge.profiles import DeviceProfile, onnx_opset_for
 from edge.version import __version__
 
 from .checkpoint import VisionCheckpoint

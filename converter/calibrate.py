@@ -17,13 +17,13 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import numpy as np
 import onnx
 
-from edge.bundle import Bundle, write_manifest
+from edge.bundle.manifest import Bundle, write_manifest
 from edge.cosine import token_cosines
+from edge.device.profiles import load_profile
+from edge.engines.onnxrt import open_session
 from edge.fsutil import atomic_directory
-from edge.onnxrt import open_session
-from edge.preprocess import Preprocessor
-from edge.profiles import load_profile
-from edge.slicing import SliceConfig
+from edge.preprocess.preprocessor import Preprocessor
+from edge.preprocess.slicing import SliceConfig
 
 from .activation_ranges import collect, thresholds, watched_inputs
 from .calibration_data import images_sha256, load_images, synthetic_images, vpm_batches

@@ -12,9 +12,9 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from edge.errors import InputError
-from edge.graph_inputs import pack_slices
-from edge.preprocess import Preprocessor
-from edge.scenes import synthetic_scene
+from edge.preprocess.graph_inputs import pack_slices
+from edge.preprocess.preprocessor import Preprocessor
+from edge.preprocess.scenes import synthetic_scene
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm")

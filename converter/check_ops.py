@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from edge.bundle import Bundle
+from edge.bundle.manifest import Bundle
 
 from .trt_ops import OperatorTable
 

@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
-from edge.command import new_parser, run
+from edge.cli.shell import new_parser, run
+from edge.device.profiles import JETPACKS, list_profiles, load_profile
 from edge.errors import InputError
-from edge.profiles import JETPACKS, list_profiles, load_profile
 
 from . import family
 
@@ -245,7 +245,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 def _check_ops(args: argparse.Namespace) -> int:
     """Exit 0 when every graph would parse, 1 when some would not (offending nodes listed), 2 for bad input."""
-    from edge.bundle import Bundle
+    from edge.bundle.manifest import Bundle
     from edge.errors import InputError
 
     from .check_ops import check_bundle, format_report

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from edge.bundle import Bundle, write_manifest
+from edge.bundle.manifest import Bundle, write_manifest
+from edge.device.profiles import DeviceProfile
 from edge.fsutil import atomic_directory
-from edge.profiles import DeviceProfile
 
 from .bundle import write_bundle
 from .calibrate import Settings, calibrate_bundle

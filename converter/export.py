@@ -14,8 +14,8 @@ import onnx
 import torch
 from torch import nn
 
-from edge.graph_inputs import pack_slices
-from edge.onnxrt import open_session
+from edge.engines.onnxrt import open_session
+from edge.preprocess.graph_inputs import pack_slices
 
 from .checkpoint import VisionCheckpoint
 from .modeling import NavitSiglipEncoder, Resampler

@@ -40,9 +40,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, Optional
 
-from edge.bundle import MODULES
+from edge.bundle.manifest import MODULES
+from edge.device.profiles import PRECISIONS, DeviceProfile
 from edge.errors import InputError
-from edge.profiles import PRECISIONS, DeviceProfile
 
 from .bundle import _profile_shapes
 from .checkpoint import VisionSpec, expected_shapes

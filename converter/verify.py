@@ -28,13 +28,13 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from edge.bundle import Bundle, write_manifest
+from edge.bundle.manifest import Bundle, write_manifest
 from edge.cosine import token_cosines
+from edge.engines.onnxrt import open_session
 from edge.errors import InputError
 from edge.fsutil import atomic_write_text
-from edge.onnxrt import open_session
-from edge.preprocess import Preprocessor
-from edge.slicing import SliceConfig
+from edge.preprocess.preprocessor import Preprocessor
+from edge.preprocess.slicing import SliceConfig
 
 from .calibrate import summary
 from .calibration_data import images_sha256, load_images, vpm_batches

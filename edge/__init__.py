@@ -3,7 +3,7 @@
 Imports neither torch nor tensorrt nor pycuda, so it loads on a Jetson's system Python (3.8-3.12)
 and on a host without an accelerator.
 """
-from .encoder import EncodedImage, VisionEncoder
+from .encoder.vision_encoder import EncodedImage, VisionEncoder
 from .version import __version__
 
 __all__ = ["EncodedImage", "VisionEncoder", "__version__"]

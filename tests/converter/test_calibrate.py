@@ -18,10 +18,10 @@ from converter.cli import main
 from converter.qdq import quantizable_nodes, quantize
 from converter.trt_ops import OperatorTable
 from edge import VisionEncoder
-from edge.bundle import Bundle
+from edge.bundle.manifest import Bundle
+from edge.engines.onnxrt import open_session
 from edge.errors import InputError
-from edge.onnxrt import open_session
-from edge.scenes import synthetic_scene
+from edge.preprocess.scenes import synthetic_scene
 
 
 def _histogram(*batches) -> Histogram:

@@ -17,13 +17,13 @@ import converter.bundle as converter_bundle
 from converter.checkpoint import load_vision_checkpoint
 from converter.cli import main as convert_main
 from converter.export import example_feeds
-from edge.bundle import MANIFEST, MODULES, Bundle
-from edge.cli import main as edge_main
+from edge.bundle.manifest import MANIFEST, MODULES, Bundle
+from edge.cli.main import main as edge_main
+from edge.device.profiles import load_profile
+from edge.engines.onnxrt import open_session
 from edge.errors import InputError
 from edge.fsutil import sha256_file
-from edge.graph_inputs import pack_slices
-from edge.onnxrt import open_session
-from edge.profiles import load_profile
+from edge.preprocess.graph_inputs import pack_slices
 from edge.version import __version__
 
 _ELEM_TYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16",

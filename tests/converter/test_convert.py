@@ -8,8 +8,8 @@ import pytest
 
 from converter.cli import main
 from edge import VisionEncoder
-from edge.bundle import Bundle
-from edge.scenes import synthetic_scene
+from edge.bundle.manifest import Bundle
+from edge.preprocess.scenes import synthetic_scene
 
 FAST = ["--count", "2", "--eval-images", "1", "--verify-images", "1"]
 

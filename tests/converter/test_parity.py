@@ -9,11 +9,11 @@ import torch
 
 from converter.checkpoint import load_vision_checkpoint
 from converter.export import build_modules
-from edge.bundle import Bundle
-from edge.graph_inputs import pack_slices
-from edge.onnxrt import open_session
+from edge.bundle.manifest import Bundle
+from edge.engines.onnxrt import open_session
+from edge.preprocess.graph_inputs import pack_slices
+from references.models import ReferenceChain, vpm_reference_forward
 from tests.conftest import VERSIONS
-from tests.reference_models import ReferenceChain, vpm_reference_forward
 
 # Slice sides of 25, 49 and 58 patches (where floor/i*step ids are off), 78 and 286 (beyond the 70 grid).
 SINGLE_SLICES = [(25, 41), (49, 21), (58, 18), (12, 78), (4, 286)]

@@ -22,9 +22,9 @@ from converter.sizing import (
     vision_parameters,
 )
 from converter.synthetic import synthetic_config
-from edge.bundle import Bundle
+from edge.bundle.manifest import Bundle
+from edge.device.profiles import load_profile
 from edge.errors import InputError
-from edge.profiles import load_profile
 
 LLM_8B_Q4_BYTES = 4_700_000_000  # a 7-8B model at Q4_K_M (Qwen2-7B's is 4.68 GB)
 JETSONS = ["orin-nano-4gb", "orin-nano-8gb", "orin-nx-8gb", "orin-nx-16gb", "agx-orin-32gb", "agx-orin-64gb",

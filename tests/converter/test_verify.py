@@ -17,8 +17,8 @@ from converter.calibration_data import images_sha256, load_images
 from converter.cli import main
 from converter.report_html import bars_svg, histogram_svg
 from converter.verify import residual_outputs, verify_bundle
-from edge.bundle import MANIFEST, Bundle, write_manifest
-from edge.scenes import synthetic_scene
+from edge.bundle.manifest import MANIFEST, Bundle, write_manifest
+from edge.preprocess.scenes import synthetic_scene
 
 MODULES = ("vpm", "resampler", "chain")
 

@@ -93,7 +93,7 @@ def real_pycuda() -> bool:
 
 def device_memory() -> Tuple[Any, Any]:
     if real_pycuda():
-        from edge.device_memory import PycudaMemory
+        from edge.engines.tensorrt.device_memory import PycudaMemory
 
         memory = PycudaMemory()
         return memory, PycudaAdapter(memory)

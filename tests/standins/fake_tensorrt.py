@@ -227,7 +227,7 @@ def _engine_class(checked: Callable[..., type], module: types.ModuleType, memory
         engine = Engine.__new__(Engine)
         object.__setattr__(engine, "_header", json.loads(header))
         object.__setattr__(engine, "_onnx", onnx_bytes)
-        from edge.onnxrt import open_session
+        from edge.engines.onnxrt import open_session
 
         session = open_session(onnx_bytes)
         object.__setattr__(engine, "_session", session)

@@ -1,0 +1,66 @@
+"""The agent: an agent config -> encoder (backend and precision per module), camera, frame reuse and sink."""
+from __future__ import annotations
+
+import signal
+from typing import Any, Dict, Optional
+
+from ..bundle.manifest import MODULES, Bundle
+from ..camera.source import FrameSource
+from ..encoder.vision_encoder import VisionEncoder
+from ..engines.base import open_engine
+from ..errors import InputError
+from .config import AgentConfig
+from .frame_reuse import FrameReuse
+from .pipeline import NpySink, Pipeline
+
+
+def open_encoder(config: AgentConfig) -> VisionEncoder:
+    """ONNX Runtime or TensorRT per module, as the config says (TensorRT engines come from the engine cache)."""
+    bundle = Bundle.load(config.bundle)
+    engines: Dict[str, Any] = {}
+    on_tensorrt = [m for m in MODULES if config.backend[m] == "tensorrt"]
+    if on_tensorrt:
+        precisions = {config.precision[m] for m in on_tensorrt}
+        if len(precisions) > 1:
+            raise InputError("TensorRT modules are built at one precision: give vpm and resampler the same one")
+        from ..engines.tensorrt.build import BuildSettings, build_bundle, import_tensorrt
+
+        trt, memory = import_tensorrt()
+        _, built = build_bundle(bundle, trt, memory, BuildSettings(precisions.pop(), config.engine_cache))
+        engines.update({m: built[m] for m in on_tensorrt})
+    for module in MODULES:
+        if module not in engines:
+            engines[module] = open_engine(bundle.graph_path(module, config.precision[module]))
+    encoder = VisionEncoder(bundle, engines, config.resize)
+    if config.max_slice_nums is not None:
+        try:
+            encoder.max_slice_nums = config.max_slice_nums
+        except ValueError as exc:
+            raise InputError("agent config: %s" % exc) from exc
+    return encoder
+
+
+def make_pipeline(config: AgentConfig, reuse: Optional[bool] = None, max_frames: Optional[int] = None,
+                  source: Optional[Any] = None) -> Pipeline:
+    """Everything the config names, ready to run (`reuse` and `max_frames` override the config)."""
+    encoder = open_encoder(config)
+    settings = {k: v for k, v in config.reuse.items() if k != "enabled"}
+    enabled = config.reuse.get("enabled", False) if reuse is None else reuse
+    return Pipeline(encoder, source or FrameSource(config.camera), NpySink(config.sink["directory"],
+                                                                          config.sink.get("keep", 100)),
+                    FrameReuse.from_dict(settings) if enabled else None,
+                    max_frames if max_frames is not None else config.max_frames)
+
+
+def run_pipeline(pipeline: Pipeline) -> Dict[str, Any]:
+    """Start the camera, run until done or SIGTERM/SIGINT, stop the camera; the report."""
+    def stop(signum, frame):
+        pipeline.stop()
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with pipeline.source:
+            return pipeline.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,99 @@
+"""`minicpmv-edge build` and `VisionEncoder(backend="tensorrt")` with the stand-in tensorrt (10.3) injected:
+cache hits and misses, the post-build check against ONNX Runtime, trtexec-like flags, and the clear error where
+TensorRT is missing. The stand-in is not TensorRT (see tests/standins): this checks the project's own logic."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import edge.engines.tensorrt.build as build_module
+from edge.bundle.manifest import Bundle
+from edge.cli.main import main
+from edge.encoder.vision_encoder import VisionEncoder
+from edge.engines.tensorrt.build import BuildSettings, build_bundle, check_engine
+from edge.preprocess.scenes import synthetic_scene
+from tests.standins.fake_pycuda import device_memory
+from tests.standins.fake_tensorrt import make_tensorrt
+
+
+@pytest.fixture
+def standin(monkeypatch):
+    """import_tensorrt() returns the 10.3 stand-in and the test device memory; counts engine builds."""
+    memory, adapter = device_memory()
+    trt = make_tensorrt("10.3", adapter)
+    builds = []
+    original = trt.Builder.build_serialized_network
+
+    def counting(self, network, config):
+        builds.append(config)
+        return original(self, network, config)
+
+    trt.Builder.build_serialized_network = counting
+    monkeypatch.setattr(build_module, "import_tensorrt", lambda: (trt, memory))
+    return trt, memory, builds
+
+
+def test_engines_are_cached_by_key_and_rebuilt_on_force(standin, converted_bundle, tmp_path):
+    trt, memory, builds = standin
+    bundle = Bundle.load(converted_bundle)
+    settings = BuildSettings(cache_dir=tmp_path / "cache")
+    report, engines = build_bundle(bundle, trt, memory, settings, log=lambda m: None)
+    assert len(builds) == 2 and not any(r["cached"] for r in report.values())
+    assert all(r["precision"] == "int8" and r["check_relative_error"] < 1e-5 for r in report.values())
+    report, _ = build_bundle(bundle, trt, memory, settings, log=lambda m: None)
+    assert len(builds) == 2 and all(r["cached"] for r in report.values())
+    build_bundle(bundle, trt, memory, BuildSettings(cache_dir=tmp_path / "cache", force=True), log=lambda m: None)
+    assert len(builds) == 4
+    build_bundle(bundle, trt, memory, BuildSettings("fp16", tmp_path / "cache"), log=lambda m: None)
+    assert len(builds) == 6  # another precision is another key
+    assert sorted(p.suffix for p in (tmp_path / "cache").iterdir()).count(".engine") == 4
+
+
+def test_int8_engines_get_int8_and_fp16_flags_on_10x(standin, converted_bundle, tmp_path):
+    trt, memory, builds = standin
+    build_bundle(Bundle.load(converted_bundle), trt, memory, BuildSettings(cache_dir=tmp_path), log=lambda m: None)
+    assert {repr(f) for f in builds[0]._flags} == {"BuilderFlag.FP16", "BuilderFlag.INT8"}
+
+
+def test_check_refuses_an_engine_that_disagrees():
+    class Off:
+        def infer(self, feeds):
+            return {"y": np.ones(4, np.float32) * 1.5}
+
+    class Reference:
+        def infer(self, feeds):
+            return {"y": np.ones(4, np.float32)}
+
+    assert check_engine(Reference(), Reference(), {}, "fp32") == 0.0
+    with pytest.raises(RuntimeError, match="differs from ONNX Runtime"):
+        check_engine(Off(), Reference(), {}, "int8")
+
+
+def test_cli_build_json_and_save_engine(standin, converted_bundle, tmp_path, capsys):
+    capsys.readouterr()
+    assert main(["build", "--bundle", str(converted_bundle), "--cache-dir", str(tmp_path / "c"), "--precision",
+                 "fp32", "--memPoolSize", "workspace:256", "--saveEngine", str(tmp_path / "model"),
+                 "--timingCacheFile", str(tmp_path / "timing.cache"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report) == {"vpm", "resampler"} and (tmp_path / "model.vpm").is_file()
+    assert (tmp_path / "timing.cache").read_bytes()
+    assert main(["build", "--bundle", str(converted_bundle), "--memPoolSize", "256"]) == 2
+    assert "workspace:N" in capsys.readouterr().err
+
+
+def test_cli_without_tensorrt_is_one_line_exit_2(converted_bundle, capsys):
+    capsys.readouterr()
+    assert main(["build", "--bundle", str(converted_bundle), "--cache-dir", "/tmp/unused"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "TensorRT's Python module is not importable" in err and len(err.splitlines()) == 1
+
+
+def test_tensorrt_backend_tokens_equal_onnxruntime(standin, converted_bundle, tmp_path, monkeypatch):
+    monkeypatch.setattr(build_module, "BuildSettings",  # the encoder's default cache dir is /var/cache
+                        lambda precision=None: BuildSettings(precision, tmp_path / "cache"))
+    image = synthetic_scene(1280, 720, seed=12)
+    got = VisionEncoder.from_bundle(converted_bundle, backend="tensorrt").encode(image).tokens
+    want = VisionEncoder.from_bundle(converted_bundle).encode(image).tokens  # int8 on onnxruntime
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
