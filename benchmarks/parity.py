@@ -48,7 +48,7 @@ def version_figures(version: str, workdir: Path) -> Dict[str, Any]:
     ck = load_vision_checkpoint(checkpoint)
     write_bundle(ck, out, load_profile("host-x86"), ["fp32"], log=lambda message: None)
     bundle = Bundle.load(out)
-    layout = bundle.model["slice"]["layout"]
+    layout = bundle.model.slice.layout
     vpm, resampler = (open_session(bundle.graph_path(m, "fp32")) for m in ("vpm", "resampler"))
     references = ReferenceChain(ck.tensors, ck.spec)
     figures: Dict[str, Any] = {}

@@ -22,8 +22,7 @@ from edge.cosine import token_cosines
 from edge.device.profiles import load_profile
 from edge.engines.onnxrt import open_session
 from edge.fsutil import atomic_directory
-from edge.preprocess.preprocessor import Preprocessor
-from edge.preprocess.slicing import SliceConfig
+from edge.preprocess.preprocessor import Preprocessor, slice_config
 
 from .activation_ranges import collect, thresholds, watched_inputs
 from .calibration_data import images_sha256, load_images, synthetic_images, vpm_batches
@@ -120,15 +119,12 @@ def calibrate_bundle(path: Path, settings: Settings, log: Callable[[str], None] 
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
     start = time.perf_counter()
     bundle = Bundle.load(path)
-    facts, vpm_shapes = bundle.model, bundle.manifest["modules"]["vpm"]["shapes"]
-    config = SliceConfig(facts["slice"]["scale_resolution"],
-                         min(facts["slice"]["max_slice_nums"], bundle.manifest["target"]["max_slices"]),
-                         facts["slice"]["patch_size"])
-    preprocessor, layout = Preprocessor(config, "exact"), facts["slice"]["layout"]
+    max_batch = bundle.shapes("vpm").batch.max
+    preprocessor, layout = Preprocessor(slice_config(bundle), "exact"), bundle.model.slice.layout
     models = {m: onnx.load(str(bundle.graph_path(m, "fp32"))) for m in ("vpm", "resampler")}
     images = load_images(settings.source, settings.count, settings.seed)
-    calibration = vpm_batches(images, preprocessor, layout, vpm_shapes["batch"]["max"])
-    per_image = [vpm_batches([image], preprocessor, layout, vpm_shapes["batch"]["max"])
+    calibration = vpm_batches(images, preprocessor, layout, max_batch)
+    per_image = [vpm_batches([image], preprocessor, layout, max_batch)
                  for image in synthetic_images(settings.eval_count, seed=settings.seed + 1)]
     held_out = Chain([batch for batches in per_image for batch in batches])
     first = held_out.first(len(per_image[0]))
@@ -177,7 +173,7 @@ def _write(bundle: Bundle, results: Dict[str, ModuleResult], settings: Settings,
            batches: int, final: Dict[str, float]) -> Dict[str, Any]:
     """int8/ graphs and caches (atomically replaced), then the manifest."""
     manifest = bundle.manifest
-    tensorrt = manifest["target"]["tensorrt"]
+    tensorrt = bundle.target.tensorrt
     with atomic_directory(bundle.path / "int8", overwrite=True) as tmp:
         for module, result in results.items():
             onnx.save(result.model, str(tmp / (module + ".onnx")))

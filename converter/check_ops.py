@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from edge.bundle.manifest import Bundle
+from edge.bundle.manifest import MODULES, Bundle
 
 from .trt_ops import OperatorTable
 
@@ -131,12 +131,12 @@ def check_bundle(bundle: Bundle, tensorrt: str) -> Dict[str, Any]:
     """check_model for every graph file of the bundle: a JSON-ready report with `passed`."""
     table = OperatorTable.for_release(tensorrt)
     graphs: Dict[str, Any] = {}
-    for module, entry in bundle.manifest["modules"].items():
-        for precision, graph in entry["graphs"].items():
-            path = bundle.path / graph["files"][0]
-            model = onnx.load(str(path))
+    for module in MODULES:
+        for precision in bundle.precisions(module):
+            graph = bundle.graph(module, precision)
+            model = onnx.load(str(bundle.path / graph.onnx_file))
             problems = check_model(model, table)
-            graphs[graph["files"][0]] = {"module": module, "precision": precision, "nodes": len(model.graph.node),
+            graphs[graph.onnx_file] = {"module": module, "precision": precision, "nodes": len(model.graph.node),
                                          "operators": sorted({n.op_type for n in _nodes(model.graph)}),
                                          "problems": [asdict(p) for p in problems]}
     return {"tensorrt": tensorrt, "table": table.release, "passed": not any(g["problems"] for g in graphs.values()),

@@ -251,10 +251,10 @@ def _check_ops(args: argparse.Namespace) -> int:
     from .check_ops import check_bundle, format_report
 
     bundle = Bundle.load(args.bundle)
-    tensorrt = args.trt or bundle.manifest["target"]["tensorrt"]
+    tensorrt = args.trt or bundle.target.tensorrt
     if tensorrt is None:
         raise InputError("bundle %s targets %s, which has no TensorRT: pass --trt RELEASE (e.g. --trt 10.3)"
-                         % (args.bundle, bundle.manifest["target"]["profile"]))
+                         % (args.bundle, bundle.target.profile))
     report = check_bundle(bundle, str(tensorrt))
     print(json.dumps(report, indent=2) if args.json else format_report(report, args.bundle))
     return 0 if report["passed"] else 1

@@ -33,8 +33,7 @@ from edge.cosine import token_cosines
 from edge.engines.onnxrt import open_session
 from edge.errors import InputError
 from edge.fsutil import atomic_write_text
-from edge.preprocess.preprocessor import Preprocessor
-from edge.preprocess.slicing import SliceConfig
+from edge.preprocess.preprocessor import Preprocessor, slice_config
 
 from .calibrate import summary
 from .calibration_data import images_sha256, load_images, vpm_batches
@@ -167,12 +166,8 @@ class Verifier:
         import torch
 
         self.bundle, self.log = bundle, log
-        facts = bundle.model
-        config = SliceConfig(facts["slice"]["scale_resolution"],
-                             min(facts["slice"]["max_slice_nums"], bundle.manifest["target"]["max_slices"]),
-                             facts["slice"]["patch_size"])
-        preprocessor, layout = Preprocessor(config, "exact"), facts["slice"]["layout"]
-        max_batch = bundle.manifest["modules"]["vpm"]["shapes"]["batch"]["max"]
+        preprocessor, layout = Preprocessor(slice_config(bundle), "exact"), bundle.model.slice.layout
+        max_batch = bundle.shapes("vpm").batch.max
         self.batches: Batches = []
         self.slices: List[SliceRef] = []
         for image_index, image in enumerate(images):  # per image, so each slice knows its image
@@ -270,7 +265,7 @@ def _precisions(bundle: Bundle) -> List[str]:
 
 def check_source(bundle: Bundle, weights_sha256: str, checkpoint: Path) -> None:
     """The checkpoint must be the one the bundle was exported from (model.source.weights_sha256)."""
-    recorded = (bundle.model.get("source") or {}).get("weights_sha256")
+    recorded = bundle.model.weights_sha256
     if not recorded:
         raise InputError("bundle %s records no source weights sha256 (model.source.weights_sha256): re-export it "
                          "with this version of minicpmv-convert" % bundle.path)
@@ -296,7 +291,7 @@ def verify_bundle(bundle_path: Path, checkpoint: Path, count: int = 4, source: O
     check_source(bundle, ck.weights_sha256, Path(checkpoint))
     report = Path(report) if report is not None else bundle.path / "report.html"
     images = load_images(source, count, HELD_OUT_SEED)
-    verifier = Verifier(bundle, build_modules(ck, bundle.manifest["target"]["max_patches"]), images, log)
+    verifier = Verifier(bundle, build_modules(ck, bundle.target.max_patches), images, log)
     measured, cosines = {}, {}
     for precision in precisions:
         measured[precision], cosines[precision] = verifier.measure(precision)
@@ -304,7 +299,7 @@ def verify_bundle(bundle_path: Path, checkpoint: Path, count: int = 4, source: O
 
     inside = report.resolve().parent == bundle.path.resolve()
     result = {
-        "model_version": bundle.model["version"], "target": bundle.manifest["target"]["profile"],
+        "model_version": bundle.model.version, "target": bundle.target.profile,
         "reference": "torch float32 modules (converter.export.build_modules)",
         "checkpoint": str(Path(checkpoint).resolve()), "weights_sha256": ck.weights_sha256,
         "images": {"count": len(images), "source": str(source) if source else "synthetic scenes",

@@ -8,7 +8,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, List
 
 from .errors import InputError
 
@@ -53,9 +53,38 @@ def atomic_write_npy(path: Path, array: Any) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, someone else's
+    return True
+
+
+def _staging_prefix(target: Path) -> str:
+    return ".%s.staging-" % target.name
+
+
+def remove_abandoned_staging(target: Path) -> List[Path]:
+    """Remove the staging directories of `target` left by runs that were killed (their process is gone)."""
+    removed = []
+    if not target.parent.is_dir():
+        return removed
+    for entry in target.parent.glob(_staging_prefix(target) + "*"):
+        pid = entry.name[len(_staging_prefix(target)):].split("-", 1)[0]
+        if entry.is_dir() and pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(str(entry), ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_directory(target: Path, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary directory beside `target`; on success it is renamed to `target`, on error removed.
+    """Yield a staging directory beside `target`; on success it is renamed to `target`, on error (an exception,
+    Ctrl-C, SIGTERM through the CLI's handler) removed. A staging directory left by a run that was killed
+    outright (SIGKILL, power loss) carries that run's pid in its name and is removed by the next run.
 
     An existing `target` is an InputError unless `overwrite` is set (then it is replaced only on success).
     """
@@ -63,12 +92,14 @@ def atomic_directory(target: Path, overwrite: bool = False) -> Iterator[Path]:
     if target.exists() and not overwrite:
         raise InputError("%s already exists: choose another --out or pass --force to replace it" % target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="." + target.name + ".", dir=str(target.parent)))
+    remove_abandoned_staging(target)
+    tmp = Path(tempfile.mkdtemp(prefix="%s%d-" % (_staging_prefix(target), os.getpid()), dir=str(target.parent)))
     os.chmod(str(tmp), 0o755)  # mkdtemp's 0700 would hide the result from the service user that reads it
     try:
         yield tmp
         if target.exists():
-            old = Path(tempfile.mkdtemp(prefix="." + target.name + ".old.", dir=str(target.parent)))
+            old = Path(tempfile.mkdtemp(prefix="%s%d-old-" % (_staging_prefix(target), os.getpid()),
+                                        dir=str(target.parent)))
             os.replace(str(target), str(old / target.name))
             shutil.rmtree(str(old))
         os.replace(str(tmp), str(target))

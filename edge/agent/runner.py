@@ -4,10 +4,10 @@ from __future__ import annotations
 import signal
 from typing import Any, Dict, Optional
 
-from ..bundle.manifest import MODULES, Bundle
+from ..bundle.manifest import Bundle
 from ..camera.source import FrameSource
 from ..encoder.vision_encoder import VisionEncoder
-from ..engines.base import open_engine
+from ..engines.factory import open_engines
 from ..errors import InputError
 from .config import AgentConfig
 from .frame_reuse import FrameReuse
@@ -15,27 +15,16 @@ from .pipeline import NpySink, Pipeline
 
 
 def open_encoder(config: AgentConfig) -> VisionEncoder:
-    """ONNX Runtime or TensorRT per module, as the config says (TensorRT engines come from the engine cache)."""
+    """ONNX Runtime or TensorRT per module, at the precision per module the config gives (TensorRT engines come
+    from the engine cache)."""
     bundle = Bundle.load(config.bundle)
-    engines: Dict[str, Any] = {}
-    on_tensorrt = [m for m in MODULES if config.backend[m] == "tensorrt"]
-    if on_tensorrt:
-        precisions = {config.precision[m] for m in on_tensorrt}
-        if len(precisions) > 1:
-            raise InputError("TensorRT modules are built at one precision: give vpm and resampler the same one")
-        from ..engines.tensorrt.build import BuildSettings, build_bundle, import_tensorrt
-
-        trt, memory = import_tensorrt()
-        _, built = build_bundle(bundle, trt, memory, BuildSettings(precisions.pop(), config.engine_cache))
-        engines.update({m: built[m] for m in on_tensorrt})
-    for module in MODULES:
-        if module not in engines:
-            engines[module] = open_engine(bundle.graph_path(module, config.precision[module]))
-    encoder = VisionEncoder(bundle, engines, config.resize)
+    encoder = VisionEncoder(bundle, open_engines(bundle, config.backend, config.precision, config.engine_cache),
+                            config.resize)
     if config.max_slice_nums is not None:
         try:
             encoder.max_slice_nums = config.max_slice_nums
         except ValueError as exc:
+            encoder.close()
             raise InputError("agent config: %s" % exc) from exc
     return encoder
 

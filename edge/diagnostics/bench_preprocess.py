@@ -122,17 +122,25 @@ def run_bench(sizes: Sequence[Tuple[int, int]] = DEFAULT_SIZES, repeats: int = 5
     import cv2
     import PIL
 
-    config, layout, encoders, model = DEFAULT, "masked-2d", None, None
+    config, layout, encoders, model, engines = DEFAULT, "masked-2d", None, None, None
     if bundle is not None:
+        from ..bundle.manifest import Bundle
         from ..encoder.vision_encoder import VisionEncoder
+        from ..engines.factory import open_engines
 
-        encoders = {mode: VisionEncoder.from_bundle(bundle, resize=mode) for mode in ("exact", "fast")}
-        config, layout = encoders["exact"].preprocessor.config, encoders["exact"].layout
-        model = encoders["exact"].bundle.model["version"]
+        loaded = Bundle.load(bundle)
+        engines = open_engines(loaded)  # one set of engines behind both resize modes
+        encoders = {mode: VisionEncoder(loaded, engines, resize=mode) for mode in ("exact", "fast")}
+        config, layout, model = encoders["exact"].preprocessor.config, encoders["exact"].layout, loaded.model.version
     if max_slice_nums is not None:
         config = config._replace(max_slice_nums=max_slice_nums)
         for encoder in (encoders or {}).values():
             encoder.max_slice_nums = max_slice_nums
+    try:
+        rows = [bench_size(size, config, layout, repeats, seed, encoders) for size in sizes]
+    finally:
+        if engines is not None:
+            engines.close()
     return {
         "benchmark": "preprocess", "repeats": repeats, "seed": seed, "max_slice_nums": config.max_slice_nums,
         "bundle": str(bundle) if bundle else None, "model_version": model, "layout": layout,
@@ -140,7 +148,7 @@ def run_bench(sizes: Sequence[Tuple[int, int]] = DEFAULT_SIZES, repeats: int = 5
                     "python": platform.python_version(), "numpy": np.__version__, "pillow": PIL.__version__,
                     "opencv": cv2.__version__},
         "spec_examples": check_spec_examples(config._replace(max_slice_nums=9)),
-        "sizes": [bench_size(size, config, layout, repeats, seed, encoders) for size in sizes],
+        "sizes": rows,
     }
 
 

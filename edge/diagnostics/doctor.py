@@ -87,13 +87,25 @@ def check_jtop_service(socket: Path = Path("/run/jtop.sock")) -> Finding:
 
 
 def check_cache(cache_dir: Path) -> Finding:
+    """The engine cache: a writable directory with room for engines (a missing one is made by the first build
+    where its nearest existing parent is writable)."""
+    if cache_dir.exists() and not cache_dir.is_dir():
+        return Finding("engine cache", FAIL, "%s is not a directory" % cache_dir,
+                       "remove it, or pass --cache-dir with a directory")
     probe = cache_dir if cache_dir.exists() else next((p for p in cache_dir.parents if p.exists()), Path("/"))
     writable = os.access(str(probe), os.W_OK)
-    free = shutil.disk_usage(str(probe)).free
-    found = "%s (%s), %.1f GiB free" % (cache_dir, "writable" if writable else "not writable", free / (1 << 30))
+    free = "%.1f GiB free" % (shutil.disk_usage(str(probe)).free / (1 << 30))
+    if not cache_dir.exists():
+        found = "%s does not exist; %s is %swritable, %s" % (cache_dir, probe, "" if writable else "not ", free)
+        if not writable:
+            return Finding("engine cache", FAIL, found, "create it writable for the service user (sudo mkdir -p %s "
+                           "&& sudo chown <service user> %s), or pass --cache-dir" % (cache_dir, cache_dir))
+        return Finding("engine cache", WARN, found, "the first build creates it (as the user who runs the build: "
+                       "create it for the service user beforehand)")
+    found = "%s (%s), %s" % (cache_dir, "writable" if writable else "not writable", free)
     if not writable:
-        return Finding("engine cache", FAIL, found, "create it writable for the service user, or pass --cache-dir")
-    if free < MIN_FREE_BYTES:
+        return Finding("engine cache", FAIL, found, "make it writable for the service user, or pass --cache-dir")
+    if shutil.disk_usage(str(probe)).free < MIN_FREE_BYTES:
         return Finding("engine cache", WARN, found, "free disk space: engines and rebuilds need about 4 GiB")
     return Finding("engine cache", OK, found)
 

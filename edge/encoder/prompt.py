@@ -1,4 +1,4 @@
-"""Where an image's tokens go in the LLM prompt: the placeholder layout per model version (SPEC-minicpmv.md).
+"""Where an image's tokens go in the LLM prompt: the placeholder layout per model version (docs/minicpmv.md).
 
 Each token block (Q embeddings: the overview or one tile) takes the place of Q ``<unk>`` placeholders:
 
@@ -12,7 +12,9 @@ what an LLM runtime that injects embeddings needs; ``text`` renders it with the 
 """
 from __future__ import annotations
 
-from typing import Any, List, Mapping, NamedTuple, Optional, Tuple, Union
+from typing import List, NamedTuple, Optional, Tuple, Union
+
+from ..bundle.facts import ModelFacts
 
 Segment = Union[str, int]  # literal prompt text, or the index of a token block in EncodedImage.tokens
 STYLES = ("v2.5", "v2.6")
@@ -27,11 +29,11 @@ class PromptLayout(NamedTuple):
     use_image_id: bool
 
     @classmethod
-    def from_model(cls, model: Mapping[str, Any]) -> PromptLayout:
-        prompt = model["prompt"]
-        if prompt["style"] not in STYLES:
-            raise ValueError("unknown prompt style %r (expected one of %s)" % (prompt["style"], ", ".join(STYLES)))
-        return cls(prompt["style"], int(model["query_num"]), bool(prompt["use_image_id"]))
+    def from_facts(cls, model: ModelFacts) -> PromptLayout:
+        """The layout of a bundle's model (`Bundle.model`)."""
+        if model.prompt_style not in STYLES:
+            raise ValueError("unknown prompt style %r (expected one of %s)" % (model.prompt_style, ", ".join(STYLES)))
+        return cls(model.prompt_style, model.query_num, model.use_image_id)
 
     def segments(self, grid: Optional[Tuple[int, int]], image_index: int = 0) -> List[Segment]:
         """The layout of one image with `grid` (cols, rows) or None; `image_index` numbers images in a prompt."""

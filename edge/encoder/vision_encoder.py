@@ -1,4 +1,8 @@
-"""``edge.VisionEncoder``: image in, MiniCPM-V visual tokens out (preprocess -> VPM -> Resampler)."""
+"""``edge.VisionEncoder``: image in, MiniCPM-V visual tokens out (preprocess -> VPM -> Resampler).
+
+Each batch of slices goes VPM then Resampler; where both engines keep tensors on the device (TensorRT), the VPM
+output is handed to the Resampler there, with no round trip through the host.
+"""
 from __future__ import annotations
 
 import time
@@ -7,16 +11,15 @@ from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 
-from ..bundle.manifest import MODULES, Bundle
-from ..engines.base import Engine, check_backend, open_engine
-from ..errors import InputError, SliceTooLarge
-from ..preprocess.graph_inputs import PackedSlices, pack_slices
+from ..bundle.manifest import Bundle
+from ..engines.base import Engine, host_array
+from ..engines.factory import PerModule, open_engines
+from ..engines.tensorrt.cache import DEFAULT_CACHE_DIR
+from ..errors import SliceTooLarge
+from ..preprocess.graph_inputs import pack_slices
 from ..preprocess.image_input import to_rgb
-from ..preprocess.preprocessor import Preprocessor
-from ..preprocess.slicing import SliceConfig
+from ..preprocess.preprocessor import Preprocessor, slice_config
 from .prompt import PromptLayout
-
-Precision = Union[None, str, Mapping[str, Optional[str]]]
 
 
 class EncodedImage(NamedTuple):
@@ -29,40 +32,42 @@ class EncodedImage(NamedTuple):
 
 
 class VisionEncoder:
-    """A bundle's VPM and Resampler behind one call; build it with `from_bundle`."""
+    """A bundle's VPM and Resampler behind one call; build it with `from_bundle`, close it (or use `with`) to free
+    the engines."""
 
-    def __init__(self, bundle: Bundle, engines: Dict[str, Engine], resize: str = "exact") -> None:
+    def __init__(self, bundle: Bundle, engines: Mapping[str, Engine], resize: str = "exact") -> None:
         self.bundle = bundle
         self.engines = engines
-        facts, shapes = bundle.model, bundle.manifest["modules"]["vpm"]["shapes"]
-        self.layout: str = facts["slice"]["layout"]
-        self.max_batch: int = shapes["batch"]["max"]
-        self.max_patches: int = shapes["patches"]["max"]
-        self.max_slices_allowed: int = bundle.manifest["target"]["max_slices"]
-        slicing = facts["slice"]
-        config = SliceConfig(slicing["scale_resolution"], min(slicing["max_slice_nums"], self.max_slices_allowed),
-                             slicing["patch_size"])
-        self.preprocessor = Preprocessor(config, resize)
-        self.prompt = PromptLayout.from_model(facts)  # where the tokens go in the LLM prompt
+        self.layout: str = bundle.model.slice.layout
+        self.max_batch: int = bundle.shapes("vpm").batch.max
+        self.max_patches: int = bundle.shapes("vpm").patches.max
+        self.max_slices_allowed: int = bundle.target.max_slices
+        self.preprocessor = Preprocessor(slice_config(bundle), resize)
+        self.prompt = PromptLayout.from_facts(bundle.model)  # where the tokens go in the LLM prompt
 
     @classmethod
-    def from_bundle(cls, path: Union[str, Path], backend: str = "onnxruntime", precision: Precision = None,
-                    resize: str = "exact") -> VisionEncoder:
-        """Load and verify a bundle; `precision` None = the target's default, or a name, or one per module."""
-        check_backend(backend)
+    def from_bundle(cls, path: Union[str, Path], backend: PerModule = "onnxruntime", precision: PerModule = None,
+                    resize: str = "exact", cache_dir: Union[str, Path] = DEFAULT_CACHE_DIR) -> VisionEncoder:
+        """Load and verify a bundle and open its engines: `backend` and `precision` are one value or one per module
+        ({"vpm": ..., "resampler": ...}); precision None = the target's default. TensorRT engines come from the
+        engine cache in `cache_dir` (built there when missing)."""
         bundle = Bundle.load(Path(path))
-        if backend == "tensorrt":
-            if isinstance(precision, Mapping):
-                raise InputError("the tensorrt backend builds both modules at one precision: pass a name")
-            from ..engines.tensorrt.build import BuildSettings, build_bundle, import_tensorrt
+        return cls(bundle, open_engines(bundle, backend, precision, Path(cache_dir)), resize)
 
-            trt, memory = import_tensorrt()
-            _, engines = build_bundle(bundle, trt, memory, BuildSettings(precision=precision),
-                                      log=lambda message: None)
-            return cls(bundle, engines, resize)
-        per_module = precision if isinstance(precision, Mapping) else {m: precision for m in MODULES}
-        engines = {m: open_engine(bundle.graph_path(m, per_module.get(m))) for m in MODULES}
-        return cls(bundle, engines, resize)
+    def close(self) -> None:
+        """Free the engines (device buffers, contexts, streams)."""
+        closer = getattr(self.engines, "close", None)
+        if closer is not None:
+            closer()
+        else:
+            for engine in self.engines.values():
+                engine.close()
+
+    def __enter__(self) -> VisionEncoder:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
 
     @property
     def max_slice_nums(self) -> int:
@@ -73,7 +78,7 @@ class VisionEncoder:
         """Change the slice budget between frames (the governor lowers it under memory or heat pressure)."""
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= self.max_slices_allowed:
             raise ValueError("max_slice_nums must be an integer 1..%d for this bundle (target %s), got %r"
-                             % (self.max_slices_allowed, self.bundle.manifest["target"]["profile"], value))
+                             % (self.max_slices_allowed, self.bundle.target.profile, value))
         self.preprocessor.config = self.preprocessor.config._replace(max_slice_nums=value)
 
     def encode(self, image: Any, color: str = "rgb") -> EncodedImage:
@@ -87,17 +92,20 @@ class VisionEncoder:
         pixel_dtype = self.engines["vpm"].input_dtypes["pixel_values"]
         batches = [pack_slices(slices[first:first + size], self.layout, pixel_dtype)
                    for first, size in self._batches(len(slices))]
+        vpm_s = resampler_s = 0.0
+        tokens = []
         after_preprocess = time.perf_counter()
-        embeds = [self.engines["vpm"].infer(batch.vpm)["vision_embeds"] for batch in batches]
-        after_vpm = time.perf_counter()
-        tokens = np.concatenate([self._resample(batch, embed) for batch, embed in zip(batches, embeds)])
+        for batch in batches:
+            begin = time.perf_counter()
+            embeds = self.engines["vpm"].infer(batch.vpm, device_outputs=("vision_embeds",))["vision_embeds"]
+            middle = time.perf_counter()
+            feeds = dict(batch.resampler, vision_embeds=embeds)
+            tokens.append(host_array(self.engines["resampler"].infer(feeds)["image_tokens"], np.float32))
+            vpm_s, resampler_s = vpm_s + middle - begin, resampler_s + time.perf_counter() - middle
         end = time.perf_counter()
-        timings = {"preprocess": (after_preprocess - start) * 1e3, "vpm": (after_vpm - after_preprocess) * 1e3,
-                   "resampler": (end - after_vpm) * 1e3, "total": (end - start) * 1e3}
-        return EncodedImage(tokens.astype(np.float32, copy=False), plan.grid, timings, patch_grids)
-
-    def _resample(self, batch: PackedSlices, embeds: np.ndarray) -> np.ndarray:
-        return self.engines["resampler"].infer(dict(batch.resampler, vision_embeds=embeds))["image_tokens"]
+        timings = {"preprocess": (after_preprocess - start) * 1e3, "vpm": vpm_s * 1e3, "resampler": resampler_s * 1e3,
+                   "total": (end - start) * 1e3}
+        return EncodedImage(np.concatenate(tokens), plan.grid, timings, patch_grids)
 
     def _batches(self, count: int) -> List[Tuple[int, int]]:
         """(first, size) of each batch: up to the bundle's max batch; 2.5 (unmasked-1d) keeps one image together."""
@@ -111,5 +119,4 @@ class VisionEncoder:
                 raise SliceTooLarge(
                     "a %dx%d slice has %d patches, more than the %d this bundle's graphs were sized for (target %s):"
                     " re-export the bundle for a target whose max_patches is at least %d"
-                    % (width, height, rows * cols, self.max_patches, self.bundle.manifest["target"]["profile"],
-                       rows * cols))
+                    % (width, height, rows * cols, self.max_patches, self.bundle.target.profile, rows * cols))

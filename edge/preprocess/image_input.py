@@ -5,11 +5,36 @@ channel is dropped (not composited). Camera frames from OpenCV are BGR, hence ``
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
+
 COLORS = ("rgb", "bgr")
+# The largest image read or made here: Pillow's own refusal threshold (twice its MAX_IMAGE_PIXELS warning
+# level), 512 MiB of RGB. Beyond it a file is a decompression bomb to Pillow, and a synthetic scene tens of GiB.
+MAX_PIXELS = 178_956_970
+
+
+def read_image(path: Path) -> Any:
+    """An image file as an RGB PIL image; an InputError naming the problem for a file that is not an image, or
+    one larger than MAX_PIXELS (checked from the header, before anything is decoded)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise InputError("image %s is %dx%d, %d pixels, more than the %d an image may have here: downscale "
+                                 "it first" % (path, width, height, width * height, MAX_PIXELS))
+            return image.convert("RGB")
+    except Image.DecompressionBombError as exc:  # Pillow refuses such sizes at open, from the header
+        raise InputError("image %s is too large (%s): downscale it below %d pixels first"
+                         % (path, exc, MAX_PIXELS)) from exc
+    except (OSError, UnidentifiedImageError) as exc:
+        raise InputError("cannot read image %s (%s): pass a PNG or JPEG file" % (path, exc)) from exc
 
 
 def to_rgb(image: Any, color: str = "rgb") -> np.ndarray:

@@ -10,6 +10,7 @@ from typing import Any, List, NamedTuple
 
 import numpy as np
 
+from ..bundle.manifest import Bundle
 from .image_input import to_rgb
 from .resize import resizer
 from .slicing import DEFAULT, SliceConfig, SlicePlan, plan_slices
@@ -20,6 +21,12 @@ class PreparedImage(NamedTuple):
 
     slices: List[np.ndarray]
     plan: SlicePlan
+
+
+def slice_config(bundle: Bundle) -> SliceConfig:
+    """A bundle's slicing, with the slice budget capped by its target's max_slices."""
+    facts = bundle.model.slice
+    return SliceConfig(facts.scale_resolution, min(facts.max_slice_nums, bundle.target.max_slices), facts.patch_size)
 
 
 class Preprocessor:

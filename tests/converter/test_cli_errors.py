@@ -150,7 +150,7 @@ def test_existing_out_needs_force(capsys: pytest.CaptureFixture, make_checkpoint
     assert code == 0
     assert not (out / "keep.txt").exists()
     bundle = Bundle.load(out)
-    assert bundle.model["version"] == "2.6" and bundle.precisions("vpm") == ["fp32"]
+    assert bundle.model.version == "2.6" and bundle.precisions("vpm") == ["fp32"]
     assert not list(tmp_path.glob(".bundle.*"))
 
 
@@ -174,7 +174,7 @@ def test_failed_export_leaves_old_bundle(capsys: pytest.CaptureFixture, make_che
     assert code == 2 and exported == ["vpm"]
     assert "simulated failure" in err[-1]
     assert (out / MANIFEST).read_text() == manifest_before
-    assert Bundle.load(out).model["version"] == "2.6"
+    assert Bundle.load(out).model.version == "2.6"
     assert not list(tmp_path.glob(".bundle.*"))
 
 
@@ -240,7 +240,7 @@ def test_external_data(make_checkpoint: Callable[..., Path], make_bundle: Callab
     Bundle.load(out)
 
     normal = Bundle.load(make_bundle("2.6"))
-    assert all(len(normal.graph(m, "fp32")["files"]) == 1 for m in MODULES)
+    assert all(len(normal.graph(m, "fp32").files) == 1 for m in MODULES)
     feeds = example_feeds(ck, ck.facts.slice_layout)
     for module in MODULES:
         got = _run_graph(out / "fp32" / ("%s.onnx" % module), feeds[module])
@@ -273,7 +273,7 @@ def test_opset_per_target(make_checkpoint: Callable[..., Path], make_bundle: Cal
         old_opset, old_ops = _graph_ops(xavier.graph_path(module, "fp32"))
         new_opset, new_ops = _graph_ops(orin.graph_path(module, "fp32"))
         assert (old_opset, new_opset) == (16, 17)
-        assert xavier.graph(module, "fp32")["opset"] == 16 and orin.graph(module, "fp32")["opset"] == 17
+        assert xavier.graph(module, "fp32").opset == 16 and orin.graph(module, "fp32").opset == 17
         assert "LayerNormalization" not in old_ops
         assert "LayerNormalization" in new_ops
         old = _run_graph(xavier.graph_path(module, "fp32"), feeds[module])
@@ -284,7 +284,7 @@ def test_opset_per_target(make_checkpoint: Callable[..., Path], make_bundle: Cal
 
 def _tokens(bundle: Bundle, precision: str, slices: Sequence[np.ndarray]) -> np.ndarray:
     dtype = np.float16 if precision == "fp16" else np.float32
-    packed = pack_slices(slices, bundle.model["slice"]["layout"], dtype=dtype)
+    packed = pack_slices(slices, bundle.model.slice.layout, dtype=dtype)
     features = _run_graph(bundle.graph_path("vpm", precision), packed.vpm)
     assert features.dtype == dtype
     tokens = _run_graph(bundle.graph_path("resampler", precision),
@@ -304,12 +304,12 @@ def test_fp16_export(make_bundle: Callable[..., Path]) -> None:
         model = onnx.load(str(fp16.graph_path(module, "fp16")))
         in_graph = {v.name: _ELEM_TYPES[v.type.tensor_type.elem_type]
                     for v in list(model.graph.input) + list(model.graph.output)}
-        in_manifest = {v["name"]: v["dtype"] for v in entry["inputs"] + entry["outputs"]}
+        in_manifest = {v.name: v.dtype for v in entry.inputs + entry.outputs}
         assert in_manifest == in_graph
         floats = {n for n, d in in_graph.items() if d.startswith("float")}
         assert floats and all(in_graph[n] == "float16" for n in floats)
         assert all(d in ("float16", "int32") for d in in_graph.values())
-        assert entry["bytes"] < 0.75 * fp32.graph(module, "fp32")["bytes"]  # weights really halved
+        assert entry.bytes < 0.75 * fp32.graph(module, "fp32").bytes  # weights really halved
 
     rng = np.random.default_rng(7)
     slices = [rng.uniform(-1, 1, (3, 14 * r, 14 * c)).astype(np.float32) for r, c in ((10, 12), (7, 9), (16, 4))]

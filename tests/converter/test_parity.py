@@ -37,9 +37,9 @@ class Chain:
 
     def __init__(self, bundle_path, checkpoint_path) -> None:
         self.bundle = Bundle.load(bundle_path)
-        self.layout = self.bundle.model["slice"]["layout"]
+        self.layout = self.bundle.model.slice.layout
         ck = load_vision_checkpoint(checkpoint_path)
-        self.modules = build_modules(ck, self.bundle.manifest["target"]["max_patches"])
+        self.modules = build_modules(ck, self.bundle.target.max_patches)
         self.references = ReferenceChain(ck.tensors, ck.spec)
         self.vpm, self.resampler = (open_session(self.bundle.graph_path(m, "fp32")) for m in ("vpm", "resampler"))
 

@@ -285,7 +285,7 @@ def test_jetpack_sets_tensorrt_and_opset(capsys, make_checkpoint, tmp_path, targ
     bundle = Bundle.load(out)
     entry = bundle.manifest["target"]
     assert (entry["jetpack"], entry["tensorrt"], entry["opset"]) == (jetpack, tensorrt, opset)
-    assert bundle.graph("vpm", "fp32")["opset"] == opset
+    assert bundle.graph("vpm", "fp32").opset == opset
 
 
 @pytest.mark.parametrize("target, jetpack, words", [

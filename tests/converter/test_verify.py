@@ -166,7 +166,7 @@ def test_checkpoint_of_another_version_is_refused(make_bundle, make_checkpoint, 
     code = main(["verify", "--bundle", str(bundle), "--checkpoint", str(make_checkpoint("2.5")), "--images", "1"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
-    recorded = Bundle.load(bundle).model["source"]["weights_sha256"]
+    recorded = Bundle.load(bundle).model.weights_sha256
     assert recorded in err[0] and re.search(r"sha256 [0-9a-f]{64}\)", err[0])
     assert (bundle / MANIFEST).read_bytes() == before and not (bundle / "report.html").exists()
 

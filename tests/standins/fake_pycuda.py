@@ -21,6 +21,8 @@ class FakeDeviceMemory:
         self._next = 0x1000
         self.stream_handle = 7
         self.allocations = 0
+        self.frees = 0
+        self.to_host_bytes = []  # size of every device -> host copy
 
     def alloc(self, nbytes: int) -> int:
         pointer = self._next
@@ -28,6 +30,10 @@ class FakeDeviceMemory:
         self._next += max(int(nbytes), 1) + 256
         self.allocations += 1
         return pointer
+
+    def free(self, pointer: int) -> None:
+        del self.buffers[pointer]
+        self.frees += 1
 
     def pinned(self, shape, dtype) -> np.ndarray:
         return np.empty(shape, dtype)
@@ -47,6 +53,7 @@ class FakeDeviceMemory:
         buffer[offset:offset + len(data)] = data
 
     def to_host(self, host: np.ndarray, pointer: int) -> None:
+        self.to_host_bytes.append(host.nbytes)
         buffer, offset = self._locate(pointer)
         host.view(np.uint8).reshape(-1)[:] = np.frombuffer(buffer, np.uint8, host.nbytes, offset)
 

@@ -1,6 +1,6 @@
 """ONNX -> serialized TensorRT engine for one bundle graph, written from the API facts of 8.5 to 11.x.
 
-Version guards (TENSORRT.md): EXPLICIT_BATCH only where the enum value exists (gone in 11.0); FP16/INT8 builder
+Version guards (docs/tensorrt.md): EXPLICIT_BATCH only where the enum value exists (gone in 11.0); FP16/INT8 builder
 flags only where they exist (8.x/10.x: an int8 Q/DQ graph gets INT8 and FP16, an fp16 graph FP16); 11.x networks
 are strongly typed (the ONNX carries the types, no flags); a progress monitor where IProgressMonitor exists (10.x+);
 the builder optimization level where the config has it. Never build_engine / max_workspace_size (gone in 10.0).
@@ -10,8 +10,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
+from ...bundle.facts import ModuleShapes, TensorSpec
 from ...errors import InputError
 
 
@@ -27,27 +28,21 @@ class BuildOptions:
     optimization_level: Optional[int] = None
 
 
-def profile_shapes(graph_inputs: List[Dict[str, Any]], shapes: Dict[str, Dict[str, int]]
+def profile_shapes(graph_inputs: Sequence[TensorSpec], shapes: ModuleShapes
                    ) -> Dict[str, Tuple[Tuple[int, ...], Tuple[int, ...], Tuple[int, ...]]]:
     """(min, opt, max) per input from the manifest: dims named batch / patches / strip_width take the bundle's
     batch and patch ranges (strip width = 14 x patches); numbers are fixed."""
-    result = {}
-    for graph_input in graph_inputs:
-        per_level = []
-        for level in ("min", "opt", "max"):
-            dims = []
-            for dim in graph_input["dims"]:
-                if dim == "batch":
-                    dims.append(shapes["batch"][level])
-                elif dim == "patches":
-                    dims.append(shapes["patches"][level])
-                elif dim == "strip_width":
-                    dims.append(14 * shapes["patches"][level])
-                else:
-                    dims.append(int(dim))
-            per_level.append(tuple(dims))
-        result[graph_input["name"]] = tuple(per_level)
-    return result
+    def dim_at(dim: Any, level: str) -> int:
+        if dim == "batch":
+            return shapes.batch.at(level)
+        if dim == "patches":
+            return shapes.patches.at(level)
+        if dim == "strip_width":
+            return 14 * shapes.patches.at(level)
+        return int(dim)
+
+    return {spec.name: tuple(tuple(dim_at(d, level) for d in spec.dims) for level in ("min", "opt", "max"))
+            for spec in graph_inputs}
 
 
 def _flag(trt: Any, enum: str, name: str) -> Optional[Any]:

@@ -1,4 +1,4 @@
-"""Where built engines live: one file per key of everything that makes an engine unportable (TENSORRT.md)."""
+"""Where built engines live: one file per key of everything that makes an engine unportable (docs/tensorrt.md)."""
 from __future__ import annotations
 
 import hashlib
@@ -8,6 +8,7 @@ from typing import Any, Dict, Optional
 
 from ...fsutil import atomic_write_bytes
 
+DEFAULT_CACHE_DIR = Path("/var/cache/minicpmv-edge/engines")  # writable by the service user (doctor checks it)
 KEY_FIELDS = ("graph_sha256", "tensorrt", "compute_capability", "module", "l4t", "precision", "shapes",
               "dla_core", "workspace_bytes", "optimization_level")
 

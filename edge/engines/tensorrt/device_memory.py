@@ -5,7 +5,7 @@ Pinned host buffers make the copies asynchronous on the runner's one stream.
 """
 from __future__ import annotations
 
-from typing import Any, Tuple
+from typing import Any, Dict, Tuple
 
 import numpy as np
 
@@ -18,7 +18,7 @@ class PycudaMemory:
         import pycuda.driver as cuda
 
         self._cuda = cuda
-        self._allocations = []
+        self._allocations: Dict[int, Any] = {}
         self.stream = cuda.Stream()
 
     def compute_capability(self) -> str:
@@ -37,8 +37,14 @@ class PycudaMemory:
     def alloc(self, nbytes: int) -> int:
         """A device buffer of `nbytes` (at least 1), as an int pointer."""
         allocation = self._cuda.mem_alloc(max(int(nbytes), 1))
-        self._allocations.append(allocation)
+        self._allocations[int(allocation)] = allocation
         return int(allocation)
+
+    def free(self, pointer: int) -> None:
+        """Give a buffer from `alloc` back to the device (unknown pointers are ignored)."""
+        allocation = self._allocations.pop(int(pointer), None)
+        if allocation is not None:
+            allocation.free()
 
     def pinned(self, shape: Tuple[int, ...], dtype: Any) -> np.ndarray:
         return self._cuda.pagelocked_empty(shape, dtype)

@@ -1,15 +1,19 @@
-"""A TensorRT engine as an `edge.engine.Engine`: buffers allocated once for the largest profile, one stream.
+"""A TensorRT engine as an `edge.engines.base.Engine`: buffers allocated once for the largest profile, one stream.
 
-Per call: copy the inputs into pinned host buffers, then to the device; set the input shapes and tensor addresses;
-`execute_async_v3`; copy the outputs back; synchronize. Int32 index inputs stay int32 (8.x has no int64). A
-chain of two runners can hand the VPM output to the Resampler on the device (`infer_on_device`): the Resampler's
-`vision_embeds` address is the VPM output's device buffer, with no host round trip.
+Per call: copy the host inputs into pinned host buffers, then to the device (a `DeviceTensor` input of the right
+dtype is bound as it is: no copy); set the input shapes and tensor addresses; `execute_async_v3`; copy the outputs
+back, or leave those named in `device_outputs` on the device as DeviceTensors; synchronize. Int32 index inputs stay
+int32 (8.x has no int64). `close()` frees the device buffers, the context and the engine: the governor swaps
+engines at run time, and a Jetson shares its memory with the LLM.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+import time
+from typing import Any, Dict, List, Mapping, Sequence
 
 import numpy as np
+
+from ..base import DeviceTensor, Feed, host_array
 
 _NUMPY = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32, "INT64": np.int64,
           "BOOL": np.bool_, "UINT8": np.uint8}
@@ -22,9 +26,13 @@ def numpy_dtype(trt_dtype: Any) -> np.dtype:
 
 
 class TensorRTEngine:
-    """One deserialized engine with its context and buffers."""
+    """One deserialized engine with its context and its buffers (allocated here, freed by `close`).
 
-    def __init__(self, trt: Any, engine_bytes: bytes, memory: Any, logger: Any = None) -> None:
+    `output_elements`: the largest element count of each output, which the caller knows from the bundle's shapes
+    (an output's profile shape is not queryable before a run)."""
+
+    def __init__(self, trt: Any, engine_bytes: bytes, memory: Any, output_elements: Mapping[str, int],
+                 logger: Any = None) -> None:
         self.trt, self.memory = trt, memory
         runtime = trt.Runtime(logger or trt.Logger(trt.Logger.WARNING))
         self.engine = runtime.deserialize_cuda_engine(engine_bytes)
@@ -38,67 +46,66 @@ class TensorRTEngine:
         self.dtypes: Dict[str, np.dtype] = {n: numpy_dtype(self.engine.get_tensor_dtype(n)) for n in names}
         self.input_dtypes = {n: self.dtypes[n] for n in self.inputs}
         self.max_shapes = {n: tuple(self.engine.get_tensor_profile_shape(n, 0)[2]) for n in self.inputs}
-        self.device: Dict[str, int] = {}
-        self.host: Dict[str, np.ndarray] = {}
-        self.capacity: Dict[str, int] = {}
-
-    def allocate(self, output_elements: Dict[str, int]) -> None:
-        """Device and pinned host buffers for the largest profile, once (`output_elements`: max size of each
-        output, which the caller knows from the bundle's shapes)."""
+        self.last_infer_ms = float("nan")
         sizes = {n: int(np.prod(s)) for n, s in self.max_shapes.items()}
         sizes.update(output_elements)
-        for name, count in sizes.items():
-            self.capacity[name] = count
-            self.device[name] = self.memory.alloc(count * self.dtypes[name].itemsize)
-            self.host[name] = self.memory.pinned((count,), self.dtypes[name])
+        self.capacity: Dict[str, int] = dict(sizes)
+        self.device: Dict[str, int] = {n: memory.alloc(c * self.dtypes[n].itemsize) for n, c in sizes.items()}
+        self.host: Dict[str, np.ndarray] = {n: memory.pinned((c,), self.dtypes[n]) for n, c in sizes.items()}
 
-    def _stage(self, feeds: Dict[str, np.ndarray], skip: Tuple[str, ...] = ()) -> None:
+    def _bind(self, feeds: Mapping[str, Feed]) -> None:
+        """Stage host inputs, bind device ones, set shapes and addresses."""
         for name in self.inputs:
-            if name in skip:
-                continue
-            value = np.ascontiguousarray(feeds[name], dtype=self.dtypes[name])
-            if value.size > self.capacity[name]:
-                raise ValueError("%s of shape %s exceeds the engine's largest profile %s"
-                                 % (name, value.shape, self.max_shapes[name]))
-            self.host[name][: value.size] = value.ravel()
-            self.memory.to_device(self.device[name], self.host[name][: value.size])
-        for name in self.inputs:
-            shape = feeds[name].shape
-            if not self.context.set_input_shape(name, tuple(int(d) for d in shape)):
-                raise ValueError("input %s of shape %s is outside the engine's profile" % (name, shape))
-        for name in self.inputs + self.outputs:
+            value = feeds[name]
+            if isinstance(value, DeviceTensor) and value.dtype == self.dtypes[name]:
+                if int(np.prod(value.shape)) > self.capacity[name]:
+                    raise ValueError("%s of shape %s exceeds the engine's largest profile %s"
+                                     % (name, value.shape, self.max_shapes[name]))
+                self.context.set_tensor_address(name, value.pointer)
+            else:
+                array = np.ascontiguousarray(host_array(value), dtype=self.dtypes[name])
+                if array.size > self.capacity[name]:
+                    raise ValueError("%s of shape %s exceeds the engine's largest profile %s"
+                                     % (name, array.shape, self.max_shapes[name]))
+                self.host[name][: array.size] = array.ravel()
+                self.memory.to_device(self.device[name], self.host[name][: array.size])
+                self.context.set_tensor_address(name, self.device[name])
+            if not self.context.set_input_shape(name, tuple(int(d) for d in value.shape)):
+                raise ValueError("input %s of shape %s is outside the engine's profile" % (name, value.shape))
+        for name in self.outputs:
             self.context.set_tensor_address(name, self.device[name])
 
-    def run(self, feeds: Dict[str, np.ndarray], skip: Tuple[str, ...] = ()) -> None:
-        """Enqueue copies and execution on the stream (inputs in `skip` are already on the device)."""
-        self._stage(feeds, skip)
+    def infer(self, feeds: Mapping[str, Feed], device_outputs: Sequence[str] = ()) -> Dict[str, Feed]:
+        """Run once; outputs named in `device_outputs` stay on the device (valid until the next call)."""
+        if self.context is None:
+            raise RuntimeError("this TensorRT engine was closed")
+        start = time.perf_counter()
+        self._bind(feeds)
         if not self.context.execute_async_v3(self.memory.stream_handle):
             raise RuntimeError("TensorRT execute_async_v3 failed")
-
-    def fetch(self, names: Optional[List[str]] = None) -> Dict[str, np.ndarray]:
-        """Copy outputs to the host and wait for the stream."""
-        names = names or self.outputs
-        shapes = {n: tuple(self.context.get_tensor_shape(n)) for n in names}
-        views = {n: self.host[n][: int(np.prod(shapes[n]))] for n in names}
-        for name in names:
-            self.memory.to_host(views[name], self.device[name])
+        shapes = {n: tuple(int(d) for d in self.context.get_tensor_shape(n)) for n in self.outputs}
+        results: Dict[str, Feed] = {}
+        for name in self.outputs:
+            if name in device_outputs:
+                results[name] = DeviceTensor(self.device[name], shapes[name], self.dtypes[name], self.memory)
+            else:
+                view = self.host[name][: int(np.prod(shapes[name]))]
+                self.memory.to_host(view, self.device[name])
+                results[name] = view
         self.memory.synchronize()
-        return {n: views[n].reshape(shapes[n]).copy() for n in names}
+        self.last_infer_ms = (time.perf_counter() - start) * 1e3
+        return {n: v if isinstance(v, DeviceTensor) else v.reshape(shapes[n]).copy() for n, v in results.items()}
 
-    def infer(self, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        self.run(feeds)
-        return self.fetch()
+    def close(self) -> None:
+        """Free the device buffers, then the context and the engine (safe to call twice)."""
+        for pointer in self.device.values():
+            self.memory.free(pointer)
+        self.device, self.host = {}, {}
+        self.context = None
+        self.engine = None
 
+    def __enter__(self) -> TensorRTEngine:
+        return self
 
-def infer_on_device(vpm: TensorRTEngine, resampler: TensorRTEngine, vpm_feeds: Dict[str, np.ndarray],
-                    resampler_feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-    """VPM then Resampler with the VPM output handed over on the device (same stream, no host copy); through the
-    host only when the two engines disagree on its dtype (e.g. an fp16 VPM before an fp32 Resampler)."""
-    if vpm.dtypes["vision_embeds"] != resampler.dtypes["vision_embeds"]:
-        return resampler.infer(dict(resampler_feeds, **vpm.infer(vpm_feeds)))
-    vpm.run(vpm_feeds)
-    shape = tuple(vpm.context.get_tensor_shape("vision_embeds"))
-    resampler.device["vision_embeds"] = vpm.device["vision_embeds"]
-    placeholder = np.empty(shape, dtype=resampler.dtypes["vision_embeds"])  # shape only, never copied
-    resampler.run(dict(resampler_feeds, vision_embeds=placeholder), skip=("vision_embeds",))
-    return resampler.fetch()
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()

@@ -38,7 +38,12 @@ def test_cameras_and_cache(tmp_path, monkeypatch):
     (tmp_path / "video0").touch()
     assert doctor.check_cameras(tmp_path).status == doctor.OK
     assert doctor.check_cameras(tmp_path / "nodev").status == doctor.WARN
+    missing = doctor.check_cache(tmp_path / "engines")  # not "OK (writable)": it is not there yet
+    assert missing.status == doctor.WARN and "does not exist" in missing.found and "first build" in missing.fix
+    (tmp_path / "engines").mkdir()
     assert doctor.check_cache(tmp_path / "engines").status == doctor.OK
+    (tmp_path / "a-file").touch()
+    assert doctor.check_cache(tmp_path / "a-file").status == doctor.FAIL
     monkeypatch.setattr(doctor, "MIN_FREE_BYTES", 1 << 60)
     assert "free disk" in doctor.check_cache(tmp_path / "engines").fix
 

@@ -34,7 +34,7 @@ def test_tokens_shape_grid_and_timings(encoder, host_bundle):
     grid, _, _ = official_geometry(1920, 1080, 9)
     assert encoded.grid == grid
     assert encoded.tokens.dtype == np.float32
-    assert encoded.tokens.shape == (1 + grid[0] * grid[1], model["query_num"], model["embed_dim"])
+    assert encoded.tokens.shape == (1 + grid[0] * grid[1], model.query_num, model.embed_dim)
     assert np.isfinite(encoded.tokens).all()
     assert {"preprocess", "vpm", "resampler"} <= set(encoded.timings)
     assert all(isinstance(encoded.timings[k], float) and encoded.timings[k] >= 0
@@ -80,13 +80,13 @@ def test_max_slice_nums_changes_the_grid(host_bundle):
 def test_small_batches_give_the_same_tokens(make_bundle, host_bundle):
     small_path = make_bundle("2.6", "fp32", "orin-nano-4gb")
     small_bundle, host = Bundle.load(small_path), Bundle.load(host_bundle)
-    assert small_bundle.model["source"]["weights_sha256"] == host.model["source"]["weights_sha256"]
+    assert small_bundle.model.weights_sha256 == host.model.weights_sha256
     small = edge.VisionEncoder.from_bundle(small_path)
-    assert small.max_batch == small_bundle.manifest["target"]["max_batch"] < 4
-    assert small.max_slice_nums == min(small_bundle.model["slice"]["max_slice_nums"],
-                                       small_bundle.manifest["target"]["max_slices"])
+    assert small.max_batch == small_bundle.target.max_batch < 4
+    assert small.max_slice_nums == min(small_bundle.model.slice.max_slice_nums,
+                                       small_bundle.target.max_slices)
     with pytest.raises(ValueError):
-        small.max_slice_nums = small_bundle.manifest["target"]["max_slices"] + 1
+        small.max_slice_nums = small_bundle.target.max_slices + 1
     large = edge.VisionEncoder.from_bundle(host_bundle)
     small.max_slice_nums = large.max_slice_nums = 4
     image = frame(1920, 1080, seed=2)

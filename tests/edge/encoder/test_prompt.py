@@ -1,6 +1,8 @@
 """The LLM-side placeholder layout per version, against literal strings built from the SPEC's rules."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from edge.bundle.manifest import Bundle
@@ -46,10 +48,10 @@ def test_custom_placeholder_token():
 
 @pytest.mark.parametrize("version,style,query_num,image_id", [("2.5", "v2.5", 96, False), ("2.6", "v2.6", 64, True)])
 def test_layout_from_bundle_manifest(make_bundle, version, style, query_num, image_id):
-    layout = PromptLayout.from_model(Bundle.load(make_bundle(version)).model)
+    layout = PromptLayout.from_facts(Bundle.load(make_bundle(version)).model)
     assert layout == (style, query_num, image_id)
 
 
-def test_unknown_style_refused():
+def test_unknown_style_refused(make_bundle):
     with pytest.raises(ValueError, match="prompt style"):
-        PromptLayout.from_model({"query_num": 64, "prompt": {"style": "v9", "use_image_id": True}})
+        PromptLayout.from_facts(replace(Bundle.load(make_bundle("2.6")).model, prompt_style="v9"))

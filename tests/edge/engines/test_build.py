@@ -39,10 +39,10 @@ def test_engines_are_cached_by_key_and_rebuilt_on_force(standin, converted_bundl
     trt, memory, builds = standin
     bundle = Bundle.load(converted_bundle)
     settings = BuildSettings(cache_dir=tmp_path / "cache")
-    report, engines = build_bundle(bundle, trt, memory, settings, log=lambda m: None)
+    report = build_bundle(bundle, trt, memory, settings, log=lambda m: None)
     assert len(builds) == 2 and not any(r["cached"] for r in report.values())
     assert all(r["precision"] == "int8" and r["check_relative_error"] < 1e-5 for r in report.values())
-    report, _ = build_bundle(bundle, trt, memory, settings, log=lambda m: None)
+    report = build_bundle(bundle, trt, memory, settings, log=lambda m: None)
     assert len(builds) == 2 and all(r["cached"] for r in report.values())
     build_bundle(bundle, trt, memory, BuildSettings(cache_dir=tmp_path / "cache", force=True), log=lambda m: None)
     assert len(builds) == 4
@@ -90,10 +90,8 @@ def test_cli_without_tensorrt_is_one_line_exit_2(converted_bundle, capsys):
     assert "TensorRT's Python module is not importable" in err and len(err.splitlines()) == 1
 
 
-def test_tensorrt_backend_tokens_equal_onnxruntime(standin, converted_bundle, tmp_path, monkeypatch):
-    monkeypatch.setattr(build_module, "BuildSettings",  # the encoder's default cache dir is /var/cache
-                        lambda precision=None: BuildSettings(precision, tmp_path / "cache"))
+def test_tensorrt_backend_tokens_equal_onnxruntime(standin, converted_bundle, tmp_path):
     image = synthetic_scene(1280, 720, seed=12)
-    got = VisionEncoder.from_bundle(converted_bundle, backend="tensorrt").encode(image).tokens
+    got = VisionEncoder.from_bundle(converted_bundle, backend="tensorrt", cache_dir=tmp_path).encode(image).tokens
     want = VisionEncoder.from_bundle(converted_bundle).encode(image).tokens  # int8 on onnxruntime
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)

@@ -17,11 +17,10 @@ import pytest
 
 from edge.bundle.manifest import Bundle
 from edge.encoder.vision_encoder import VisionEncoder
-from edge.engines.tensorrt.builder import BuildOptions, build_engine, profile_shapes
+from edge.engines.factory import open_engines
+from edge.engines.tensorrt.build import BuildSettings
+from edge.engines.tensorrt.builder import profile_shapes
 from edge.engines.tensorrt.cache import EngineCache
-from edge.engines.tensorrt.runner import TensorRTEngine, infer_on_device
-from edge.preprocess.graph_inputs import pack_slices
-from edge.preprocess.preprocessor import Preprocessor
 from edge.preprocess.scenes import synthetic_scene
 from tests.standins.fake_pycuda import device_memory
 from tests.standins.fake_tensorrt import RELEASES, api_names, make_tensorrt
@@ -31,20 +30,10 @@ TRT_DIR = Path(__file__).resolve().parents[3] / "edge" / "engines" / "tensorrt"
 TRT_MODULES = sorted(p.name for p in TRT_DIR.glob("*.py"))
 
 
-def _engines(trt, bundle, memory, precision="fp32", tmp_path=None):
-    shapes = bundle.manifest["modules"]["vpm"]["shapes"]
-    engines = {}
-    for module in ("vpm", "resampler"):
-        graph = bundle.graph(module, precision)
-        options = BuildOptions(precision, profile_shapes(graph["inputs"], shapes), 1 << 28,
-                               timing_cache=(tmp_path / "timing.cache") if tmp_path else None)
-        engine_bytes, _ = build_engine(trt, bundle.graph_path(module, precision), options, log=lambda m: None)
-        engines[module] = TensorRTEngine(trt, engine_bytes, memory)
-    batch, patches = shapes["batch"]["max"], shapes["patches"]["max"]
-    model = bundle.model
-    engines["vpm"].allocate({"vision_embeds": batch * patches * model["vision"]["width"]})
-    engines["resampler"].allocate({"image_tokens": batch * model["query_num"] * model["embed_dim"]})
-    return engines
+def _engines(trt, bundle, memory, tmp_path, precision="fp32"):
+    """Both modules on the stand-in through the engine factory (built, cached in tmp_path, checked)."""
+    settings = BuildSettings(timing_cache=tmp_path / "timing.cache", workspace_bytes=1 << 28)
+    return open_engines(bundle, "tensorrt", precision, tmp_path / "cache", settings, runtime=(trt, memory))
 
 
 @pytest.mark.parametrize("release", RELEASES)
@@ -53,10 +42,9 @@ def test_standin_tokens_equal_onnxruntime(release, precision, converted_bundle, 
     bundle = Bundle.load(converted_bundle)
     memory, adapter = device_memory()
     trt = make_tensorrt(release, adapter)
-    engines = _engines(trt, bundle, memory, precision, tmp_path)
-    shapes = bundle.manifest["modules"]["vpm"]["shapes"]
-    assert built_shapes(engines["vpm"].engine)["position_ids"][2] == [shapes["batch"]["max"],
-                                                                     shapes["patches"]["max"]]
+    engines = _engines(trt, bundle, memory, tmp_path, precision)
+    shapes = bundle.shapes("vpm")
+    assert built_shapes(engines["vpm"].engine)["position_ids"][2] == [shapes.batch.max, shapes.patches.max]
     image = synthetic_scene(1280, 720, seed=4)
     want = VisionEncoder.from_bundle(converted_bundle, precision=precision).encode(image).tokens
     got = VisionEncoder(bundle, engines).encode(image).tokens
@@ -67,31 +55,47 @@ def test_standin_tokens_equal_onnxruntime(release, precision, converted_bundle, 
 
 
 @pytest.mark.parametrize("release", RELEASES)
-def test_vpm_output_handed_to_the_resampler_on_device(release, converted_bundle):
+def test_the_encoder_hands_the_vpm_output_to_the_resampler_on_device(release, converted_bundle, tmp_path):
     bundle = Bundle.load(converted_bundle)
     memory, adapter = device_memory()
-    engines = _engines(make_tensorrt(release, adapter), bundle, memory)
-    packed = pack_slices(Preprocessor()(synthetic_scene(800, 600, seed=6)).slices[:3], "masked-2d")
-    tokens = infer_on_device(engines["vpm"], engines["resampler"], packed.vpm, packed.resampler)["image_tokens"]
-    reference = VisionEncoder.from_bundle(converted_bundle, precision="fp32")
-    embeds = reference.engines["vpm"].infer(packed.vpm)["vision_embeds"]
-    want = reference.engines["resampler"].infer(dict(packed.resampler, vision_embeds=embeds))["image_tokens"]
+    engines = _engines(make_tensorrt(release, adapter), bundle, memory, tmp_path)
+    image = synthetic_scene(800, 600, seed=6)
+    copied = len(getattr(memory, "to_host_bytes", []))
+    tokens = VisionEncoder(bundle, engines).encode(image).tokens
+    want = VisionEncoder.from_bundle(converted_bundle, precision="fp32").encode(image).tokens
     np.testing.assert_allclose(tokens, want, rtol=0, atol=1e-5)
-    assert engines["resampler"].device["vision_embeds"] == engines["vpm"].device["vision_embeds"]
+    # the Resampler read the VPM's output buffer itself ...
+    assert engines["resampler"].context._addresses["vision_embeds"] == engines["vpm"].device["vision_embeds"]
+    if hasattr(memory, "to_host_bytes"):  # ... and only tokens came back to the host, never vision_embeds
+        token_bytes = tokens.shape[1] * tokens.shape[2] * 4
+        assert all(n % token_bytes == 0 and n <= bundle.shapes("vpm").batch.max * token_bytes
+                   for n in memory.to_host_bytes[copied:])
+
+
+def test_close_frees_every_device_buffer(converted_bundle, tmp_path):
+    memory, adapter = device_memory()
+    if not hasattr(memory, "buffers"):
+        pytest.skip("counts the fake memory's buffers")
+    engines = _engines(make_tensorrt("10.3", adapter), Bundle.load(converted_bundle), memory, tmp_path)
+    assert memory.buffers and memory.frees == 0
+    with VisionEncoder(Bundle.load(converted_bundle), engines) as encoder:
+        encoder.encode(synthetic_scene(320, 240, seed=2))
+    assert memory.buffers == {} and memory.frees == memory.allocations
+    with pytest.raises(RuntimeError, match="closed"):
+        engines["vpm"].infer({})
 
 
 def test_a_misspelled_tensorrt_name_fails(converted_bundle, tmp_path, monkeypatch):
     source = (TRT_DIR / "builder.py").read_text().replace("set_memory_pool_limit", "set_memory_pool_limt")
     path = tmp_path / "misspelled_builder.py"
-    path.write_text(source.replace("from ...errors import", "from edge.errors import"))
+    path.write_text(source.replace("from ...", "from edge."))  # a module outside the package: absolute imports
     spec = importlib.util.spec_from_file_location("misspelled_builder", path)
     misspelled = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "misspelled_builder", misspelled)  # dataclasses look their module up
     spec.loader.exec_module(misspelled)
     bundle = Bundle.load(converted_bundle)
     graph = bundle.graph("vpm", "fp32")
-    options = misspelled.BuildOptions("fp32", profile_shapes(graph["inputs"], bundle.manifest["modules"]["vpm"]
-                                                             ["shapes"]), 1 << 28)
+    options = misspelled.BuildOptions("fp32", profile_shapes(graph.inputs, bundle.shapes("vpm")), 1 << 28)
     memory, adapter = device_memory()
     with pytest.raises(AttributeError, match="set_memory_pool_limt"):
         misspelled.build_engine(make_tensorrt("10.3", adapter), bundle.graph_path("vpm", "fp32"), options,

@@ -1,0 +1,57 @@
+"""`minicpmv-edge run` and `profile`: the agent on its camera, as the agent config says."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Dict
+
+from . import args as common
+from .shell import Handler
+
+
+def register(sub: argparse._SubParsersAction) -> Dict[str, Handler]:
+    run = sub.add_parser("run", help="camera -> preprocess -> VPM -> Resampler -> tokens, as the agent config says, "
+                                     "until the source ends or SIGTERM")
+    run.add_argument("--config", required=True, type=Path, help="the agent config YAML (see configs/agent/)")
+    run.add_argument("--max-frames", type=common.positive_int, help="stop after this many frames (default: the "
+                                                                     "config's max_frames, else run on)")
+    common.add_json(run)
+    profile = sub.add_parser("profile", help="run the agent on its source and report per-stage times and shares "
+                                             "(profile first: where does the frame time go?)")
+    profile.add_argument("--config", required=True, type=Path, help="the agent config YAML (see configs/agent/)")
+    profile.add_argument("--frames", type=common.positive_int, default=30, help="frames to profile (default 30)")
+    profile.add_argument("--no-reuse", action="store_true", help="encode every frame (frame reuse off)")
+    common.add_json(profile)
+    return {"run": run_agent, "profile": profile_agent}
+
+
+def run_agent(args: argparse.Namespace) -> int:
+    from ..agent.config import load_agent_config
+    from ..agent.runner import make_pipeline, run_pipeline
+
+    config = load_agent_config(args.config)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    report = run_pipeline(make_pipeline(config, max_frames=args.max_frames))
+    print(json.dumps(report, indent=2) if args.json else "frames %d (encoded %d, reused %d, errors %d)"
+          % (report["frames"], report["encoded"], report["reused"], report["errors"]))
+    return 0
+
+
+def profile_agent(args: argparse.Namespace) -> int:
+    from ..agent.config import load_agent_config
+    from ..agent.runner import make_pipeline, run_pipeline
+
+    report = run_pipeline(make_pipeline(load_agent_config(args.config), reuse=not args.no_reuse,
+                                        max_frames=args.frames))
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print("%d frames (%d encoded, %d reused = %.0f%%); work %.1f ms per frame, camera wait %.1f ms"
+          % (report["frames"], report["encoded"], report["reused"], 100 * report["reused_share"],
+             report["frame_work_ms"], report["capture_wait_ms_per_frame"]))
+    for stage, ms in report["stages_ms_per_frame"].items():
+        share = report["stage_shares"][stage]
+        print("  %-12s %9.2f ms/frame %5.1f%%  %s" % (stage, ms, 100 * share, "#" * int(round(40 * share))))
+    return 0

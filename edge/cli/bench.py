@@ -1,0 +1,57 @@
+"""`minicpmv-edge bench preprocess | engines`: benchmarks that print figures (--json for machines)."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Dict
+
+from ..diagnostics.bench_preprocess import DEFAULT_SIZES
+from . import args as common
+from .shell import Handler
+
+
+def register(sub: argparse._SubParsersAction) -> Dict[str, Handler]:
+    bench = sub.add_parser("bench", help="benchmarks that print figures (--json for machines)")
+    bench_sub = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
+    preprocess = bench_sub.add_parser("preprocess", help="exact and fast preprocessing vs the official PIL "
+                                                         "pipeline: times, ratios, pixel and token distance")
+    preprocess.add_argument("--sizes", type=common.sizes, default=DEFAULT_SIZES,
+                            help="comma-separated WxH inputs (default: 640x480,1280x720,1920x1080,4032x3024)")
+    preprocess.add_argument("--repeats", type=common.positive_int, default=5,
+                            help="timed runs per input (min and median; default 5)")
+    preprocess.add_argument("--seed", type=int, default=0, help="synthetic scene seed")
+    preprocess.add_argument("--bundle", type=Path, help="also encode with this bundle: token cosine fast vs exact")
+    preprocess.add_argument("--max-slice-nums", type=int, help="slice budget (default: the bundle's, else 9)")
+    common.add_json(preprocess)
+    engines = bench_sub.add_parser("engines", help="a bundle's engines on this device: build time, per-stage "
+                                                   "latency per precision, memory")
+    common.add_bundle(engines)
+    engines.add_argument("--backend", choices=("tensorrt", "onnxruntime"), default="tensorrt",
+                         help="what runs the graphs (default tensorrt)")
+    engines.add_argument("--precision", action="append", choices=("fp32", "fp16", "int8"),
+                         help="repeat for several (default: every precision the bundle has)")
+    engines.add_argument("--size", type=common.size, default=(1920, 1080),
+                         help="the synthetic frame, WxH (default 1920x1080)")
+    engines.add_argument("--repeats", type=common.positive_int, default=5,
+                         help="timed frames per precision, after one warm-up (default 5)")
+    common.add_cache_dir(engines)
+    common.add_json(engines)
+    return {"bench": bench_command}
+
+
+def bench_command(args: argparse.Namespace) -> int:
+    if args.bench == "engines":
+        from ..diagnostics.bench_engines import run_bench as run_engines
+
+        report = run_engines(args.bundle, args.backend, args.precision, args.size, args.repeats, args.cache_dir)
+        print(json.dumps(report, indent=2) if args.json else "\n".join(
+            "%s: ready in %.1f s; per frame preprocess %.1f ms, vpm %.1f ms, resampler %.1f ms; peak RSS %s"
+            % (p["precision"], p["ready_s"], p["stages"]["preprocess"]["median_ms"], p["stages"]["vpm"]["median_ms"],
+               p["stages"]["resampler"]["median_ms"], p["memory"]["peak_rss_bytes"]) for p in report["precisions"]))
+        return 0
+    from ..diagnostics.bench_preprocess import format_report, run_bench
+
+    report = run_bench(args.sizes, args.repeats, args.seed, args.bundle, args.max_slice_nums)
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
