@@ -1,4 +1,4 @@
-"""Where an image's tokens go in the LLM prompt: the placeholder layout per model version (SPEC-minicpmv.md).
+"""Where an image's tokens go in the LLM prompt: the placeholder layout per model version (docs/minicpmv.md).
 
 Each token block (Q embeddings: the overview or one tile) takes the place of Q ``<unk>`` placeholders:
 

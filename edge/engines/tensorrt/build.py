@@ -1,7 +1,7 @@
 """`minicpmv-edge build`: a bundle's graphs -> TensorRT engines in the engine cache, each checked against ONNX
 Runtime on a sample frame before it is trusted.
 
-The cache key holds everything that makes an engine unportable (TENSORRT.md): graph sha256, TensorRT version,
+The cache key holds everything that makes an engine unportable (docs/tensorrt.md): graph sha256, TensorRT version,
 compute capability, module, L4T, precision, profile shapes, DLA core, workspace limit, optimization level.
 """
 from __future__ import annotations

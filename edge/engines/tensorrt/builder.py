@@ -1,6 +1,6 @@
 """ONNX -> serialized TensorRT engine for one bundle graph, written from the API facts of 8.5 to 11.x.
 
-Version guards (TENSORRT.md): EXPLICIT_BATCH only where the enum value exists (gone in 11.0); FP16/INT8 builder
+Version guards (docs/tensorrt.md): EXPLICIT_BATCH only where the enum value exists (gone in 11.0); FP16/INT8 builder
 flags only where they exist (8.x/10.x: an int8 Q/DQ graph gets INT8 and FP16, an fp16 graph FP16); 11.x networks
 are strongly typed (the ONNX carries the types, no flags); a progress monitor where IProgressMonitor exists (10.x+);
 the builder optimization level where the config has it. Never build_engine / max_workspace_size (gone in 10.0).

@@ -1,4 +1,4 @@
-"""Where built engines live: one file per key of everything that makes an engine unportable (TENSORRT.md)."""
+"""Where built engines live: one file per key of everything that makes an engine unportable (docs/tensorrt.md)."""
 from __future__ import annotations
 
 import hashlib
