@@ -18,7 +18,7 @@ from edge.preprocess.scenes import synthetic_scene
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm")
-# Sizes of the built-in scenes: common camera frames and the SPEC's odd shapes (wide, small, unsliced).
+# Sizes of the built-in scenes: common camera frames and the odd shapes of docs/minicpmv.md (wide, small, unsliced).
 SCENE_SIZES = ((1280, 720), (640, 480), (1920, 1080), (800, 600), (500, 300), (3000, 500), (1344, 1344), (812, 247))
 
 

@@ -56,7 +56,7 @@ class VisionCheckpoint:
 
 
 def vision_spec(config: Dict[str, Any], version: str) -> VisionSpec:
-    """Vision sizes from config.json (vision_config, query_num, hidden_size), SPEC defaults where absent."""
+    """Vision sizes from config.json (vision_config, query_num, hidden_size), docs/minicpmv.md defaults where absent."""
     facts = family.facts_for(version)
     vision = config.get("vision_config") or {}
     layers = int(vision.get("num_hidden_layers", family.VISION_LAYERS))

@@ -1,4 +1,4 @@
-"""MiniCPM-V family facts, one row per version (SPEC-minicpmv.md), and version detection from config.json."""
+"""MiniCPM-V family facts, one row per version (docs/minicpmv.md), and version detection from config.json."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,4 @@
-"""Explicit INT8 as TensorRT takes it: Q/DQ pairs on the inputs of MatMul, Gemm and Conv (TENSORRT.md).
+"""Explicit INT8 as TensorRT takes it: Q/DQ pairs on the inputs of MatMul, Gemm and Conv (docs/tensorrt.md).
 
 - activations: one shared QuantizeLinear -> DequantizeLinear pair per tensor, per-tensor scale amax / 127;
 - weights: kept float with a Q -> DQ pair, per-channel scales along the output channel (symmetric);

@@ -1,4 +1,4 @@
-"""Independent reference of the official MiniCPM-V image processor's slicing (SPEC-minicpmv.md, Preprocessing).
+"""Independent reference of the official MiniCPM-V image processor's slicing (docs/minicpmv.md, Slicing).
 
 Transcribed from the official ``MiniCPMVImageProcessor`` (``slice_image``, ``get_sliced_grid``,
 ``find_best_resize``, ``get_refine_size``, ``split_to_patches``, the normalise step of ``preprocess``) and

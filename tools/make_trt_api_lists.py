@@ -1,6 +1,6 @@
-"""Regenerate tests/data/tensorrt_api/<release>.txt from the workplace's lists of the `tensorrt` module's names.
+"""Regenerate tests/data/tensorrt_api/<release>.txt from upstream lists of the `tensorrt` module's names.
 
-    python tools/make_trt_api_lists.py ../shared/tensorrt/api
+    python tools/make_trt_api_lists.py NAME_LISTS_DIR   # a folder of the upstream name lists, tensorrt-<release>.txt
 
 One line per Python-visible name (``Owner.name``) with its kind, and ``deprecated`` where the bindings say so; nested
 enum values are also listed on their owner (``Logger.WARNING`` beside ``ILogger.Severity.WARNING``), as Python

@@ -1,6 +1,6 @@
-"""Regenerate configs/tensorrt/onnx-ops-<version>.yaml from the workplace's onnx-tensorrt operator lists.
+"""Regenerate configs/tensorrt/onnx-ops-<version>.yaml from onnx-tensorrt's operator lists.
 
-    python tools/make_trt_op_tables.py ../shared/tensorrt/onnx-ops
+    python tools/make_trt_op_tables.py OPERATOR_LISTS_DIR   # a folder of onnx-tensorrt operator lists (RELEASES)
 
 Keeps what `minicpmv-convert check-ops` needs, in the project's own format: per TensorRT release, the opset
 ceiling, whether graph inputs/outputs may be int64, and for each ONNX operator the data types the parser

@@ -44,7 +44,7 @@ class JetPackRelease:
     python: str  # the system Python that carries JetPack's tensorrt module
 
 
-# JetPack -> L4T, CUDA, TensorRT, system Python (TENSORRT.md version table, JETSON.md "Software on the device").
+# JetPack -> L4T, CUDA, TensorRT, system Python (docs/tensorrt.md versions; docs/jetson.md "Software on the device").
 # L4T is the release each JetPack shipped first (5.1 = 35.2.1, 7.0 = 38.2); later point releases keep the same
 # CUDA and TensorRT minor versions.
 JETPACKS: Dict[str, JetPackRelease] = {

@@ -5,8 +5,8 @@ normalisation, the patch-strip layout) at the same slice plan; ``exact`` and ``f
 preprocessing up to the VPM's strips. Reported per input size: times (min and median of the repeats), speed-up
 ratios over the baseline, pixel distance from the baseline in 0..255 levels, and, given a bundle, the cosine
 of ``fast`` tokens against ``exact`` ones, next to the cosine between two different scenes' tokens (the scale
-that says how much a given cosine means for that model). Geometry is checked against the SPEC's worked
-examples.
+that says how much a given cosine means for that model). Geometry is checked against the worked
+examples in docs/minicpmv.md.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from ..preprocess.slicing import DEFAULT, SliceConfig, SlicePlan, plan_slices
 
 DEFAULT_SIZES = ((640, 480), (1280, 720), (1920, 1080), (4032, 3024))
 LEVELS = 127.5  # one 0..255 level in normalised units is 1 / 127.5
-# SPEC-minicpmv.md worked examples: image size -> (grid (cols, rows) or None, overview size, slice size).
+# docs/minicpmv.md worked examples: image size -> (grid (cols, rows) or None, overview size, slice size).
 SPEC_EXAMPLES = {
     (1344, 1344): ((3, 3), (448, 448), (448, 448)), (1920, 1080): ((4, 2), (602, 336), (420, 476)),
     (800, 600): ((2, 2), (518, 392), (518, 392)), (640, 480): ((2, 1), (518, 392), (364, 546)),
@@ -54,7 +54,7 @@ def official_pipeline(rgb: np.ndarray, plan: SlicePlan) -> List[np.ndarray]:
 
 
 def check_spec_examples(config: SliceConfig = DEFAULT) -> Dict[str, Any]:
-    """The slice plan of every worked example of the SPEC against the SPEC's figures."""
+    """The slice plan of every worked example in docs/minicpmv.md against the figures given there."""
     wrong = []
     for size, (grid, source, tile) in SPEC_EXAMPLES.items():
         plan = plan_slices(size, config)
@@ -154,7 +154,7 @@ def run_bench(sizes: Sequence[Tuple[int, int]] = DEFAULT_SIZES, repeats: int = 5
 
 def format_report(report: Dict[str, Any]) -> str:
     """A table for people."""
-    lines = ["preprocess benchmark (%d repeats, max_slice_nums %d); SPEC worked examples %d/%d"
+    lines = ["preprocess benchmark (%d repeats, max_slice_nums %d); docs/minicpmv.md worked examples %d/%d"
              % (report["repeats"], report["max_slice_nums"], report["spec_examples"]["matching"],
                 report["spec_examples"]["checked"]),
              "%-10s %-7s %10s %10s %8s %10s %8s %10s %s" % (

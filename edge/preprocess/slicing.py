@@ -1,4 +1,4 @@
-"""Slice geometry of MiniCPM-V's LLaVA-UHD preprocessing (SPEC-minicpmv.md), as pure arithmetic on sizes.
+"""Slice geometry of MiniCPM-V's LLaVA-UHD preprocessing (docs/minicpmv.md), as pure arithmetic on sizes.
 
 A plan says how one image becomes model inputs: an overview ("source") resized to about S x S, and, when the
 image is large enough, a refined copy cut into a cols x rows grid of tiles. Sizes are (width, height) in

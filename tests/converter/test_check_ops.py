@@ -24,7 +24,7 @@ def _model(nodes, inputs, outputs, initializers=(), opset: int = 17) -> onnx.Mod
 
 def _qdq_matmul(zero_dtype=np.int8, zero: Optional[int] = 0, scale: float = 0.02, axis_scales: int = 4,
                 axis: int = 1, opset: int = 17) -> onnx.ModelProto:
-    """x [2, 3] @ DQ(Q(w [3, 4])) with per-channel weight scales: the layout TENSORRT.md prescribes."""
+    """x [2, 3] @ DQ(Q(w [3, 4])) with per-channel weight scales: the layout docs/tensorrt.md prescribes."""
     w = numpy_helper.from_array(np.ones((3, 4), np.float32), "w")
     scales = numpy_helper.from_array(np.full(axis_scales, scale, np.float32), "w_scale")
     inits: List[onnx.TensorProto] = [w, scales]

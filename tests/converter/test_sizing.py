@@ -67,7 +67,7 @@ def test_parameters_equal_the_checkpoint_tensors(make_checkpoint: Callable[..., 
 
 
 def test_full_size_vpm_matches_the_spec() -> None:
-    """SPEC: about 418 M parameters in the VPM, 15.2 M per layer."""
+    """docs/minicpmv.md: about 418 M parameters in the VPM, 15.2 M per layer."""
     spec = full_spec()
     counts = vision_parameters(spec)
     assert counts["vpm"] == pytest.approx(418e6, rel=0.02)

@@ -1,4 +1,4 @@
-"""The LLM-side placeholder layout per version, against literal strings built from the SPEC's rules."""
+"""The LLM-side placeholder layout per version, against literal strings built from the rules in docs/minicpmv.md."""
 from __future__ import annotations
 
 from dataclasses import replace

@@ -7,7 +7,7 @@ import pytest
 from edge.preprocess.position_ids import bucket_coords, slice_position_ids, strip_position_ids
 from references.models import official_bucket_coords, official_ids_2d
 
-# SPEC: sizes n <= 140 where the official float32 ids are one bucket below floor(70 * i / n).
+# docs/minicpmv.md: sizes n <= 140 where the official float32 ids are one bucket below floor(70 * i / n).
 FLOOR_TRAPS = [25, 49, 50, 55, 58, 77, 82, 86, 94, 98, 100, 110, 115, 135]
 
 

@@ -1,4 +1,5 @@
-"""Slice plans equal the SPEC's worked examples and the official processor's arithmetic (tests/reference_slicing)."""
+"""Slice plans equal the worked examples of docs/minicpmv.md and the official processor's arithmetic
+(tests/reference_slicing)."""
 from __future__ import annotations
 
 import math
@@ -9,7 +10,7 @@ import pytest
 from edge.preprocess.slicing import SliceConfig, plan_slices
 from references.slicing import official_geometry, split_to_patches
 
-# SPEC-minicpmv.md, Preprocessing, worked examples: (W, H) -> grid (cols, rows), source size, slice size.
+# docs/minicpmv.md, Slicing, worked examples: (W, H) -> grid (cols, rows), source size, slice size.
 SPEC_EXAMPLES = [
     ((1344, 1344), (3, 3), (448, 448), (448, 448)),
     ((1920, 1080), (4, 2), (602, 336), (420, 476)),
@@ -18,7 +19,7 @@ SPEC_EXAMPLES = [
     ((448, 448), None, (448, 448), None),
     ((500, 300), None, (574, 350), None),
     ((3000, 500), (7, 1), (1092, 182), (420, 476)),
-    ((4000, 50), None, (4004, 56), None),  # not in the SPEC list: the orin-nano-4gb profile note (4x286 patches)
+    ((4000, 50), None, (4004, 56), None),  # not a worked example: the orin-nano-4gb profile note (4x286 patches)
 ]
 
 
@@ -44,7 +45,7 @@ def test_spec_worked_examples(size, grid, source, tile):
     plan = plan_slices(size)
     assert (plan.grid, plan.source_size, plan.tile_size) == (grid, source, tile)
     assert len(plan.slice_sizes) == 1 + (grid[0] * grid[1] if grid else 0)
-    reference_grid, reference_source, refine = official_geometry(*size)  # the reference agrees with the SPEC too
+    reference_grid, reference_source, refine = official_geometry(*size)  # the reference agrees with the docs too
     assert (reference_grid, reference_source) == (grid, source)
     assert reference_slice_sizes(reference_source, reference_grid, refine)[1:] == [tile] * (len(plan.slice_sizes) - 1)
 
