@@ -130,7 +130,10 @@ class Bundle:
 
 
 def _how_to_add(precision: str) -> str:
+    """The command that adds a precision's graphs to a bundle."""
     if precision == "int8":
         return ("run minicpmv-convert calibrate --bundle on it, or minicpmv-convert convert --target for a Jetson "
                 "target")
-    return "re-export it with minicpmv-convert export --precision %s" % precision
+    if precision in ("fp32", "fp16"):
+        return "re-export it with minicpmv-convert export --precision %s" % precision
+    return "choose one of the precisions it has"
