@@ -94,7 +94,8 @@ def check_engine(engine: Engine, reference: Engine, feeds: Dict[str, np.ndarray]
         worst = max(worst, float(np.abs(host_array(got[name], np.float32) - expected).max()) / scale)
     if worst > TOLERANCE[precision]:
         raise RuntimeError("engine differs from ONNX Runtime by %.3g of the output scale (%s tolerance %.3g): "
-                           "rebuild it with minicpmv-edge build --force, or file a bug" % (worst, precision, TOLERANCE[precision]))
+                           "rebuild it with minicpmv-edge build --force, or file a bug"
+                           % (worst, precision, TOLERANCE[precision]))
     return worst
 
 
