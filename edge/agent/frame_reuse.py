@@ -27,6 +27,7 @@ import numpy as np
 from ..errors import InputError
 
 THUMBNAIL = (64, 36)  # width, height: cells ~30x30 px on 1080p, roughly square on 16:9 frames
+SETTINGS = ("threshold", "region_threshold", "max_reuse_age_s", "size")  # reuse: keys besides enabled
 
 
 def _opencv() -> Any:
@@ -107,12 +108,12 @@ class FrameReuse:
         for name, value in (("threshold", threshold), ("region_threshold", region_threshold),
                             ("max_reuse_age_s", max_reuse_age_s)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
-                raise InputError("frame_reuse.%s must be a number >= 0%s, got %r"
+                raise InputError("reuse.%s must be a number >= 0%s, got %r"
                                  % (name, "" if name == "threshold" else " or null (off)", value))
         if threshold is None:
-            raise InputError("frame_reuse.threshold must be a number >= 0 (levels 0..255), got null")
+            raise InputError("reuse.threshold must be a number >= 0 (levels 0..255), got null")
         if (len(size) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in size)):
-            raise InputError("frame_reuse.size must be [width, height] in cells, got %r" % (size,))
+            raise InputError("reuse.size must be [width, height] in cells, got %r" % (size,))
         self.threshold = float(threshold)
         self.region_threshold = None if region_threshold is None else float(region_threshold)
         self.max_reuse_age_s = None if max_reuse_age_s is None else float(max_reuse_age_s)
@@ -133,19 +134,18 @@ class FrameReuse:
 
     @classmethod
     def from_dict(cls, settings: Mapping[str, Any]) -> FrameReuse:
-        """From the agent config's `frame_reuse:` section (threshold, region_threshold, max_reuse_age_s, size)."""
-        known = ("threshold", "region_threshold", "max_reuse_age_s", "size")
+        """From the agent config's `reuse:` section without `enabled` (threshold, region_threshold, max_reuse_age_s,
+        size)."""
         if not isinstance(settings, Mapping):
-            raise InputError("frame_reuse: expected a mapping such as {threshold: 2.0}, got %s"
-                             % type(settings).__name__)
-        unknown = sorted(str(key) for key in settings if key not in known)
+            raise InputError("reuse: expected a mapping such as {threshold: 2.0}, got %s" % type(settings).__name__)
+        unknown = sorted(str(key) for key in settings if key not in SETTINGS)
         if unknown:
-            raise InputError("frame_reuse: unknown setting %s; the settings are: %s" % (", ".join(unknown),
-                                                                                       ", ".join(known)))
+            raise InputError("reuse: unknown setting %s; the settings are: enabled, %s" % (", ".join(unknown),
+                                                                                          ", ".join(SETTINGS)))
         options = dict(settings)
         if "size" in options:
             if not isinstance(options["size"], (list, tuple)):
-                raise InputError("frame_reuse.size must be [width, height] in cells, got %r" % (options["size"],))
+                raise InputError("reuse.size must be [width, height] in cells, got %r" % (options["size"],))
             options["size"] = tuple(options["size"])
         return cls(**options)
 

@@ -5,6 +5,7 @@ import signal
 from typing import Any, Dict, Optional
 
 from ..bundle.manifest import Bundle
+from ..camera.pipelines import check_camera
 from ..camera.source import FrameSource
 from ..encoder.vision_encoder import VisionEncoder
 from ..engines.factory import open_engines
@@ -31,13 +32,17 @@ def open_encoder(config: AgentConfig) -> VisionEncoder:
 
 def make_pipeline(config: AgentConfig, reuse: Optional[bool] = None, max_frames: Optional[int] = None,
                   source: Optional[Any] = None) -> Pipeline:
-    """Everything the config names, ready to run (`reuse` and `max_frames` override the config)."""
-    encoder = open_encoder(config)
-    settings = {k: v for k, v in config.reuse.items() if k != "enabled"}
-    enabled = config.reuse.get("enabled", False) if reuse is None else reuse
-    return Pipeline(encoder, source or FrameSource(config.camera), NpySink(config.sink["directory"],
-                                                                          config.sink.get("keep", 100)),
-                    FrameReuse.from_dict(settings) if enabled else None,
+    """Everything the config names, ready to run; `reuse`, `max_frames` and `source` override the config.
+
+    What can fail on bad input comes first (the camera's static checks: OpenCV, GStreamer, a missing file; the sink
+    folder), the engines last, so a mistake is reported before a TensorRT engine is built."""
+    if source is None:
+        check_camera(config.camera)
+        source = FrameSource(config.camera)
+    sink = NpySink(config.sink.directory, config.sink.keep)
+    enabled = config.reuse.enabled if reuse is None else reuse
+    checker = FrameReuse.from_dict(config.reuse.settings) if enabled else None
+    return Pipeline(open_encoder(config), source, sink, checker,
                     max_frames if max_frames is not None else config.max_frames)
 
 

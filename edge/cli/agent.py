@@ -10,19 +10,22 @@ from typing import Dict
 from . import args as common
 from .shell import Handler
 
+CONFIG_HELP = "the agent config YAML (keys: docs/agent-config.md; examples: configs/agent/)"
+
 
 def register(sub: argparse._SubParsersAction) -> Dict[str, Handler]:
     run = sub.add_parser("run", help="camera -> preprocess -> VPM -> Resampler -> tokens, as the agent config says, "
                                      "until the source ends or SIGTERM")
-    run.add_argument("--config", required=True, type=Path, help="the agent config YAML (see configs/agent/)")
+    run.add_argument("--config", required=True, type=Path, help=CONFIG_HELP)
     run.add_argument("--max-frames", type=common.positive_int, help="stop after this many frames (default: the "
                                                                      "config's max_frames, else run on)")
     common.add_json(run)
     profile = sub.add_parser("profile", help="run the agent on its source and report per-stage times and shares "
                                              "(profile first: where does the frame time go?)")
-    profile.add_argument("--config", required=True, type=Path, help="the agent config YAML (see configs/agent/)")
+    profile.add_argument("--config", required=True, type=Path, help=CONFIG_HELP)
     profile.add_argument("--frames", type=common.positive_int, default=30, help="frames to profile (default 30)")
-    profile.add_argument("--no-reuse", action="store_true", help="encode every frame (frame reuse off)")
+    profile.add_argument("--no-reuse", action="store_true", help="encode every frame (default: the config's "
+                         "reuse.enabled, which is true unless the config sets it)")
     common.add_json(profile)
     return {"run": run_agent, "profile": profile_agent}
 
@@ -43,7 +46,7 @@ def profile_agent(args: argparse.Namespace) -> int:
     from ..agent.config import load_agent_config
     from ..agent.runner import make_pipeline, run_pipeline
 
-    report = run_pipeline(make_pipeline(load_agent_config(args.config), reuse=not args.no_reuse,
+    report = run_pipeline(make_pipeline(load_agent_config(args.config), reuse=False if args.no_reuse else None,
                                         max_frames=args.frames))
     if args.json:
         print(json.dumps(report, indent=2))
