@@ -29,7 +29,7 @@ setup(
     long_description=read_long_description(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["converter*", "edge*", "configs*"]),
-    package_data={"configs": ["devices/*.yaml", "tensorrt/*.yaml"]},
+    package_data={"configs": ["devices/*.yaml", "tensorrt/*.yaml", "agent/*.yaml"]},
     python_requires=">=3.8",
     install_requires=["numpy", "pyyaml"],
     extras_require={

@@ -1,57 +1,69 @@
-"""The agent's YAML config (`minicpmv-edge run --config agent.yaml`), checked up front: one clear line per mistake.
+"""The agent's YAML config (`minicpmv-edge run --config agent.yaml`), checked completely when it is loaded, before
+any engine is built or camera opened: every section and key, types and ranges, each mistake one line naming the key
+and the fix. docs/agent-config.md lists the keys; configs/agent/ has commented examples.
 
-    bundle: /opt/minicpmv-edge/bundle
-    camera: {kind: csi, sensor_id: 0, width: 1920, height: 1080, fps: 30}   # see edge.camera.CameraConfig
-    backend: {vpm: tensorrt, resampler: tensorrt}                          # or onnxruntime, per module
-    precision: {vpm: null, resampler: null}                                # null: the bundle target's default
-    resize: fast                                                           # exact | fast
-    max_slice_nums: null                                                   # null: the bundle's
-    reuse: {enabled: true, threshold: 2.0, max_reuse_age_s: 10}            # see edge.frame_reuse.FrameReuse
-    sink: {kind: npy, directory: /var/lib/minicpmv-edge/tokens, keep: 100}
-    engine_cache: /var/cache/minicpmv-edge/engines
-    max_frames: null                                                       # stop after N frames (null: run on)
+Relative paths (bundle, camera.path, sink.directory, engine_cache) are taken from the config file's folder. What
+depends on the machine (is the bundle there, its precisions and slice bound, the video file, OpenCV's GStreamer) is
+checked when the agent starts, still before any engine is built.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
 import yaml
 
+from ..bundle.manifest import MODULES
+from ..camera.config import CameraConfig
+from ..device.profiles import PRECISIONS
 from ..engines.base import BACKENDS
+from ..engines.tensorrt.cache import DEFAULT_CACHE_DIR
 from ..errors import InputError
 from ..preprocess.resize import MODES
+from .frame_reuse import SETTINGS as REUSE_SETTINGS
+from .frame_reuse import FrameReuse
 
 KEYS = ("bundle", "camera", "backend", "precision", "resize", "max_slice_nums", "reuse", "sink", "engine_cache",
         "max_frames")
+SINK_KINDS = ("npy",)
+SINK_KEYS = ("kind", "directory", "keep")
+REUSE_ENABLED = True  # the one default for frame reuse: config, loader, run and profile
 
 
-@dataclass
+@dataclass(frozen=True)
+class ReuseConfig:
+    """The `reuse:` section: on or off, and FrameReuse's settings (FrameReuse.from_dict)."""
+
+    enabled: bool = REUSE_ENABLED
+    settings: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SinkConfig:
+    """The `sink:` section: .npy files in `directory`, the newest `keep` kept."""
+
+    directory: Path = Path("tokens")
+    keep: int = 100
+    kind: str = "npy"
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     bundle: Path
-    camera: Dict[str, Any]
-    backend: Dict[str, str] = field(default_factory=lambda: {"vpm": "onnxruntime", "resampler": "onnxruntime"})
-    precision: Dict[str, Optional[str]] = field(default_factory=lambda: {"vpm": None, "resampler": None})
+    camera: CameraConfig
+    backend: Dict[str, str] = field(default_factory=lambda: dict.fromkeys(MODULES, "onnxruntime"))
+    precision: Dict[str, Optional[str]] = field(default_factory=lambda: dict.fromkeys(MODULES))  # None: default
     resize: str = "exact"
-    max_slice_nums: Optional[int] = None
-    reuse: Dict[str, Any] = field(default_factory=lambda: {"enabled": True})
-    sink: Dict[str, Any] = field(default_factory=lambda: {"kind": "npy", "directory": "tokens", "keep": 100})
-    engine_cache: Path = Path("/var/cache/minicpmv-edge/engines")
-    max_frames: Optional[int] = None
-
-
-def _per_module(value: Any, name: str, path: Path) -> Dict[str, Any]:
-    if isinstance(value, dict):
-        unknown = set(value) - {"vpm", "resampler"}
-        if unknown:
-            raise InputError("%s: %s has unknown module %s: use vpm and resampler" % (path, name, sorted(unknown)[0]))
-        return {"vpm": value.get("vpm"), "resampler": value.get("resampler")}
-    return {"vpm": value, "resampler": value}
+    max_slice_nums: Optional[int] = None  # None: the bundle's
+    reuse: ReuseConfig = field(default_factory=ReuseConfig)
+    sink: SinkConfig = field(default_factory=SinkConfig)
+    engine_cache: Path = DEFAULT_CACHE_DIR
+    max_frames: Optional[int] = None  # None: run until the source ends or the agent is stopped
 
 
 def load_agent_config(path: Path) -> AgentConfig:
-    """Read and check the config; relative paths are taken from the config file's folder."""
+    """Read and check the config at `path`; every InputError names the file, the key and the fix."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
@@ -60,30 +72,110 @@ def load_agent_config(path: Path) -> AgentConfig:
     except yaml.YAMLError as exc:
         raise InputError("%s is not valid YAML (%s): fix the file" % (path, str(exc).splitlines()[0])) from exc
     if not isinstance(data, dict):
-        raise InputError("%s must be a YAML mapping with at least bundle: and camera:" % path)
-    unknown = [k for k in data if k not in KEYS]
-    if unknown:
-        raise InputError("%s: unknown key %r (known: %s)" % (path, unknown[0], ", ".join(KEYS)))
+        raise InputError("%s must be a YAML mapping with at least bundle: and camera: (see docs/agent-config.md)"
+                         % path)
+    try:
+        return parse_agent_config(data, path.parent)
+    except InputError as exc:
+        raise InputError("%s: %s" % (path, exc)) from exc
+
+
+def parse_agent_config(data: Mapping[str, Any], base: Path) -> AgentConfig:
+    """An AgentConfig from the YAML mapping; relative paths are taken from `base`."""
+    _known(data, KEYS)
     for key in ("bundle", "camera"):
-        if key not in data:
-            raise InputError("%s has no %s: add it (see the README's agent section)" % (path, key))
-    base = path.parent
-    config = AgentConfig(bundle=base / data["bundle"], camera=dict(data["camera"]))
-    config.backend = _per_module(data.get("backend", "onnxruntime"), "backend", path)
-    if any(b not in BACKENDS for b in config.backend.values()):
-        raise InputError("%s: backend must be one of %s per module" % (path, ", ".join(BACKENDS)))
-    config.precision = _per_module(data.get("precision"), "precision", path)
-    config.resize = data.get("resize", "exact")
-    if config.resize not in MODES:
-        raise InputError("%s: resize must be one of %s" % (path, ", ".join(MODES)))
-    config.max_slice_nums = data.get("max_slice_nums")
-    config.reuse = dict(data.get("reuse") or {"enabled": False})
-    config.sink = dict(data.get("sink") or config.sink)
-    if config.sink.get("kind") != "npy":
-        raise InputError("%s: sink kind must be npy (the token stream arrives with a later release)" % path)
-    config.sink["directory"] = str(base / config.sink.get("directory", "tokens"))
-    config.engine_cache = base / data.get("engine_cache", str(config.engine_cache))
-    config.max_frames = data.get("max_frames")
-    if "path" in config.camera and not Path(str(config.camera["path"])).is_absolute():
-        config.camera["path"] = str(base / config.camera["path"])  # file or folder sources
-    return config
+        if data.get(key) is None:
+            raise InputError("%s is missing: add it (see docs/agent-config.md)" % key)
+    return AgentConfig(
+        bundle=_path(data["bundle"], "bundle", base),
+        camera=_camera(data["camera"], base),
+        backend=_per_module(data.get("backend", "onnxruntime"), "backend", _backend, "onnxruntime"),
+        precision=_per_module(data.get("precision"), "precision", _precision, None),
+        resize=_choice(data.get("resize", "exact"), "resize", MODES),
+        max_slice_nums=_positive_or_null(data.get("max_slice_nums"), "max_slice_nums", "null for the bundle's"),
+        reuse=_reuse(_section(data, "reuse")),
+        sink=_sink(_section(data, "sink"), base),
+        engine_cache=_path(data.get("engine_cache", str(DEFAULT_CACHE_DIR)), "engine_cache", base),
+        max_frames=_positive_or_null(data.get("max_frames"), "max_frames", "null to run until the source ends"))
+
+
+def _known(section: Mapping[str, Any], known: Sequence[str], where: str = "") -> None:
+    unknown = sorted(str(key) for key in section if key not in known)
+    if unknown:
+        raise InputError("%sunknown key %r (a typo?): the keys are %s"
+                         % (where + ": " if where else "", unknown[0], ", ".join(known)))
+
+
+def _section(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """A mapping section; absent or empty (`key:` with nothing under it) = all defaults."""
+    value = data.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InputError("%s must be a mapping of settings (see docs/agent-config.md), got %r" % (key, value))
+    return value
+
+
+def _path(value: Any, key: str, base: Path) -> Path:
+    if not isinstance(value, str) or not value.strip():
+        raise InputError("%s must be a path (relative to the config file's folder, or absolute), got %r"
+                         % (key, value))
+    return base / value
+
+
+def _choice(value: Any, key: str, choices: Sequence[str], alternative: str = "") -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise InputError("%s must be one of %s%s, got %r" % (key, ", ".join(choices),
+                                                             " " + alternative if alternative else "", value))
+    return value
+
+
+def _positive_or_null(value: Any, key: str, null_means: str) -> Optional[int]:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise InputError("%s must be an integer >= 1, or %s; got %r" % (key, null_means, value))
+    return value
+
+
+def _per_module(value: Any, key: str, check: Callable[[Any, str], Any], missing: Optional[str]) -> Dict[str, Any]:
+    """One value for both modules, or {vpm: ..., resampler: ...} (a module left out gets `missing`), each value
+    passed through `check(value, key)`."""
+    if isinstance(value, Mapping):
+        _known(value, MODULES, key)
+        return {m: check(value.get(m, missing), "%s.%s" % (key, m)) for m in MODULES}
+    return dict.fromkeys(MODULES, check(value, key))
+
+
+def _backend(value: Any, key: str) -> str:
+    return _choice(value, key, BACKENDS, "(or one per module: {vpm: ..., resampler: ...})")
+
+
+def _precision(value: Any, key: str) -> Optional[str]:
+    return None if value is None else _choice(value, key, PRECISIONS, "or null (the bundle target's default)")
+
+
+def _camera(value: Any, base: Path) -> CameraConfig:
+    """The camera section, a file's or folder's relative path taken from `base`."""
+    if isinstance(value, Mapping) and isinstance(value.get("path"), str) and value["path"]:
+        value = dict(value, path=str(base / value["path"]))  # an absolute path stays as it is
+    return CameraConfig.from_dict(value)
+
+
+def _reuse(section: Mapping[str, Any]) -> ReuseConfig:
+    _known(section, ("enabled",) + REUSE_SETTINGS, "reuse")
+    enabled = section.get("enabled", REUSE_ENABLED)
+    if not isinstance(enabled, bool):
+        raise InputError("reuse.enabled must be true or false, got %r" % (enabled,))
+    settings = {k: v for k, v in section.items() if k != "enabled"}
+    FrameReuse.from_dict(settings)  # refuses a bad threshold, age or size now, not at the first frame
+    return ReuseConfig(enabled, settings)
+
+
+def _sink(section: Mapping[str, Any], base: Path) -> SinkConfig:
+    _known(section, SINK_KEYS, "sink")
+    kind = section.get("kind", "npy")
+    if kind not in SINK_KINDS:
+        raise InputError("sink.kind must be npy (the token stream comes with a later release), got %r" % (kind,))
+    keep = section.get("keep", 100)
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        raise InputError("sink.keep must be an integer >= 1 (how many .npy files to keep), got %r" % (keep,))
+    return SinkConfig(_path(section.get("directory", "tokens"), "sink.directory", base), keep, kind)

@@ -1,4 +1,5 @@
-"""Skip unchanged frames: reuse the last encoded tokens while the picture barely differs from the frame they came from.
+"""Skip unchanged frames: reuse the last encoded result (tokens, grid) while the picture barely differs from the frame
+it came from.
 
 The measure is cheap (about 1.5 ms for a 1080p frame on one x86 core): the frame shrunk to a 64x36 thumbnail
 (OpenCV's INTER_AREA, or numpy block means where OpenCV is missing; either way each cell is the mean of a block of
@@ -6,13 +7,13 @@ pixels, so sensor noise averages out), compared with the thumbnail of the last *
 frame, so a slow drift adds up until it counts. The thumbnail keeps its three color channels: a grayscale one costs
 about a third less but is blind to a change of hue at equal brightness (a red square crossing the test scene moved
 no gray cell by more than 21 levels). Differences are in 0..255 levels. A frame is encoded when
-- there are no tokens yet, or the frame size changed (the slicing, and so the tokens, depend on it);
+- there is no result yet, or the frame size changed (the slicing, and so the tokens, depend on it);
 - the mean absolute difference over the thumbnail's cells and channels exceeds `threshold` (default 2.0): lighting,
   a pan, anything that changes much of the picture;
 - one cell differs by more than `region_threshold` in some channel (default 24; None = off): a small object moves
   the mean by little (a person 200x100 px in a 1080p frame covers ~1% of it) but changes its own cells a lot, while
   noise in a cell of some hundreds of pixels stays within a few levels;
-- the reused tokens are older than `max_reuse_age_s` (default 10 s; None = never), so a static scene is still
+- the reused result is older than `max_reuse_age_s` (default 10 s; None = never), so a static scene is still
   re-encoded now and then. An age rather than a count of frames: the governor changes the frame rate, and what a
   consumer of the tokens cares about is how old they may be.
 Call `reset()` when the tokens of an unchanged picture change anyway (the slice budget, the model or the precision).
@@ -27,6 +28,7 @@ import numpy as np
 from ..errors import InputError
 
 THUMBNAIL = (64, 36)  # width, height: cells ~30x30 px on 1080p, roughly square on 16:9 frames
+SETTINGS = ("threshold", "region_threshold", "max_reuse_age_s", "size")  # reuse: keys besides enabled
 
 
 def _opencv() -> Any:
@@ -88,13 +90,13 @@ def thumbnail(frame: Any, size: Tuple[int, int] = THUMBNAIL, color: str = "bgr",
 
 
 class FrameReuse:
-    """Decides per frame whether to encode it or to reuse the tokens of the last encoded one (module docstring).
+    """Decides per frame whether to encode it or to reuse the result of the last encoded one (module docstring).
 
         if reuse.should_encode(frame):
-            tokens = encoder.encode(frame.image, color="bgr")
-            reuse.remember(frame, tokens)
+            result = encoder.encode(frame.image, color="bgr")
+            reuse.remember(frame, result)
         else:
-            tokens = reuse.tokens
+            result = reuse.result
 
     `remember` takes the frame (or image) that was checked last, whose thumbnail is kept from `should_encode`, or
     any frame, image or `thumbnail()` of one. Counters: `encoded` (remember calls), `reused`, and why frames were
@@ -107,12 +109,12 @@ class FrameReuse:
         for name, value in (("threshold", threshold), ("region_threshold", region_threshold),
                             ("max_reuse_age_s", max_reuse_age_s)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
-                raise InputError("frame_reuse.%s must be a number >= 0%s, got %r"
+                raise InputError("reuse.%s must be a number >= 0%s, got %r"
                                  % (name, "" if name == "threshold" else " or null (off)", value))
         if threshold is None:
-            raise InputError("frame_reuse.threshold must be a number >= 0 (levels 0..255), got null")
+            raise InputError("reuse.threshold must be a number >= 0 (levels 0..255), got null")
         if (len(size) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in size)):
-            raise InputError("frame_reuse.size must be [width, height] in cells, got %r" % (size,))
+            raise InputError("reuse.size must be [width, height] in cells, got %r" % (size,))
         self.threshold = float(threshold)
         self.region_threshold = None if region_threshold is None else float(region_threshold)
         self.max_reuse_age_s = None if max_reuse_age_s is None else float(max_reuse_age_s)
@@ -124,28 +126,27 @@ class FrameReuse:
         self.last_difference: Optional[float] = None  # mean absolute difference of the last check, levels
         self.last_region_difference: Optional[float] = None  # largest cell difference of the last check, levels
         self.last_reason: Optional[str] = None  # why the last checked frame was encoded, None = reused
-        self._tokens: Any = None
-        self._reference: Optional[np.ndarray] = None  # thumbnail of the frame the tokens came from
+        self._result: Any = None
+        self._reference: Optional[np.ndarray] = None  # thumbnail of the frame the result came from
         self._reference_shape: Optional[Tuple[int, ...]] = None
         self._encoded_at = 0.0
         self._checked: Any = None  # (frame, thumbnail, shape) of the last should_encode
-        self._has_tokens = False
+        self._has_result = False
 
     @classmethod
     def from_dict(cls, settings: Mapping[str, Any]) -> FrameReuse:
-        """From the agent config's `frame_reuse:` section (threshold, region_threshold, max_reuse_age_s, size)."""
-        known = ("threshold", "region_threshold", "max_reuse_age_s", "size")
+        """From the agent config's `reuse:` section without `enabled` (threshold, region_threshold, max_reuse_age_s,
+        size)."""
         if not isinstance(settings, Mapping):
-            raise InputError("frame_reuse: expected a mapping such as {threshold: 2.0}, got %s"
-                             % type(settings).__name__)
-        unknown = sorted(str(key) for key in settings if key not in known)
+            raise InputError("reuse: expected a mapping such as {threshold: 2.0}, got %s" % type(settings).__name__)
+        unknown = sorted(str(key) for key in settings if key not in SETTINGS)
         if unknown:
-            raise InputError("frame_reuse: unknown setting %s; the settings are: %s" % (", ".join(unknown),
-                                                                                       ", ".join(known)))
+            raise InputError("reuse: unknown setting %s; the settings are: enabled, %s" % (", ".join(unknown),
+                                                                                          ", ".join(SETTINGS)))
         options = dict(settings)
         if "size" in options:
             if not isinstance(options["size"], (list, tuple)):
-                raise InputError("frame_reuse.size must be [width, height] in cells, got %r" % (options["size"],))
+                raise InputError("reuse.size must be [width, height] in cells, got %r" % (options["size"],))
             options["size"] = tuple(options["size"])
         return cls(**options)
 
@@ -154,17 +155,17 @@ class FrameReuse:
         return thumbnail(frame, self.size, color, self.use_opencv)
 
     @property
-    def tokens(self) -> Any:
-        """The tokens last remembered (what to use when should_encode says False)."""
-        return self._tokens
+    def result(self) -> Any:
+        """The result last remembered (what to use when should_encode says False)."""
+        return self._result
 
     def should_encode(self, frame: Any, color: str = "bgr") -> bool:
-        """True when `frame` must be encoded, False when the remembered tokens still stand for it (counted)."""
+        """True when `frame` must be encoded, False when the remembered result still stands for it (counted)."""
         image, color = _image_of(frame, color)
         current = self.signature(image, color)
         self._checked = (frame, current, image.shape)
         reason = None
-        if (not self._has_tokens or self._reference_shape not in (None, image.shape)
+        if (not self._has_result or self._reference_shape not in (None, image.shape)
                 or current.shape != self._reference.shape):
             reason, self.last_difference, self.last_region_difference = "first", None, None
         else:
@@ -181,8 +182,9 @@ class FrameReuse:
         self.counters[reason or "reused"] += 1
         return reason is not None
 
-    def remember(self, frame: Any, tokens: Any, color: str = "bgr") -> None:
-        """Keep `tokens` as those of `frame` (a Frame, an image, or its signature()); counts one encode."""
+    def remember(self, frame: Any, result: Any, color: str = "bgr") -> None:
+        """Keep `result` (an EncodedImage, a FrameResult, ...) as the encoded result of `frame` (a Frame, an image, or
+        its signature()); counts one encode."""
         if self._checked is not None and frame is self._checked[0]:
             reference, shape = self._checked[1], self._checked[2]
         elif (isinstance(frame, np.ndarray) and frame.dtype == np.float32 and frame.ndim == 3
@@ -192,15 +194,15 @@ class FrameReuse:
             image, color = _image_of(frame, color)
             reference, shape = self.signature(image, color), image.shape
         self._checked = None
-        self._tokens, self._reference, self._reference_shape = tokens, reference, shape
+        self._result, self._reference, self._reference_shape = result, reference, shape
         self._encoded_at = self.clock()
-        self._has_tokens = True
+        self._has_result = True
         self.counters["encoded"] += 1
 
     def reset(self) -> None:
-        """Forget the tokens: the next frame is encoded."""
-        self._tokens, self._reference, self._reference_shape, self._checked = None, None, None, None
-        self._has_tokens = False
+        """Forget the result: the next frame is encoded."""
+        self._result, self._reference, self._reference_shape, self._checked = None, None, None, None
+        self._has_result = False
 
     def stats(self) -> Dict[str, Any]:
         """Counters, the share of frames reused, and the last differences measured (levels)."""

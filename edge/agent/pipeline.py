@@ -1,8 +1,9 @@
 """The frame loop: camera -> (reuse check) -> preprocess -> VPM -> Resampler -> sink, with per-stage timings.
 
-Faults while running are logged, counted and recovered from (the camera reconnects on its own; a failed encode or
-sink write skips that frame); the loop ends only when the source finishes, `max_frames` is reached, or it is
-stopped.
+Each handled frame becomes one `FrameResult` for the sink: the frame's own tokens, or those of the last encoded
+frame when frame reuse judges the picture unchanged. Faults while running are logged, counted and recovered from
+(the camera reconnects on its own; a failed reuse check, encode or sink write skips that frame); the loop ends only
+when the source finishes, `max_frames` is reached, or it is stopped.
 """
 from __future__ import annotations
 
@@ -10,40 +11,27 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from ..fsutil import atomic_write_npy
+from .contracts import Encoder, FrameResult, ReuseCheck, Sink, Source
 
-STAGES = ("reuse_check", "preprocess", "vpm", "resampler", "sink")  # the work of a frame
+ENCODE_STAGES = ("preprocess", "vpm", "resampler")
+STAGES = ("reuse_check",) + ENCODE_STAGES + ("sink",)  # the work of a frame
 WAIT = "capture_wait"  # time spent waiting for the camera: reported apart, it is idle time, not work
 log = logging.getLogger("minicpmv-edge")
 
 
-class NpySink:
-    """Tokens of each encoded frame as `frame-<sequence>.npy` in a folder, keeping the newest `keep` files."""
-
-    def __init__(self, directory: Path, keep: int = 100) -> None:
-        self.directory, self.keep = Path(directory), int(keep)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.written: List[Path] = []
-
-    def write(self, sequence: int, tokens: np.ndarray) -> Path:
-        path = self.directory / ("frame-%08d.npy" % sequence)
-        atomic_write_npy(path, tokens)
-        self.written.append(path)
-        while len(self.written) > self.keep:
-            self.written.pop(0).unlink(missing_ok=True)
-        return path
+def _since_ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1e3
 
 
 class Pipeline:
-    """Runs frames from `source` through `encoder` into `sink`, reusing tokens when `reuse` says the frame barely
-    changed."""
+    """Runs frames from `source` through `encoder` into `sink`, reusing the last encoded result when `reuse` says
+    the frame barely changed (no `reuse`: every frame is encoded)."""
 
-    def __init__(self, encoder: Any, source: Any, sink: Any, reuse: Optional[Any] = None,
+    def __init__(self, encoder: Encoder, source: Source, sink: Sink, reuse: Optional[ReuseCheck] = None,
                  max_frames: Optional[int] = None) -> None:
         self.encoder, self.source, self.sink, self.reuse = encoder, source, sink, reuse
         self.max_frames = max_frames
@@ -62,51 +50,69 @@ class Pipeline:
                 if self.source.finished:
                     break
                 continue
-            self.times[WAIT].append((time.perf_counter() - start) * 1e3)
+            self.times[WAIT].append(_since_ms(start))
             self.handle(frame)
         return self.report()
 
     def stop(self) -> None:
         self.stopping.set()
 
-    def handle(self, frame: Any) -> None:
-        self.counters["frames"] += 1
-        start = time.perf_counter()
-        encode = self.reuse is None or self.reuse.should_encode(frame.image, frame.color)
-        self.times["reuse_check"].append((time.perf_counter() - start) * 1e3)
+    def close(self) -> None:
+        """Let go of the sink and free the encoder's engines (the source is stopped by whoever started it)."""
         try:
-            if encode:
-                result = self.encoder.encode(frame.image, color=frame.color)
-                for stage in ("preprocess", "vpm", "resampler"):
-                    self.times[stage].append(result.timings[stage])
-                tokens = result.tokens
-                if self.reuse is not None:
-                    self.reuse.remember(frame.image, tokens, frame.color)
-                self.counters["encoded"] += 1
-            else:
-                tokens = self.reuse.tokens
-                self.counters["reused"] += 1
+            self.sink.close()
+        finally:
+            self.encoder.close()
+
+    def handle(self, frame: Any) -> None:
+        """One frame to the sink; a fault is logged and counted, and the loop goes on."""
+        self.counters["frames"] += 1
+        try:
+            result = self._result_of(frame)
+            for stage, ms in result.timings_ms.items():
+                self.times[stage].append(ms)
             start = time.perf_counter()
-            self.sink.write(frame.sequence, tokens)
-            self.times["sink"].append((time.perf_counter() - start) * 1e3)
+            self.sink.write(result)
+            self.times["sink"].append(_since_ms(start))
         except Exception as exc:  # noqa: BLE001 - a bad frame must not stop the agent
             self.counters["errors"] += 1
             log.warning("frame %d skipped: %s: %s", frame.sequence, type(exc).__name__, exc)
 
+    def _result_of(self, frame: Any) -> FrameResult:
+        """The frame encoded, or the remembered result of the last encoded frame re-stamped for this one."""
+        start = time.perf_counter()
+        encode = self.reuse is None or self.reuse.should_encode(frame.image, frame.color)
+        check_ms = _since_ms(start)
+        if not encode:
+            source: FrameResult = self.reuse.result
+            self.counters["reused"] += 1
+            return source._replace(sequence=frame.sequence, timestamp_s=frame.timestamp_s,
+                                   timings_ms={"reuse_check": check_ms}, reused_from=source.sequence)
+        encoded = self.encoder.encode(frame.image, color=frame.color)
+        timings_ms = {"reuse_check": check_ms}
+        timings_ms.update((stage, encoded.timings[stage]) for stage in ENCODE_STAGES)
+        result = FrameResult(frame.sequence, frame.timestamp_s, encoded.grid, encoded.tokens, timings_ms)
+        if self.reuse is not None:
+            self.reuse.remember(frame.image, result, frame.color)
+        self.counters["encoded"] += 1
+        return result
+
     def report(self) -> Dict[str, Any]:
         """Per-stage mean ms per handled frame and its share of the frame's work time, the camera wait apart,
-        counters, and source stats."""
+        counters (dropped: frames the camera replaced before they were taken), and source stats."""
         frames = max(self.counters["frames"], 1)
         per_frame = {stage: sum(self.times.get(stage, [])) / frames for stage in STAGES}
         total = sum(per_frame.values()) or 1.0
+        source = self.source.stats()
         return {"frames": self.counters["frames"], "encoded": self.counters["encoded"],
                 "reused": self.counters["reused"], "errors": self.counters["errors"],
+                "dropped": source.get("dropped", 0),
                 "reused_share": self.counters["reused"] / frames,
                 "stages_ms_per_frame": {s: round(v, 3) for s, v in per_frame.items()},
                 "stage_shares": {s: round(v / total, 4) for s, v in per_frame.items()},
                 "frame_work_ms": round(total, 3),
                 "capture_wait_ms_per_frame": round(sum(self.times.get(WAIT, [])) / frames, 3),
-                "encoded_ms": {s: round(float(np.mean(self.times[s])), 3) for s in ("preprocess", "vpm",
-                                                                                     "resampler")
+                "encoded_ms": {s: round(float(np.mean(self.times[s])), 3) for s in ENCODE_STAGES
                                if self.times.get(s)},
-                "source": self.source.stats()}
+                "sink": self.sink.describe(),
+                "source": source}

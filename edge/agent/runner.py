@@ -1,17 +1,21 @@
-"""The agent: an agent config -> encoder (backend and precision per module), camera, frame reuse and sink."""
+"""The agent: an agent config -> sink, camera, frame reuse and encoder (backend and precision per module), run
+until done; the engines are freed when the run ends."""
 from __future__ import annotations
 
 import signal
 from typing import Any, Dict, Optional
 
 from ..bundle.manifest import Bundle
+from ..camera.pipelines import check_camera
 from ..camera.source import FrameSource
 from ..encoder.vision_encoder import VisionEncoder
 from ..engines.factory import open_engines
 from ..errors import InputError
 from .config import AgentConfig
+from .contracts import Sink, Source
 from .frame_reuse import FrameReuse
-from .pipeline import NpySink, Pipeline
+from .pipeline import Pipeline
+from .sinks import NpySink
 
 
 def open_encoder(config: AgentConfig) -> VisionEncoder:
@@ -30,26 +34,35 @@ def open_encoder(config: AgentConfig) -> VisionEncoder:
 
 
 def make_pipeline(config: AgentConfig, reuse: Optional[bool] = None, max_frames: Optional[int] = None,
-                  source: Optional[Any] = None) -> Pipeline:
-    """Everything the config names, ready to run (`reuse` and `max_frames` override the config)."""
-    encoder = open_encoder(config)
-    settings = {k: v for k, v in config.reuse.items() if k != "enabled"}
-    enabled = config.reuse.get("enabled", False) if reuse is None else reuse
-    return Pipeline(encoder, source or FrameSource(config.camera), NpySink(config.sink["directory"],
-                                                                          config.sink.get("keep", 100)),
-                    FrameReuse.from_dict(settings) if enabled else None,
+                  source: Optional[Source] = None, sink: Optional[Sink] = None) -> Pipeline:
+    """Everything the config names, ready to run; `reuse`, `max_frames`, `source` and `sink` override the config.
+
+    What can fail on bad input comes first (the camera's static checks: OpenCV, GStreamer, a missing file; the sink
+    folder), the engines last, so a mistake is reported before a TensorRT engine is built."""
+    if source is None:
+        check_camera(config.camera)
+        source = FrameSource(config.camera)
+    if sink is None:
+        sink = NpySink(config.sink.directory, config.sink.keep)
+    enabled = config.reuse.enabled if reuse is None else reuse
+    checker = FrameReuse.from_dict(config.reuse.settings) if enabled else None
+    return Pipeline(open_encoder(config), source, sink, checker,
                     max_frames if max_frames is not None else config.max_frames)
 
 
 def run_pipeline(pipeline: Pipeline) -> Dict[str, Any]:
-    """Start the camera, run until done or SIGTERM/SIGINT, stop the camera; the report."""
-    def stop(signum, frame):
+    """Start the camera, run until done or SIGTERM/SIGINT, stop the camera, free the engines; the report."""
+    def stop(signum: int, frame: Any) -> None:
         pipeline.stop()
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        with pipeline.source:
+        pipeline.source.start()
+        try:
             return pipeline.run()
+        finally:
+            pipeline.source.stop()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        pipeline.close()

@@ -20,6 +20,10 @@ DEFAULT_FPS = {"csi": 30.0, "usb": 30.0, "rtsp": None, "file": None, "folder": 1
 # for a static scene, which decode to identical pictures; off for files and folders, which may hold still frames.
 DEFAULT_MAX_REPEATS = {"csi": 30, "usb": 30, "rtsp": 0, "file": 0, "folder": 0}
 CODECS = ("h264", "h265")
+# What a camera string must not hold. A device path: whitespace, the pipeline's link '!', quotes and control
+# characters. A URL: whitespace and control characters (quotes and backslashes are quoted when the pipeline is made).
+DEVICE_FORBIDDEN = re.compile(r"[\s!\"'\x00-\x1f\x7f-\x9f]")
+URL_FORBIDDEN = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True)
@@ -85,16 +89,12 @@ class CameraConfig:
         object.__setattr__(self, "backend", backend)
         if isinstance(self.device, str) and self.device.isdigit():  # YAML `device: "0"` means index 0
             object.__setattr__(self, "device", int(self.device))
-        _check(isinstance(self.device, (int, str)) and not isinstance(self.device, bool)
-               and (not isinstance(self.device, int) or self.device >= 0),
-               "device must be a V4L2 index (0, 1, ...) or a path such as /dev/video0, got %r" % (self.device,))
+        _check_device(self.device)
         _check(self.codec in CODECS, "codec must be one of %s, got %r" % (", ".join(CODECS), self.codec))
         _check(isinstance(self.loop, bool), "loop must be true or false, got %r" % (self.loop,))
         _check(isinstance(self.url, str) and isinstance(self.path, str), "url and path must be strings")
         if self.kind == "rtsp":
-            _check(self.url.startswith(("rtsp://", "rtsps://")), "url must be an rtsp:// address for an rtsp camera,"
-                   " got %r" % redact(self.url))
-            _check('"' not in self.url, "url must not contain a double quote")
+            _check_url(self.url)
         if self.kind in ("file", "folder"):
             _check(bool(self.path), "path must name the %s to read" % ("video file" if self.kind == "file"
                                                                         else "folder of images"))
@@ -132,6 +132,26 @@ def _check_int(name: str, value: Any, minimum: int) -> None:
 def _check_number(name: str, value: Any, minimum: float) -> None:
     _check(isinstance(value, (int, float)) and not isinstance(value, bool) and value >= minimum,
            "%s must be a number >= %g, got %r" % (name, minimum, value))
+
+
+def _check_device(device: Any) -> None:
+    """An index, or a /dev path that cannot end or extend the GStreamer pipeline it goes into."""
+    if isinstance(device, int) and not isinstance(device, bool):
+        _check(device >= 0, "device must be a V4L2 index (0, 1, ...) or a path such as /dev/video0, got %r" % device)
+        return
+    _check(isinstance(device, str) and device.startswith("/dev/"),
+           "device must be a V4L2 index (0, 1, ...) or a path such as /dev/video0, got %r" % (device,))
+    _check(not DEVICE_FORBIDDEN.search(device), "device must be a plain /dev path (no whitespace, '!', quotes or "
+           "control characters), got %r: use the path that ls -l /dev/v4l/by-id/ shows" % device)
+
+
+def _check_url(url: str) -> None:
+    """An rtsp:// or rtsps:// address with a host and no whitespace or control characters (credentials stay out of
+    the message)."""
+    _check(re.match(r"rtsps?://[^/]", url) is not None,
+           "url must be an rtsp:// address (or rtsps://) with a host for an rtsp camera, got %r" % redact(url))
+    _check(not URL_FORBIDDEN.search(url), "url must not contain whitespace or control characters, got %r: "
+           "percent-encode them (a space is %%20)" % redact(url))
 
 
 def redact(url: str) -> str:

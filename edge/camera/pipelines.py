@@ -19,12 +19,25 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 APPSINK = "appsink drop=1 max-buffers=1 sync=false"  # keep only the newest buffer; never wait for the clock
 NVMM_TO_BGR = "nvvidconv ! video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR"
+BARE_VALUE = re.compile(r"[A-Za-z0-9_./-]+")  # property values gst_parse_launch reads verbatim without quotes
 
 
 def _framerate(fps: float) -> str:
     """GStreamer caps want a fraction: 30 -> 30/1, 29.97 -> 2997/100."""
     rate = Fraction(fps).limit_denominator(1001)
     return "%d/%d" % (rate.numerator, rate.denominator)
+
+
+def gst_quote(value: str) -> str:
+    """`value` as one property value in gst-launch pipeline text, read back verbatim by gst_parse_launch: bare when
+    it holds only letters, digits and `_./-`, else in double quotes with `\\` and `"` escaped, so that no value can end
+    its element or add one. GStreamer reads an empty value, `NULL` and a value that starts with a quote as something
+    else (NULL or a nested string): those are refused."""
+    if not value or value == "NULL" or value.startswith('"'):
+        raise ValueError("GStreamer cannot take %r verbatim as a property value" % value)
+    if BARE_VALUE.fullmatch(value):
+        return value
+    return '"%s"' % value.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def gstreamer_pipeline(config: CameraConfig) -> str:
@@ -40,11 +53,11 @@ def gstreamer_pipeline(config: CameraConfig) -> str:
                    APPSINK))
     if config.kind == "usb":  # MJPEG from the camera, decoded by the Jetson's NVJPG (nvv4l2decoder mjpeg=1)
         return ("v4l2src device=%s ! image/jpeg,width=%d,height=%d,framerate=%s ! nvv4l2decoder mjpeg=1 ! %s ! %s"
-                % (device_path(config.device), config.width, config.height, _framerate(config.fps or 30.0),
+                % (gst_quote(device_path(config.device)), config.width, config.height, _framerate(config.fps or 30.0),
                    NVMM_TO_BGR, APPSINK))
     if config.kind == "rtsp":  # depayload, parse and decode on NVDEC
-        return ('rtspsrc location="%s" latency=%d ! rtp%sdepay ! %sparse ! nvv4l2decoder ! %s ! %s'
-                % (config.url, config.latency_ms, config.codec, config.codec, NVMM_TO_BGR, APPSINK))
+        return ("rtspsrc location=%s latency=%d ! rtp%sdepay ! %sparse ! nvv4l2decoder ! %s ! %s"
+                % (gst_quote(config.url), config.latency_ms, config.codec, config.codec, NVMM_TO_BGR, APPSINK))
     raise ValueError("a %s source is read by OpenCV directly, not through a GStreamer pipeline" % config.kind)
 
 

@@ -10,19 +10,22 @@ from typing import Dict
 from . import args as common
 from .shell import Handler
 
+CONFIG_HELP = "the agent config YAML (keys: docs/agent-config.md; examples: configs/agent/)"
+
 
 def register(sub: argparse._SubParsersAction) -> Dict[str, Handler]:
     run = sub.add_parser("run", help="camera -> preprocess -> VPM -> Resampler -> tokens, as the agent config says, "
                                      "until the source ends or SIGTERM")
-    run.add_argument("--config", required=True, type=Path, help="the agent config YAML (see configs/agent/)")
+    run.add_argument("--config", required=True, type=Path, help=CONFIG_HELP)
     run.add_argument("--max-frames", type=common.positive_int, help="stop after this many frames (default: the "
                                                                      "config's max_frames, else run on)")
     common.add_json(run)
     profile = sub.add_parser("profile", help="run the agent on its source and report per-stage times and shares "
                                              "(profile first: where does the frame time go?)")
-    profile.add_argument("--config", required=True, type=Path, help="the agent config YAML (see configs/agent/)")
+    profile.add_argument("--config", required=True, type=Path, help=CONFIG_HELP)
     profile.add_argument("--frames", type=common.positive_int, default=30, help="frames to profile (default 30)")
-    profile.add_argument("--no-reuse", action="store_true", help="encode every frame (frame reuse off)")
+    profile.add_argument("--no-reuse", action="store_true", help="encode every frame (default: the config's "
+                         "reuse.enabled, which is true unless the config sets it)")
     common.add_json(profile)
     return {"run": run_agent, "profile": profile_agent}
 
@@ -33,25 +36,30 @@ def run_agent(args: argparse.Namespace) -> int:
 
     config = load_agent_config(args.config)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    report = run_pipeline(make_pipeline(config, max_frames=args.max_frames))
-    print(json.dumps(report, indent=2) if args.json else "frames %d (encoded %d, reused %d, errors %d)"
-          % (report["frames"], report["encoded"], report["reused"], report["errors"]))
+    pipeline = make_pipeline(config, max_frames=args.max_frames)
+    logging.getLogger("minicpmv-edge").info("tokens go to %s", pipeline.sink.describe())
+    report = run_pipeline(pipeline)
+    print(json.dumps(report, indent=2) if args.json else "frames %d (encoded %d, reused %d, errors %d), dropped %d"
+          % (report["frames"], report["encoded"], report["reused"], report["errors"], report["dropped"]))
     return 0
 
 
 def profile_agent(args: argparse.Namespace) -> int:
     from ..agent.config import load_agent_config
     from ..agent.runner import make_pipeline, run_pipeline
+    from ..agent.sinks import NullSink
 
-    report = run_pipeline(make_pipeline(load_agent_config(args.config), reuse=not args.no_reuse,
-                                        max_frames=args.frames))
+    report = run_pipeline(make_pipeline(load_agent_config(args.config), reuse=False if args.no_reuse else None,
+                                        max_frames=args.frames, sink=NullSink()))
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    print("%d frames (%d encoded, %d reused = %.0f%%); work %.1f ms per frame, camera wait %.1f ms"
-          % (report["frames"], report["encoded"], report["reused"], 100 * report["reused_share"],
-             report["frame_work_ms"], report["capture_wait_ms_per_frame"]))
+    print("%d frames (%d encoded, %d reused = %.0f%%, %d errors), dropped %d; work %.1f ms per frame, camera wait "
+          "%.1f ms" % (report["frames"], report["encoded"], report["reused"], 100 * report["reused_share"],
+                       report["errors"], report["dropped"], report["frame_work_ms"],
+                       report["capture_wait_ms_per_frame"]))
     for stage, ms in report["stages_ms_per_frame"].items():
         share = report["stage_shares"][stage]
         print("  %-12s %9.2f ms/frame %5.1f%%  %s" % (stage, ms, 100 * share, "#" * int(round(40 * share))))
+    print("tokens: none written (profile only measures; run writes them to the config's sink)")
     return 0

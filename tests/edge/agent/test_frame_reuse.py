@@ -42,7 +42,7 @@ def test_identical_frames_reuse_the_tokens():
     assert reuse.should_encode(frame) and reuse.last_reason == "first"
     reuse.remember(frame, TOKENS)
     assert not reuse.should_encode(frame.copy())
-    assert reuse.tokens is TOKENS and reuse.last_difference == 0.0
+    assert reuse.result is TOKENS and reuse.last_difference == 0.0
     assert reuse.stats()["encoded"] == 1 and reuse.stats()["reused"] == 1 and reuse.stats()["reuse_share"] == 0.5
 
 
@@ -123,7 +123,7 @@ def test_a_new_frame_size_or_a_reset_forces_an_encode():
     assert reuse.should_encode(scene(640, 360)) and reuse.last_reason == "first"
     reuse.remember(scene(640, 360), TOKENS)
     reuse.reset()
-    assert reuse.tokens is None and reuse.should_encode(scene(640, 360))
+    assert reuse.result is None and reuse.should_encode(scene(640, 360))
 
 
 def test_remember_takes_a_camera_frame_an_image_or_a_signature():

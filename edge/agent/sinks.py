@@ -1,0 +1,49 @@
+"""Sinks for frame results: the tokens as .npy files (`run`), or nowhere (`profile`)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List
+
+from ..errors import InputError
+from ..fsutil import atomic_write_npy
+from .contracts import FrameResult
+
+
+class NpySink:
+    """The tokens of each handled frame (encoded or reused) as `frame-<sequence>.npy` in a folder, keeping the
+    newest `keep` files."""
+
+    def __init__(self, directory: Path, keep: int = 100) -> None:
+        self.directory, self.keep = Path(directory), int(keep)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError("sink.directory: cannot create %s (%s): set sink.directory to a folder the agent's "
+                             "user can write" % (self.directory, exc.strerror or exc)) from exc
+        self.written: List[Path] = []
+
+    def describe(self) -> str:
+        return "npy files in %s (the newest %d kept)" % (self.directory, self.keep)
+
+    def write(self, result: FrameResult) -> None:
+        path = self.directory / ("frame-%08d.npy" % result.sequence)
+        atomic_write_npy(path, result.tokens)
+        self.written.append(path)
+        while len(self.written) > self.keep:
+            self.written.pop(0).unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Nothing is held open between frames."""
+
+
+class NullSink:
+    """Takes every result and keeps none: `profile` measures the pipeline without writing tokens."""
+
+    def describe(self) -> str:
+        return "no tokens written (profile)"
+
+    def write(self, result: FrameResult) -> None:
+        """Drop `result`."""
+
+    def close(self) -> None:
+        """Nothing to let go."""

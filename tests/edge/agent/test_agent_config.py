@@ -1,0 +1,157 @@
+"""The agent config is checked completely at load: every mistake is one line naming the file, the key and the fix,
+exit code 2, before any engine is built or camera opened. The example configs in configs/agent/ load, and the file
+example runs."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.agent.config import AgentConfig, ReuseConfig, load_agent_config
+from edge.camera.config import CameraConfig
+from edge.cli.main import main
+from tests.edge.camera.fakes import moving_frames, write_video
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "configs" / "agent"
+BASE = "bundle: b\ncamera: {kind: file, path: clip.avi}\n"
+
+BAD_CONFIGS = [
+    ("bundle: b\ncamera: csi\n", "camera: expected a mapping"),
+    ("bundle: b\ncamera: [csi]\n", "camera: expected a mapping"),
+    ("bundle: b\n", "camera is missing"),
+    ("camera: {kind: csi}\n", "bundle is missing"),
+    ("bundle: 5\ncamera: {kind: csi}\n", "bundle must be a path"),
+    (BASE + "sink: {kind: npy, directry: /tmp/x, keep: 3}\n", "sink: unknown key 'directry'"),
+    (BASE + "sink: {kind: stream}\n", "sink.kind must be npy"),
+    (BASE + "sink: {keep: 0}\n", "sink.keep must be an integer >= 1"),
+    (BASE + "sink: {keep: 2.5}\n", "sink.keep must be an integer >= 1"),
+    (BASE + "sink: {directory: 7}\n", "sink.directory must be a path"),
+    (BASE + "sink: tokens\n", "sink must be a mapping"),
+    (BASE + "max_frames: -5\n", "max_frames must be an integer >= 1"),
+    (BASE + "max_frames: 0\n", "max_frames must be an integer >= 1"),
+    (BASE + "max_frames: true\n", "max_frames must be an integer >= 1"),
+    (BASE + "max_frames: ten\n", "max_frames must be an integer >= 1"),
+    (BASE + "max_slice_nums: 0\n", "max_slice_nums must be an integer >= 1"),
+    (BASE + "backend: tpu\n", "backend must be one of onnxruntime, tensorrt"),
+    (BASE + "backend: {vpm: tensorrt, resampler: tpu}\n", "backend.resampler must be one of"),
+    (BASE + "backend: {vmp: tensorrt}\n", "backend: unknown key 'vmp'"),
+    (BASE + "precision: int4\n", "precision must be one of fp32, fp16, int8"),
+    (BASE + "precision: {resampler: fp8}\n", "precision.resampler must be one of"),
+    (BASE + "resize: bilinear\n", "resize must be one of exact, fast"),
+    (BASE + "engine_cache: [a, b]\n", "engine_cache must be a path"),
+    (BASE + "reuse: {enabled: sometimes}\n", "reuse.enabled must be true or false"),
+    (BASE + "reuse: {treshold: 3}\n", "reuse: unknown key 'treshold'"),
+    (BASE + "reuse: {threshold: -1}\n", "reuse.threshold must be a number"),
+    (BASE + "reuse: {max_reuse_age_s: 10s}\n", "reuse.max_reuse_age_s must be"),
+    (BASE + "reuse: on\n", "reuse must be a mapping"),
+    (BASE + "colour: red\n", "unknown key 'colour'"),
+    ("bundle: b\ncamera: {kind: webcam}\n", "camera.kind must be one of"),
+    ("bundle: b\ncamera: {kind: csi, sensorid: 1}\n", "camera: unknown setting sensorid"),
+    ("bundle: b\ncamera: {kind: usb, backend: gstreamer, device: '/dev/video0 ! fakesink'}\n", "camera.device"),
+    ("bundle: b\ncamera: {kind: rtsp, url: 'rtsp://cam/live ! fakesink'}\n", "camera.url"),
+]
+
+
+@pytest.mark.parametrize("text,message", BAD_CONFIGS)
+def test_a_bad_agent_config_is_one_line_naming_the_key_and_exit_2(tmp_path, capsys, text, message):
+    config = tmp_path / "agent.yaml"
+    config.write_text(text)
+    capsys.readouterr()
+    assert main(["run", "--config", str(config)]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in captured.err, err
+    assert str(config) in err and message in err, err
+    assert not (tmp_path / "tokens").exists(), "nothing is made for a config that is refused"
+
+
+def test_profile_frames_zero_is_refused_by_the_parser(tmp_path, capsys):
+    config = tmp_path / "agent.yaml"
+    config.write_text(BASE)
+    with pytest.raises(SystemExit) as stop:
+        main(["profile", "--config", str(config), "--frames", "0"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--frames" in err, err
+
+
+def test_frame_reuse_has_one_default_in_the_dataclass_and_the_loader(tmp_path):
+    config = tmp_path / "agent.yaml"
+    config.write_text(BASE)
+    loaded = load_agent_config(config)
+    built = AgentConfig(bundle=Path("b"), camera=CameraConfig(kind="file", path="clip.avi"))
+    assert loaded.reuse.enabled is True and built.reuse.enabled is True and ReuseConfig().enabled is True
+    config.write_text(BASE + "reuse:\n")  # a section with every line commented out: the defaults
+    assert load_agent_config(config).reuse == ReuseConfig()
+    config.write_text(BASE + "reuse: {enabled: false, threshold: 3.5}\n")
+    assert load_agent_config(config).reuse == ReuseConfig(False, {"threshold": 3.5})
+
+
+def test_relative_paths_are_taken_from_the_config_folder(tmp_path):
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    (folder / "agent.yaml").write_text("bundle: ../bundle\ncamera: {kind: folder, path: frames}\n"
+                                       "sink: {directory: out}\nengine_cache: cache\n")
+    config = load_agent_config(folder / "agent.yaml")
+    assert config.bundle == folder / "../bundle" and config.camera.path == str(folder / "frames")
+    assert config.sink.directory == folder / "out" and config.engine_cache == folder / "cache"
+    (folder / "abs.yaml").write_text("bundle: /opt/b\ncamera: {kind: file, path: /data/clip.mp4}\n")
+    absolute = load_agent_config(folder / "abs.yaml")
+    assert absolute.bundle == Path("/opt/b") and absolute.camera.path == "/data/clip.mp4"
+
+
+# ---------------------------------------------------------------------------------------------- examples
+
+
+def test_the_example_configs_load_as_documented():
+    configs = {path.stem: load_agent_config(path) for path in sorted(EXAMPLES.glob("*.yaml"))}
+    assert sorted(configs) == ["csi", "file", "rtsp", "usb"]
+    assert {name: config.camera.kind for name, config in configs.items()} == {
+        "csi": "csi", "file": "file", "rtsp": "rtsp", "usb": "usb"}
+    csi, usb, rtsp, file = configs["csi"], configs["usb"], configs["rtsp"], configs["file"]
+    assert csi.backend == {"vpm": "tensorrt", "resampler": "tensorrt"} and csi.camera.width == 1920
+    assert usb.precision == {"vpm": "int8", "resampler": "fp16"} and usb.camera.device.startswith("/dev/v4l/by-id/")
+    assert rtsp.camera.url.startswith("rtsp://") and "secret" not in rtsp.camera.describe()
+    assert rtsp.reuse.settings == {"max_reuse_age_s": 5.0}
+    assert file.bundle == EXAMPLES / "bundle" and file.camera.path == str(EXAMPLES / "clip.avi")
+    assert file.sink.directory == EXAMPLES / "tokens" and file.backend["vpm"] == "onnxruntime"
+    assert all(config.reuse.enabled for config in configs.values())
+
+
+def test_the_file_example_runs_next_to_a_bundle_and_a_clip(converted_bundle, tmp_path, capsys):
+    config = tmp_path / "file.yaml"
+    shutil.copy(EXAMPLES / "file.yaml", config)
+    (tmp_path / "bundle").symlink_to(converted_bundle, target_is_directory=True)
+    write_video(tmp_path / "clip.avi", moving_frames(4, size=(320, 240)), fps=10)
+    capsys.readouterr()
+    assert main(["run", "--config", str(config), "--max-frames", "2", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["frames"] == 2 and report["errors"] == 0
+    written = sorted((tmp_path / "tokens").glob("frame-*.npy"))
+    assert len(written) == 2 and np.load(written[0]).dtype == np.float32
+
+
+# ---------------------------------------------------------------------------------------------- before engines
+
+
+def test_a_missing_video_is_refused_before_any_engine_is_built(converted_bundle, tmp_path, capsys):
+    # TensorRT is not installed here: were the engines opened first, the error would be about TensorRT.
+    config = tmp_path / "agent.yaml"
+    config.write_text("bundle: %s\ncamera: {kind: file, path: missing.avi}\nbackend: tensorrt\n" % converted_bundle)
+    capsys.readouterr()
+    assert main(["run", "--config", str(config)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "camera.path" in err and "TensorRT" not in err, err
+
+
+def test_max_slice_nums_beyond_the_bundles_bound_is_one_line(converted_bundle, tmp_path, capsys):
+    write_video(tmp_path / "clip.avi", moving_frames(2), fps=10)
+    config = tmp_path / "agent.yaml"
+    config.write_text("bundle: %s\ncamera: {kind: file, path: clip.avi}\nmax_slice_nums: 99\n" % converted_bundle)
+    capsys.readouterr()
+    assert main(["run", "--config", str(config)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "max_slice_nums" in err, err
