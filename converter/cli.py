@@ -22,7 +22,7 @@ from edge.fsutil import refuse_existing
 from . import family
 from .checkpoint_layout import CheckpointLayout, read_layout
 from .targets import precisions_for
-from .trt_ops import known_releases
+from .trt_ops import known_releases, table_release
 
 PROG = "minicpmv-convert"
 
@@ -228,12 +228,21 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert_precisions(profile: DeviceProfile) -> List[str]:
+    """What convert exports for `profile`; a TensorRT release check-ops (its last step) has no table for is
+    refused now rather than after export and calibration."""
+    if profile.tensorrt is not None:
+        table_release(profile.tensorrt, "set tensorrt in target %s's profile to one of them, or pass --jetpack"
+                      % profile.name)
+    return precisions_for(profile)
+
+
 def _convert(args: argparse.Namespace) -> int:
     """Exit 0 with the bundle written, 1 when a step fails on what the converter made, 2 for bad input."""
     if args.verify_images < 1:
         raise InputError("--verify-images must be at least 1, got %d" % args.verify_images)
     settings = _calibration_settings(args)
-    profile, _, layout, memory = _check_target(args, precisions_for)
+    profile, _, layout, memory = _check_target(args, _convert_precisions)
     from .convert import ConversionFailed, Plan, convert
 
     plan = Plan(_load(layout), args.out, profile, memory, settings, args.verify_images, args.force,

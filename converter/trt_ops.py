@@ -50,16 +50,16 @@ def release_of(tensorrt: str) -> str:
     return "%d.%d" % parts[:2]
 
 
-def table_release(tensorrt: str) -> str:
+def table_release(tensorrt: str, fix: str = "pass one of them with --trt") -> str:
     """The release whose table checks `tensorrt`: its own, or its stand-in; an InputError naming the known
-    releases for any other."""
+    releases, and ending with `fix`, for any other."""
     release = release_of(tensorrt)
     if release in releases():
         return release
     if release in STAND_INS:
         return STAND_INS[release]
-    raise InputError("no operator table for TensorRT %s: check-ops knows %s; pass one of them with --trt"
-                     % (tensorrt, ", ".join(known_releases())))
+    raise InputError("no operator table for TensorRT %s: check-ops knows %s; %s"
+                     % (tensorrt, ", ".join(known_releases()), fix))
 
 
 @dataclass(frozen=True)

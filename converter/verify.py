@@ -269,7 +269,7 @@ def _precisions(bundle: Bundle) -> List[str]:
     both = [p for p in bundle.precisions("vpm") if p in bundle.precisions("resampler")]
     if "fp32" not in both:
         raise InputError("bundle %s has no fp32 graphs for both modules (it has vpm: %s, resampler: %s): verify "
-                         "needs them; re-export with --precision fp32"
+                         "needs them; re-export it with minicpmv-convert export --precision fp32"
                          % (bundle.path, ", ".join(bundle.precisions("vpm")),
                             ", ".join(bundle.precisions("resampler"))))
     return sorted(both, key=lambda p: (PRECISION_ORDER.index(p) if p in PRECISION_ORDER else len(PRECISION_ORDER), p))

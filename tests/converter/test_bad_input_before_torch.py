@@ -12,6 +12,8 @@ from typing import Callable, List, Tuple
 
 import pytest
 
+import configs
+
 REPO = Path(__file__).resolve().parents[2]
 HEAVY = ("torch", "onnx", "onnxruntime", "safetensors")
 WITHOUT_HEAVY_LIBRARIES = textwrap.dedent("""
@@ -39,7 +41,8 @@ def _run(args: List[str]) -> Tuple[int, str, List[str]]:
 @pytest.fixture
 def workspace(tmp_path: Path, make_checkpoint: Callable[..., Path]) -> Path:
     """A checkpoint copy, one whose config.json disagrees with its weights, a directory without config.json, an
-    existing bundle directory, a text file and a file that is not a GGUF."""
+    existing bundle directory, a text file, a file that is not a GGUF, and a profile naming a TensorRT release
+    check-ops has no table for."""
     shutil.copytree(make_checkpoint("2.6"), tmp_path / "ck")
     (tmp_path / "existing").mkdir()
     (tmp_path / "notes.txt").write_text("not a checkpoint\n")
@@ -48,6 +51,8 @@ def workspace(tmp_path: Path, make_checkpoint: Callable[..., Path]) -> Path:
     mismatched = shutil.copytree(make_checkpoint("2.6"), tmp_path / "ck-q96")
     config = json.loads((mismatched / "config.json").read_text())
     (mismatched / "config.json").write_text(json.dumps(dict(config, query_num=96)))  # the weights have Q = 64
+    profile = (Path(configs.__file__).parent / "devices" / "orin-nano-8gb.yaml").read_text()
+    (tmp_path / "future.yaml").write_text(profile.replace('tensorrt: "10.3"', 'tensorrt: "10.99"'))
     return tmp_path
 
 
@@ -71,6 +76,8 @@ CASES = {
                       "--llm-bytes", str(8 << 30)], "does not fit orin-nano-4gb"),
     "calibration data": (["convert", "--checkpoint", "{w}/ck", "--out", "{w}/b", "--target", "orin-nano-8gb",
                           "--data", "{w}/no-images"], "neither a folder of images nor a video"),
+    "tensorrt without a table": (["convert", "--checkpoint", "{w}/ck", "--out", "{w}/b", "--target",
+                                  "{w}/future.yaml"], "no operator table for TensorRT 10.99"),
     "eval images": (["convert", "--checkpoint", "{w}/ck", "--out", "{w}/b", "--eval-images", "0"],
                     "--eval-images must be at least 1"),
     "make-checkpoint --out": (["make-checkpoint", "--model-version", "2.6", "--out", "{w}/existing"], "--force"),
@@ -86,8 +93,8 @@ def test_refused_before_torch_is_imported(workspace: Path, case: str) -> None:
     assert len(err) == 1 and err[0].startswith("minicpmv-convert: error: "), err
     assert expected.format(w=workspace) in err[0]
     assert out == "" and not (workspace / "b").exists()
-    assert sorted(p.name for p in workspace.iterdir()) == ["ck", "ck-q96", "empty-ck", "existing", "llm.gguf",
-                                                           "notes.txt"]
+    assert sorted(p.name for p in workspace.iterdir()) == ["ck", "ck-q96", "empty-ck", "existing", "future.yaml",
+                                                           "llm.gguf", "notes.txt"]
     assert not list((workspace / "existing").iterdir())
 
 
