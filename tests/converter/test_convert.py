@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -84,7 +85,8 @@ def test_target_given_as_a_profile_yaml_path(make_checkpoint, tmp_path, capsys):
 
 def test_convert_hashes_each_file_once_and_builds_the_modules_once(make_checkpoint, tmp_path, capsys, monkeypatch):
     """Steps hand the bundle and the torch modules on: every file of the published bundle is hashed once (when
-    the manifest is written at the end), the checkpoint is read once and the modules are built once."""
+    the manifest is written at the end), the checkpoint is read once and the modules are built once. The log
+    names the bundle where it is published, never the staging directory, which is gone once convert returns."""
     import converter.bundle
     import converter.checkpoint
     import converter.convert
@@ -111,3 +113,19 @@ def test_convert_hashes_each_file_once_and_builds_the_modules_once(make_checkpoi
     assert sorted(Path(name).relative_to(Path(name).parents[1]).as_posix() for name in staging) == sorted(files)
     assert all(hashed[name] == 1 for name in hashed)
     assert len(built) == 1 and len(read) == 1
+    assert ".staging-" not in err and "staging" not in err.replace("(staged;", "")
+    assert "passed: 6 graphs of %s (staged; published there when every step has passed)" % out in err
+
+
+def test_make_demo_ends_with_what_it_made_and_where():
+    """The demo recipe's last lines name every file or directory its commands write (each --out), and the report."""
+    makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
+    recipe = re.search(r"^demo:.*\n((?:\t.*\n)+)", makefile, re.M).group(1).splitlines()
+    commands = [line for line in recipe if not line.startswith("\t@echo")]
+    summary = recipe[len(commands):]
+    assert recipe[:len(commands)] == commands and summary  # the summary comes last
+    assert "$(abspath $(DEMO))" in summary[1]
+    made = [m.split("/", 1)[1] for line in commands for m in re.findall(r"--out (\$\(DEMO\)/\S+)", line)]
+    assert made == ["checkpoint-2.6", "bundle-2.6", "tokens-1920x1080.npy"]
+    for name in made + ["bundle-2.6/report.html"]:
+        assert any(line.split('"')[1].split()[0].rstrip("/") == name for line in summary[2:]), name
