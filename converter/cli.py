@@ -311,6 +311,8 @@ def _check_ops(args: argparse.Namespace) -> int:
     """Exit 0 when every graph would parse, 1 when some would not (offending nodes listed), 2 for bad input."""
     from .check_ops import check_bundle, format_report
 
+    if args.trt:
+        table_release(args.trt)  # refused before the bundle is read and hashed
     bundle = Bundle.load(args.bundle)
     tensorrt = args.trt or bundle.target.tensorrt
     if tensorrt is None:
