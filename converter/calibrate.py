@@ -127,7 +127,7 @@ def calibrate_bundle(path: Path, settings: Settings, log: Optional[Callable[[str
 
 def calibrate(bundle: Bundle, settings: Settings, log: Optional[Callable[[str], None]] = None) -> Calibrated:
     """Write int8/vpm.onnx and int8/resampler.onnx (+ TensorRT calibration caches) into the bundle's directory;
-    returns its manifest with calibration, search and cosines recorded (not written)."""
+    returns what calibration added, with a copy of the manifest that records it (not written)."""
     from tqdm import tqdm
 
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
