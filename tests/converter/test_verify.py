@@ -252,3 +252,22 @@ def test_report_notes_point_at_the_figure_they_cite(verified):
     note = next(n for n in result.summary["notes"] if n.startswith("fp32 ONNX equals"))
     assert figure in note and "fp32 vpm row" in note and "figure" not in note
     assert re.search(r"<tr><td>fp32</td><td>vpm</td>(?:<td>[^<]*</td>){4}<td>%s</td></tr>" % re.escape(figure), html)
+
+
+def test_checkpoint_advice_names_verify_flags(tmp_path, make_bundle, make_checkpoint, capsys):
+    """verify has no --model-version: a checkpoint whose tensors do not fit is refused naming --checkpoint, and a
+    config.json that does not tell its version is read as the bundle's version."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(make_bundle("2.6"), bundle)
+    checkpoint = shutil.copytree(make_checkpoint("2.6"), tmp_path / "ck")
+    config = json.loads((checkpoint / "config.json").read_text())
+    (checkpoint / "config.json").write_text(json.dumps(dict(config, query_num=96)))
+    capsys.readouterr()
+    assert main(["verify", "--bundle", str(bundle), "--checkpoint", str(checkpoint), "--images", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "expected (96, 256)" in err[0] and "--model-version" not in err[0]
+    assert err[0].endswith("pass --checkpoint with the checkpoint bundle %s was exported from" % bundle)
+    untold = {k: v for k, v in config.items() if k not in ("model_type", "version")}  # hidden_size 256: no match
+    (checkpoint / "config.json").write_text(json.dumps(untold))
+    assert main(["verify", "--bundle", str(bundle), "--checkpoint", str(checkpoint), "--images", "1"]) == 0
+    assert Bundle.load(bundle).manifest["verification"]["model_version"] == "2.6"
