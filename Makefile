@@ -31,6 +31,12 @@ demo: $(STAMP)
 	$(BIN)/minicpmv-edge inspect --bundle $(DEMO)/bundle-2.6
 	$(BIN)/minicpmv-edge encode --bundle $(DEMO)/bundle-2.6 --scene 1920x1080 --out $(DEMO)/tokens-1920x1080.npy
 	$(BIN)/minicpmv-edge bench preprocess --sizes 1920x1080 --repeats 3 --bundle $(DEMO)/bundle-2.6
+	@echo
+	@echo "make demo made, in $(abspath $(DEMO)):"
+	@echo "  checkpoint-2.6/            synthetic MiniCPM-V 2.6 checkpoint (tiny, vision weights only)"
+	@echo "  bundle-2.6/                bundle for orin-nano-8gb: fp32, fp16 and int8 ONNX graphs, manifest.yaml"
+	@echo "  bundle-2.6/report.html     verify's report: every precision against torch float32"
+	@echo "  tokens-1920x1080.npy       the int8 tokens of a 1920x1080 scene, one block per slice"
 
 clean:
 	rm -rf build $(VENV) *.egg-info

@@ -24,7 +24,7 @@ from converter.synthetic import write_checkpoint
 from edge.bundle.manifest import Bundle
 from edge.device.profiles import load_profile
 from edge.encoder.vision_encoder import VisionEncoder
-from edge.engines.onnxrt import open_session
+from edge.engines.factory import open_onnx
 from edge.preprocess.graph_inputs import pack_slices
 from edge.preprocess.scenes import synthetic_scene
 from references.models import ReferenceChain
@@ -49,15 +49,15 @@ def version_figures(version: str, workdir: Path) -> Dict[str, Any]:
     write_bundle(ck, out, load_profile("host-x86"), ["fp32"], log=lambda message: None)
     bundle = Bundle.load(out)
     layout = bundle.model.slice.layout
-    vpm, resampler = (open_session(bundle.graph_path(m, "fp32")) for m in ("vpm", "resampler"))
+    vpm, resampler = (open_onnx(bundle.graph_path(m, "fp32")) for m in ("vpm", "resampler"))
     references = ReferenceChain(ck.tensors, ck.spec)
     figures: Dict[str, Any] = {}
     for name, sizes in CASES[layout].items():
         rng = np.random.default_rng(0)
         slices = [rng.uniform(-1, 1, (3, 14 * r, 14 * c)).astype(np.float32) for r, c in sizes]
         packed = pack_slices(slices, layout)
-        features = vpm.run(None, packed.vpm)[0]
-        tokens = resampler.run(None, {"vision_embeds": features, **packed.resampler})[0]
+        features = vpm.infer(packed.vpm)["vision_embeds"]
+        tokens = resampler.infer({"vision_embeds": features, **packed.resampler})["image_tokens"]
         vpm_rows, want_tokens = references.expected(slices, layout, features, packed.sizes)
         valid = [features[i, : r * c] for i, (r, c) in enumerate(packed.sizes)]
         figures[name] = {

@@ -10,7 +10,7 @@ from typing import Callable, Dict, Iterable, List, Sequence
 import numpy as np
 import onnx
 
-from edge.engines.onnxrt import open_session
+from edge.engines.factory import open_onnx
 
 BINS = 2048
 QUANT_LEVELS = 128  # |x| maps onto 0..127 in symmetric int8
@@ -91,11 +91,12 @@ def collect(model: onnx.ModelProto, tensors: Sequence[str], feeds: Iterable[Dict
     watched.CopyFrom(model)
     existing = {o.name for o in watched.graph.output}
     watched.graph.output.extend(onnx.ValueInfoProto(name=t) for t in tensors if t not in existing)
-    session = open_session(watched.SerializeToString())
+    engine = open_onnx(watched.SerializeToString())
     histograms = {t: Histogram() for t in tensors}
     for feed in progress(feeds):
-        for name, value in zip(tensors, session.run(list(tensors), feed)):
-            histograms[name].add(value)
+        outputs = engine.infer(feed)
+        for name in tensors:
+            histograms[name].add(outputs[name])
     return histograms
 
 

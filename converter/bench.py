@@ -7,28 +7,19 @@ import copy
 import statistics
 import time
 from functools import partial
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 import torch
 
 from edge.bundle.manifest import Bundle
-from edge.engines.onnxrt import open_session
-from edge.errors import InputError
+from edge.engines.factory import open_onnx
 from edge.preprocess.graph_inputs import pack_slices
 
-from .checkpoint import load_vision_checkpoint
+from .checkpoint import load_tensors
+from .checkpoint_layout import CheckpointLayout
 from .export import build_modules
 from .modeling.layers import to_fp16
-
-
-def _parse_slice(text: str):
-    try:
-        rows, cols = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        message = "--slice %r is not ROWSxCOLS in patches: write e.g. 32x32 for a 448x448 slice" % text
-        raise InputError(message) from None
-    return rows, cols
 
 
 def _median_ms(fn: Callable[[], Any], repeats: int, sync: Callable[[], None]) -> float:
@@ -43,10 +34,12 @@ def _median_ms(fn: Callable[[], Any], repeats: int, sync: Callable[[], None]) ->
     return statistics.median(times)
 
 
-def run_bench(args: argparse.Namespace) -> Dict[str, Any]:
-    """Time the reference and the bundle on `args.batch` random slices of `args.slice` patches."""
-    rows, cols = _parse_slice(args.slice)
-    ck = load_vision_checkpoint(args.checkpoint, args.model_version)
+def run_bench(args: argparse.Namespace, layout: CheckpointLayout, bundle: Optional[Bundle],
+              slice_patches: Tuple[int, int]) -> Dict[str, Any]:
+    """Time the reference (the checkpoint at `layout`) and `bundle` on `args.batch` random slices of
+    `slice_patches` (rows, cols) patches."""
+    rows, cols = slice_patches
+    ck = load_tensors(layout)
     layout = ck.facts.slice_layout
     rng = np.random.default_rng(0)
     slices = [rng.uniform(-1, 1, (3, 14 * rows, 14 * cols)).astype(np.float32) for _ in range(args.batch)]
@@ -80,9 +73,9 @@ def run_bench(args: argparse.Namespace) -> Dict[str, Any]:
     vpm_ms, res_ms = (reference if args.dtype == "fp32" else run_torch(args.dtype))[2:]
     result["torch"] = {"device": str(device), "dtype": args.dtype, "torch_version": torch.__version__,
                        "vpm_ms_per_slice": vpm_ms / args.batch, "resampler_ms_per_slice": res_ms / args.batch}
-    if args.bundle:
-        result["onnxruntime"] = _bench_bundle(Bundle.load(args.bundle), packed, ref_features, ref_tokens,
-                                              args.repeats, args.batch, vpm_ms + res_ms)
+    if bundle is not None:
+        result["onnxruntime"] = _bench_bundle(bundle, packed, ref_features, ref_tokens, args.repeats, args.batch,
+                                              vpm_ms + res_ms)
     return result
 
 
@@ -92,14 +85,15 @@ def _bench_bundle(bundle: Bundle, packed, ref_features: np.ndarray, ref_tokens: 
 
     figures: Dict[str, Any] = {"onnxruntime_version": ort.__version__, "provider": "CPUExecutionProvider"}
     for precision in bundle.precisions("vpm"):
-        vpm, resampler = (open_session(bundle.graph_path(m, precision)) for m in ("vpm", "resampler"))
         dtype = np.float16 if precision == "fp16" else np.float32
         vpm_feeds = {k: v.astype(dtype) if v.dtype.kind == "f" else v for k, v in packed.vpm.items()}
-        features = vpm.run(None, vpm_feeds)[0]
-        res_feeds = {"vision_embeds": features, **packed.resampler}
-        tokens = resampler.run(None, res_feeds)[0]
-        vpm_ms = _median_ms(partial(vpm.run, None, vpm_feeds), repeats, lambda: None)
-        res_ms = _median_ms(partial(resampler.run, None, res_feeds), repeats, lambda: None)
+        with open_onnx(bundle.graph_path("vpm", precision)) as vpm, \
+                open_onnx(bundle.graph_path("resampler", precision)) as resampler:
+            features = vpm.infer(vpm_feeds)["vision_embeds"]
+            res_feeds = {"vision_embeds": features, **packed.resampler}
+            tokens = resampler.infer(res_feeds)["image_tokens"]
+            vpm_ms = _median_ms(partial(vpm.infer, vpm_feeds), repeats, lambda: None)
+            res_ms = _median_ms(partial(resampler.infer, res_feeds), repeats, lambda: None)
         figures[precision] = {
             "vpm_ms_per_slice": vpm_ms / batch, "resampler_ms_per_slice": res_ms / batch,
             "vpm_max_abs_error": float(np.abs(features.astype(np.float32) - ref_features).max()),

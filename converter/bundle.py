@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, Optional
+
+from torch import nn
 
 from edge.bundle.manifest import MODULES, write_manifest
 from edge.device.profiles import DeviceProfile, onnx_opset_for
@@ -12,6 +14,8 @@ from edge.version import __version__
 
 from .checkpoint import VisionCheckpoint
 from .export import PROTOBUF_LIMIT_BYTES, ExportedGraph, build_modules, example_feeds, export_graph, graph_io
+from .sizing import profile_shapes
+from .targets import default_precision
 
 
 def model_facts(ck: VisionCheckpoint) -> Dict[str, Any]:
@@ -50,65 +54,62 @@ def _graph_entry(graph: ExportedGraph, io_dims: Dict[str, Any]) -> Dict[str, Any
     }
 
 
-def write_bundle(ck: VisionCheckpoint, out: Path, profile: DeviceProfile, precisions: Iterable[str],
-                 overwrite: bool = False, check: bool = True,
-                 external_threshold_bytes: int = PROTOBUF_LIMIT_BYTES, log=None,
-                 memory: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    """Export VPM and Resampler for each precision into bundle `out`; returns the manifest written.
+def export_graphs(ck: VisionCheckpoint, modules: Dict[str, nn.Module], directory: Path, profile: DeviceProfile,
+                  precisions: Iterable[str], check: bool = True,
+                  external_threshold_bytes: int = PROTOBUF_LIMIT_BYTES, log: Optional[Callable[[str], None]] = None,
+                  memory: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Export VPM and Resampler (`modules`, from export.build_modules) for each precision into `directory`;
+    returns the bundle's manifest, not yet written (converter.convert adds to it; write_manifest writes it).
 
     `memory`: the target's memory estimate (converter.sizing.size_bundle), recorded as target.memory.
     """
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
     precisions = list(dict.fromkeys(precisions))
     opset = onnx_opset_for(profile.tensorrt)
-    modules = build_modules(ck, profile.max_patches)
     feeds = example_feeds(ck, ck.facts.slice_layout)
     ios = graph_io(ck)
     entries: Dict[str, Dict[str, Any]] = {name: {"graphs": {}} for name in MODULES}
     steps = [(m, p) for p in precisions for m in MODULES]
-    with atomic_directory(Path(out), overwrite=overwrite) as tmp:
-        for index, (module, precision) in enumerate(steps, 1):
-            log("[%d/%d] exporting %s %s (opset %d) ..." % (index, len(steps), module, precision, opset))
-            graph = export_graph(modules[module], module, precision, ios[module], feeds[module], tmp, opset,
-                                 external_threshold_bytes, check)
-            log("[%d/%d] %s %s: %.1f MB in %.1f s, ONNX Runtime vs torch max abs error %.3g (output scale %.3g)"
-                % (index, len(steps), module, precision, graph.bytes / 1e6, graph.export_seconds,
-                   graph.check_max_abs_error, graph.check_output_scale))
-            io_dims = {"inputs": ios[module].inputs, "outputs": ios[module].outputs}
-            entries[module]["graphs"][precision] = _graph_entry(graph, io_dims)
-        for module in MODULES:
-            entries[module]["shapes"] = _profile_shapes(profile, ck.facts.slice_layout)
-        manifest = {
-            "created_by": "minicpmv-edge %s" % __version__,
-            "model": model_facts(ck),
-            "target": _target_entry(profile, opset, _default_precision(profile, precisions), memory),
-            "modules": entries,
-        }
-        manifest = write_manifest(tmp, manifest)
+    for index, (module, precision) in enumerate(steps, 1):
+        log("[%d/%d] exporting %s %s (opset %d) ..." % (index, len(steps), module, precision, opset))
+        graph = export_graph(modules[module], module, precision, ios[module], feeds[module], directory, opset,
+                             external_threshold_bytes, check)
+        log("[%d/%d] %s %s: %.1f MB in %.1f s, ONNX Runtime vs torch max abs error %.3g (output scale %.3g)"
+            % (index, len(steps), module, precision, graph.bytes / 1e6, graph.export_seconds,
+               graph.check_max_abs_error, graph.check_output_scale))
+        io_dims = {"inputs": ios[module].inputs, "outputs": ios[module].outputs}
+        entries[module]["graphs"][precision] = _graph_entry(graph, io_dims)
+    for module in MODULES:
+        entries[module]["shapes"] = profile_shapes(profile, ck.facts.slice_layout)
+    return {
+        "created_by": "minicpmv-edge %s" % __version__,
+        "model": model_facts(ck),
+        "target": _target_entry(profile, opset, default_precision(profile, precisions), memory),
+        "modules": entries,
+    }
+
+
+def write_bundle(ck: VisionCheckpoint, out: Path, profile: DeviceProfile, precisions: Iterable[str],
+                 overwrite: bool = False, check: bool = True,
+                 external_threshold_bytes: int = PROTOBUF_LIMIT_BYTES, log: Optional[Callable[[str], None]] = None,
+                 memory: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Export VPM and Resampler for each precision into bundle `out` (a staging directory renamed in place);
+    returns the manifest written."""
+    modules = build_modules(ck, profile.max_patches)
+    with atomic_directory(Path(out), overwrite=overwrite) as staging:
+        manifest = export_graphs(ck, modules, staging, profile, precisions, check, external_threshold_bytes, log,
+                                 memory)
+        manifest = write_manifest(staging, manifest)
     return manifest
-
-
-def _profile_shapes(profile: DeviceProfile, layout: str) -> Dict[str, Dict[str, int]]:
-    """min/opt/max of the dynamic dims (TensorRT optimization profile); opt = one 448x448 slice."""
-    max_batch = profile.max_batch
-    if layout == "unmasked-1d":
-        max_batch = max(max_batch, profile.max_slices + 1)  # 2.5: an image's slices must share one batch
-    return {"batch": {"min": 1, "opt": 1, "max": max_batch},
-            "patches": {"min": 1, "opt": min(1024, profile.max_patches), "max": profile.max_patches}}
-
-
-def _default_precision(profile: DeviceProfile, precisions: List[str]) -> str:
-    """The profile's default where the bundle has it, else the lowest exported precision (fp16 before fp32)."""
-    if profile.default_precision in precisions:
-        return profile.default_precision
-    return "fp16" if "fp16" in precisions else precisions[0]
 
 
 def _target_entry(profile: DeviceProfile, opset: int, default_precision: str,
                   memory: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """The manifest's `target`: the profile's facts the device needs. `profile_default_precision` is the profile's
+    own default (int8 on Jetson targets), which calibrate makes the bundle's default once it holds int8."""
     recorded = {} if memory is None else {"memory": memory}
     return {"profile": profile.name, "jetpack": profile.jetpack, "l4t": profile.l4t, "cuda": profile.cuda,
             "tensorrt": profile.tensorrt, "opset": opset,
-            "default_precision": default_precision,
+            "default_precision": default_precision, "profile_default_precision": profile.default_precision,
             "max_batch": profile.max_batch, "max_patches": profile.max_patches,
             "max_slices": profile.max_slices, **recorded}

@@ -8,6 +8,7 @@ in float32, so the host figure does not include fp16 rounding of those layers (v
 """
 from __future__ import annotations
 
+import copy
 import sys
 import time
 from dataclasses import dataclass, field
@@ -17,35 +18,21 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import numpy as np
 import onnx
 
-from edge.bundle.manifest import Bundle, write_manifest
+from edge.bundle.facts import TensorSpec
+from edge.bundle.manifest import MODULES, Bundle, write_manifest
 from edge.cosine import token_cosines
-from edge.device.profiles import load_profile
-from edge.engines.onnxrt import open_session
+from edge.engines.factory import open_onnx
+from edge.engines.onnxrt import OnnxRuntimeEngine
 from edge.fsutil import atomic_directory
 from edge.preprocess.preprocessor import Preprocessor, slice_config
 
 from .activation_ranges import collect, thresholds, watched_inputs
 from .calibration_data import images_sha256, load_images, synthetic_images, vpm_batches
+from .calibration_settings import Settings
 from .qdq import quantizable_nodes, quantize
 from .trt_cache import write_calibration_cache
 
 Batches = List[Dict[str, Dict[str, np.ndarray]]]
-
-
-@dataclass
-class Settings:
-    """What the user chose (CLI flags of ``minicpmv-convert calibrate``)."""
-
-    source: Optional[Path] = None  # folder or video; None = built-in synthetic scenes
-    count: int = 16
-    method: str = "entropy"
-    percentile: float = 99.99
-    attention: bool = False  # quantize the attention matmuls too
-    target_cosine: float = 0.995  # mean token cosine the search must reach
-    min_cosine: float = 0.98  # and the worst token
-    eval_count: int = 4  # held-out synthetic scenes for the search
-    search: bool = True
-    seed: int = 0
 
 
 @dataclass
@@ -57,6 +44,25 @@ class ModuleResult:
     quantized: List[str]
     kept_float: List[str] = field(default_factory=list)
     sensitivity: Dict[str, float] = field(default_factory=dict)  # node -> 1 - mean token cosine alone
+
+
+@dataclass
+class Calibrated:
+    """What calibration added to a bundle: its manifest with the int8 graphs recorded (written by calibrate_bundle;
+    converter.convert writes it once at the end), each module's int8 entry, and the search's outcome."""
+
+    manifest: Dict[str, Any]
+    int8: Dict[str, Dict[str, Any]]  # module -> its int8 graph entry (files, quantized_layers, kept_float, ...)
+    mixed_precision: Dict[str, Any]  # target cosines, the held-out token cosines and whether they were met
+
+    @property
+    def met(self) -> bool:
+        return bool(self.mixed_precision["met"])
+
+
+def output(engine: OnnxRuntimeEngine, feeds: Dict[str, np.ndarray]) -> np.ndarray:
+    """The (first) output of a module graph: vision_embeds or image_tokens."""
+    return engine.infer(feeds)[engine.output_names[0]]
 
 
 def summary(cosines: np.ndarray) -> Dict[str, float]:
@@ -72,17 +78,18 @@ class Chain:
     def first(self, count: int) -> Chain:
         return Chain(self.batches[:count])
 
-    def vpm_outputs(self, vpm: Any) -> List[np.ndarray]:
-        return [vpm.run(None, b["vpm"])[0] for b in self.batches]
+    def vpm_outputs(self, vpm: OnnxRuntimeEngine) -> List[np.ndarray]:
+        return [output(vpm, b["vpm"]) for b in self.batches]
 
-    def tokens(self, vpm: Any, resampler: Any, vpm_outputs: Optional[List[np.ndarray]] = None) -> np.ndarray:
+    def tokens(self, vpm: Optional[OnnxRuntimeEngine], resampler: OnnxRuntimeEngine,
+               vpm_outputs: Optional[List[np.ndarray]] = None) -> np.ndarray:
         features = vpm_outputs if vpm_outputs is not None else self.vpm_outputs(vpm)
-        return np.concatenate([resampler.run(None, dict(b["resampler"], vision_embeds=f))[0]
+        return np.concatenate([output(resampler, dict(b["resampler"], vision_embeds=f))
                                for b, f in zip(self.batches, features)])
 
 
-def _session(model: onnx.ModelProto) -> Any:
-    return open_session(model.SerializeToString())
+def _engine(model: onnx.ModelProto) -> OnnxRuntimeEngine:
+    return open_onnx(model.SerializeToString())
 
 
 def _search(model: onnx.ModelProto, amax: Dict[str, float], nodes: List[str],
@@ -111,14 +118,20 @@ def _search(model: onnx.ModelProto, amax: Dict[str, float], nodes: List[str],
         result.model = quantize(model, amax, result.quantized)
 
 
-def calibrate_bundle(path: Path, settings: Settings, log: Callable[[str], None] = None) -> Dict[str, Any]:
-    """Write int8/vpm.onnx and int8/resampler.onnx (+ TensorRT calibration caches) into the bundle at `path`
-    and record calibration, search and cosines in its manifest; returns the manifest."""
+def calibrate_bundle(path: Path, settings: Settings, log: Optional[Callable[[str], None]] = None) -> Calibrated:
+    """`calibrate` the bundle at `path` and write its manifest."""
+    calibrated = calibrate(Bundle.load(path), settings, log)
+    calibrated.manifest = write_manifest(Path(path), calibrated.manifest)
+    return calibrated
+
+
+def calibrate(bundle: Bundle, settings: Settings, log: Optional[Callable[[str], None]] = None) -> Calibrated:
+    """Write int8/vpm.onnx and int8/resampler.onnx (+ TensorRT calibration caches) into the bundle's directory;
+    returns what calibration added, with a copy of the manifest that records it (not written)."""
     from tqdm import tqdm
 
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
     start = time.perf_counter()
-    bundle = Bundle.load(path)
     max_batch = bundle.shapes("vpm").batch.max
     preprocessor, layout = Preprocessor(slice_config(bundle), "exact"), bundle.model.slice.layout
     models = {m: onnx.load(str(bundle.graph_path(m, "fp32"))) for m in ("vpm", "resampler")}
@@ -129,7 +142,7 @@ def calibrate_bundle(path: Path, settings: Settings, log: Callable[[str], None] 
     held_out = Chain([batch for batches in per_image for batch in batches])
     first = held_out.first(len(per_image[0]))
     first_tokens = sum(len(b["resampler"]["tgt_sizes"]) for b in first.batches)  # one token block per slice
-    float_vpm, float_resampler = _session(models["vpm"]), _session(models["resampler"])
+    float_vpm, float_resampler = _engine(models["vpm"]), _engine(models["resampler"])
     reference_features = held_out.vpm_outputs(float_vpm)
     reference = held_out.tokens(float_vpm, float_resampler, reference_features)
 
@@ -140,7 +153,7 @@ def calibrate_bundle(path: Path, settings: Settings, log: Callable[[str], None] 
     vpm_nodes = quantizable_nodes(models["vpm"], settings.attention)
     vpm_hist = collect(models["vpm"], watched_inputs(models["vpm"], vpm_nodes), [b["vpm"] for b in calibration],
                        progress("vpm"))
-    resampler_feeds = [dict(b["resampler"], vision_embeds=float_vpm.run(None, b["vpm"])[0]) for b in calibration]
+    resampler_feeds = [dict(b["resampler"], vision_embeds=output(float_vpm, b["vpm"])) for b in calibration]
     resampler_nodes = quantizable_nodes(models["resampler"], settings.attention)
     resampler_hist = collect(models["resampler"], watched_inputs(models["resampler"], resampler_nodes),
                              resampler_feeds, progress("resampler"))
@@ -153,26 +166,30 @@ def calibrate_bundle(path: Path, settings: Settings, log: Callable[[str], None] 
         return score
 
     vpm = _search(models["vpm"], thresholds(vpm_hist, settings.method, settings.percentile),
-                  [n.name for n in vpm_nodes], scorer(lambda m, chain: chain.tokens(_session(m), float_resampler)),
+                  [n.name for n in vpm_nodes], scorer(lambda m, chain: chain.tokens(_engine(m), float_resampler)),
                   settings, log, "vpm")
-    int8_features = held_out.vpm_outputs(_session(vpm.model))
+    int8_features = held_out.vpm_outputs(_engine(vpm.model))
     resampler = _search(models["resampler"], thresholds(resampler_hist, settings.method, settings.percentile),
                         [n.name for n in resampler_nodes],
-                        scorer(lambda m, chain: chain.tokens(None, _session(m), int8_features[:len(chain.batches)])),
+                        scorer(lambda m, chain: chain.tokens(None, _engine(m), int8_features[:len(chain.batches)])),
                         settings, log, "resampler")
-    final = summary(token_cosines(held_out.tokens(None, _session(resampler.model), int8_features), reference))
+    final = summary(token_cosines(held_out.tokens(None, _engine(resampler.model), int8_features), reference))
     log("int8 chain on %d held-out images: token cosine mean %.5f min %.5f"
         % (settings.eval_count, final["mean"], final["min"]))
     results = {"vpm": vpm, "resampler": resampler}
-    manifest = _write(bundle, results, settings, images, len(calibration), final)
+    calibrated = _record(bundle, results, settings, images, len(calibration), final)
     log("calibrated in %.1f s" % (time.perf_counter() - start))
-    return manifest
+    return calibrated
 
 
-def _write(bundle: Bundle, results: Dict[str, ModuleResult], settings: Settings, images: Sequence[np.ndarray],
-           batches: int, final: Dict[str, float]) -> Dict[str, Any]:
-    """int8/ graphs and caches (atomically replaced), then the manifest."""
-    manifest = bundle.manifest
+def _specs(tensors: Sequence[TensorSpec]) -> List[Dict[str, Any]]:
+    return [{"name": t.name, "dtype": t.dtype, "dims": list(t.dims)} for t in tensors]
+
+
+def _record(bundle: Bundle, results: Dict[str, ModuleResult], settings: Settings, images: Sequence[np.ndarray],
+            batches: int, final: Dict[str, float]) -> Calibrated:
+    """int8/ graphs and caches (atomically replaced), and a copy of the manifest that records them."""
+    manifest = copy.deepcopy(bundle.manifest)
     tensorrt = bundle.target.tensorrt
     with atomic_directory(bundle.path / "int8", overwrite=True) as tmp:
         for module, result in results.items():
@@ -183,22 +200,24 @@ def _write(bundle: Bundle, results: Dict[str, ModuleResult], settings: Settings,
     calibration = {"method": settings.method, "percentile": settings.percentile if settings.method ==
                    "percentile" else None, "source": str(settings.source) if settings.source else "synthetic scenes",
                    "images": len(images), "batches": batches, "data_sha256": images_sha256(images)}
-    for module, result in results.items():
-        fp32 = manifest["modules"][module]["graphs"]["fp32"]
+    int8: Dict[str, Dict[str, Any]] = {}
+    for module in MODULES:
+        result, fp32 = results[module], bundle.graph(module, "fp32")
         files = ["int8/%s.onnx" % module]
         cache = "int8/%s.calibration-%s.cache" % (module, tensorrt)
         if (bundle.path / cache).is_file():
             files.append(cache)
-        manifest["modules"][module]["graphs"]["int8"] = {
-            "files": files, "opset": fp32["opset"], "bytes": (bundle.path / files[0]).stat().st_size,
-            "inputs": fp32["inputs"], "outputs": fp32["outputs"], "calibration": calibration,
+        int8[module] = {
+            "files": files, "opset": fp32.opset, "bytes": (bundle.path / files[0]).stat().st_size,
+            "inputs": _specs(fp32.inputs), "outputs": _specs(fp32.outputs), "calibration": calibration,
             "quantized_layers": len(result.quantized), "kept_float": result.kept_float,
             "attention_quantized": settings.attention,
             "sensitivity": {k: round(v, 8) for k, v in sorted(result.sensitivity.items(), key=lambda kv: -kv[1])}}
-    if load_profile(manifest["target"]["profile"]).default_precision == "int8":
+        manifest["modules"][module]["graphs"]["int8"] = int8[module]
+    if bundle.target.profile_default_precision == "int8":
         manifest["target"]["default_precision"] = "int8"  # the target's own default, now that the bundle has it
-    manifest["mixed_precision"] = {"target_cosine": settings.target_cosine, "min_cosine": settings.min_cosine,
-                                   "held_out_images": settings.eval_count, "token_cosine": final,
-                                   "met": final["mean"] >= settings.target_cosine
-                                   and final["min"] >= settings.min_cosine}
-    return write_manifest(bundle.path, manifest)
+    mixed_precision = {"target_cosine": settings.target_cosine, "min_cosine": settings.min_cosine,
+                       "held_out_images": settings.eval_count, "token_cosine": final,
+                       "met": final["mean"] >= settings.target_cosine and final["min"] >= settings.min_cosine}
+    manifest["mixed_precision"] = mixed_precision
+    return Calibrated(manifest, int8, mixed_precision)

@@ -66,18 +66,26 @@ def video_images(video: Path, count: int) -> List[np.ndarray]:
     return images
 
 
-def load_images(source: Optional[Path], count: int, seed: int = 0) -> List[np.ndarray]:
-    """Images from a folder, a video file, or (source None) the synthetic scenes."""
+def check_source(source: Optional[Path], count: int) -> None:
+    """An InputError unless `source` is None, a folder or a video file, and `count` at least 1 (checked before
+    any work, so that a typo in --data does not wait for an export)."""
     if count < 1:
         raise InputError("the image count must be at least 1, got %d" % count)
     if source is None:
+        return
+    source = Path(source)
+    if not (source.is_dir() or (source.is_file() and source.suffix.lower() in VIDEO_SUFFIXES)):
+        raise InputError("%s is neither a folder of images nor a video (%s)"
+                         % (source, ", ".join(VIDEO_SUFFIXES)))
+
+
+def load_images(source: Optional[Path], count: int, seed: int = 0) -> List[np.ndarray]:
+    """Images from a folder, a video file, or (source None) the synthetic scenes."""
+    check_source(source, count)
+    if source is None:
         return synthetic_images(count, seed)
     source = Path(source)
-    if source.is_dir():
-        return folder_images(source, count)
-    if source.is_file() and source.suffix.lower() in VIDEO_SUFFIXES:
-        return video_images(source, count)
-    raise InputError("%s is neither a folder of images nor a video (%s)" % (source, ", ".join(VIDEO_SUFFIXES)))
+    return folder_images(source, count) if source.is_dir() else video_images(source, count)
 
 
 def images_sha256(images: Sequence[np.ndarray]) -> str:

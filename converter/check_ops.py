@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Union
 
 import numpy as np
 import onnx
@@ -20,7 +20,7 @@ from onnx import numpy_helper
 
 from edge.bundle.manifest import MODULES, Bundle
 
-from .trt_ops import OperatorTable
+from .trt_ops import OperatorTable, release_of
 
 QDQ = ("QuantizeLinear", "DequantizeLinear")
 
@@ -139,17 +139,20 @@ def check_bundle(bundle: Bundle, tensorrt: str) -> Dict[str, Any]:
             graphs[graph.onnx_file] = {"module": module, "precision": precision, "nodes": len(model.graph.node),
                                          "operators": sorted({n.op_type for n in _nodes(model.graph)}),
                                          "problems": [asdict(p) for p in problems]}
-    return {"tensorrt": tensorrt, "table": table.release, "passed": not any(g["problems"] for g in graphs.values()),
-            "graphs": graphs}
+    return {"tensorrt": tensorrt, "table": table.release, "stand_in": table.release != release_of(tensorrt),
+            "passed": not any(g["problems"] for g in graphs.values()), "graphs": graphs}
 
 
-def format_report(report: Dict[str, Any], bundle_path: Path) -> str:
-    """Offending nodes, one line each, and a verdict."""
+def format_report(report: Dict[str, Any], bundle_name: Union[str, Path]) -> str:
+    """Offending nodes, one line each, and a verdict naming the bundle and the table used."""
     lines = []
     for file, graph in report["graphs"].items():
         for problem in graph["problems"]:
             lines.append("%s: %s (%s): %s" % (file, problem["node"], problem["op_type"], problem["reason"]))
-    checked = "%d graphs of %s against TensorRT %s (table %s)" % (len(report["graphs"]), bundle_path,
-                                                                   report["tensorrt"], report["table"])
+    table = "table %s" % report["table"]
+    if report["stand_in"]:
+        table += ", standing in for %s, which has no table of its own" % release_of(report["tensorrt"])
+    checked = "%d graphs of %s against TensorRT %s (%s)" % (len(report["graphs"]), bundle_name, report["tensorrt"],
+                                                             table)
     verdict = "passed: " + checked if report["passed"] else "FAILED: %d problems in %s" % (len(lines), checked)
     return "\n".join(lines + [verdict])

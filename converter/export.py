@@ -14,7 +14,7 @@ import onnx
 import torch
 from torch import nn
 
-from edge.engines.onnxrt import open_session
+from edge.engines.factory import open_onnx
 from edge.preprocess.graph_inputs import pack_slices
 
 from .checkpoint import VisionCheckpoint
@@ -152,7 +152,8 @@ def export_graph(module: nn.Module, name: str, precision: str, io: GraphIO, feed
 def _compare_with_torch(module: nn.Module, path: Path, feeds: Dict[str, np.ndarray],
                         args: Sequence[torch.Tensor]) -> Tuple[float, float]:
     """Max abs difference between ONNX Runtime and the torch module on the trace feeds, and the output scale."""
-    got = open_session(path).run(None, feeds)[0].astype(np.float32)
+    with open_onnx(path) as engine:
+        got = engine.infer(feeds)[engine.output_names[0]].astype(np.float32)
     with torch.no_grad():
         want = module(*args).float().numpy()
     return float(np.abs(got - want).max()), float(np.abs(want).max())

@@ -60,8 +60,9 @@ def _version_field(config: Dict[str, Any]) -> Optional[str]:
     return text + ".0" if text.isdigit() else text  # 4 -> "4.0", 2.0 -> "2.0" (not "2")
 
 
-def detect_version(config: Dict[str, Any]) -> str:
-    """The version from config.json: model_type, then `version`, then query_num / LLM hidden size."""
+def detect_version(config: Dict[str, Any], fallback: Optional[str] = None) -> str:
+    """The version from config.json: model_type, then `version`, then query_num / LLM hidden size; `fallback`
+    (e.g. the version a bundle records) when none of them tells."""
     model_type = config.get("model_type")
     if model_type == "minicpmo":
         return "o-2.6"
@@ -79,5 +80,7 @@ def detect_version(config: Dict[str, Any]) -> str:
                if f.query_num == query_num and f.llm_hidden == hidden and f.model_type == "minicpmv"]
     if len(matches) == 1:
         return matches[0]
+    if fallback is not None:
+        return facts_for(fallback).version
     raise InputError("cannot tell the MiniCPM-V version from config.json (query_num=%r, hidden_size=%r): "
                      "pass --model-version with one of %s" % (query_num, hidden, ", ".join(VERSIONS)))

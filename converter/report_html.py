@@ -2,14 +2,18 @@
 no external files), made from the summary that ``converter.verify`` writes into the manifest."""
 from __future__ import annotations
 
+import math
 from html import escape
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 PLOT_WIDTH, PLOT_HEIGHT = 420, 140  # drawing area of a picture, px
 LEFT, TOP, BOTTOM = 56, 28, 44  # margins for the axis labels and the title, px
 BAR_COLOUR, AXIS_COLOUR = "#3b6ea5", "#444"
+LAYER_REFERENCE = "fp32"  # converter.verify measures per-layer errors against the fp32 ONNX graph
+# 1 - cosine below this is the float64 rounding of the cosine itself: drawn at this floor
+COSINE_LOSS_FLOOR = 1e-15
 
 
 def _svg(body: List[str], title: str) -> str:
@@ -27,21 +31,47 @@ def _text(x: float, y: float, text: str, anchor: str = "middle") -> str:
     return '<text x="%.1f" y="%.1f" text-anchor="%s">%s</text>' % (x, y, anchor, escape(text))
 
 
-def histogram_svg(values: Sequence[float], bins: int, title: str) -> str:
-    """Counts of `values` in `bins` equal bins between their min and max (range labels under the axis)."""
+def _edge_labels(low: float, high: float) -> Tuple[str, str]:
+    """`low` and `high` with as many significant digits as it takes to tell them apart (up to 17)."""
+    for digits in range(7, 18):
+        labels = "%.*g" % (digits, low), "%.*g" % (digits, high)
+        if labels[0] != labels[1]:
+            return labels
+    return labels
+
+
+def histogram_svg(values: Sequence[float], bins: int, title: str, axis: str = "cosine",
+                  log_floor: Optional[float] = None) -> str:
+    """Counts of `values` in `bins` bins: equal bins between their min and max (edge labels with the digits it
+    takes to tell them apart), or with `log_floor` equal bins in log10 from the decade below the smallest value
+    (at least `log_floor`; smaller values, zero and below included, count at the floor) to the decade above the
+    largest, with a label per decade."""
     values = np.asarray(values, dtype=np.float64).ravel()
     if values.size == 0:
         return _svg([_text(LEFT + PLOT_WIDTH / 2, TOP + PLOT_HEIGHT / 2, "no values")], title)
-    low, high = float(values.min()), float(values.max())
-    counts, _ = np.histogram(values, bins=bins, range=(low, high if high > low else low + 1e-12))
+    if log_floor is None:
+        low, high = float(values.min()), float(values.max())
+        counts, _ = np.histogram(values, bins=bins, range=(low, high if high > low else low + 1e-12))
+        low_label, high_label = _edge_labels(low, high)
+        ticks = [(0.0, low_label, "start"), (1.0, high_label, "end")]
+        caption = "%s (%d values, %d bins)" % (axis, values.size, bins)
+    else:
+        logs = np.log10(np.maximum(values, log_floor))
+        first, last = math.floor(float(logs.min())), math.ceil(float(logs.max()))
+        step = max(1, math.ceil((last - first) / 8))  # at most 9 decade labels, the last one at the right end
+        last = first + step * max(1, math.ceil((last - first) / step))
+        counts, _ = np.histogram(logs, bins=bins, range=(first, last))
+        ticks = [((decade - first) / (last - first), "1e%d" % decade, "middle")
+                 for decade in range(first, last + 1, step)]
+        caption = "%s, log scale (%d values, %d bins; %d at or below %g)" % (
+            axis, values.size, bins, int((values <= log_floor).sum()), log_floor)
     tallest = max(int(counts.max()), 1)
-    step = PLOT_WIDTH / bins
+    width = PLOT_WIDTH / bins
     body = ['<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"/>'
-            % (LEFT + i * step + 0.5, TOP + PLOT_HEIGHT - count / tallest * PLOT_HEIGHT, max(step - 1, 0.5),
+            % (LEFT + i * width + 0.5, TOP + PLOT_HEIGHT - count / tallest * PLOT_HEIGHT, max(width - 1, 0.5),
                count / tallest * PLOT_HEIGHT, BAR_COLOUR) for i, count in enumerate(counts) if count]
-    body += [_text(LEFT, TOP + PLOT_HEIGHT + 14, "%.7g" % low, "start"),
-             _text(LEFT + PLOT_WIDTH, TOP + PLOT_HEIGHT + 14, "%.7g" % high, "end"),
-             _text(LEFT + PLOT_WIDTH / 2, TOP + PLOT_HEIGHT + 32, "cosine (%d values, %d bins)" % (values.size, bins)),
+    body += [_text(LEFT + at * PLOT_WIDTH, TOP + PLOT_HEIGHT + 14, label, anchor) for at, label, anchor in ticks]
+    body += [_text(LEFT + PLOT_WIDTH / 2, TOP + PLOT_HEIGHT + 32, caption),
              _text(LEFT - 4, TOP + 4, str(tallest), "end"), _text(LEFT - 4, TOP + PLOT_HEIGHT, "0", "end")]
     return _svg(body, title)
 
@@ -106,12 +136,22 @@ def verification_page(summary: Dict[str, Any], chain_cosines: Dict[str, np.ndarr
                e["timing"]["chain_ms_per_batch"]] for p, e in precisions.items()]
     parts += ["<h2>ONNX Runtime CPU time (ms per batch, after one warm-up run)</h2>",
               table_html(["precision", "VPM", "Resampler", "chain"], timing)]
-    parts.append("<h2>Token cosines of the chain</h2>")
-    parts += ["<figure>%s</figure>" % histogram_svg(chain_cosines[p], bins, "%s chain: token cosine" % p)
-              for p in precisions]
-    parts.append("<h2>Per-layer relative error on the worst slice (vs the fp32 ONNX graph)</h2>")
+    parts += ["<h2>Token cosines of the chain</h2>",
+              "<p>Each picture counts the chain's tokens by 1 - cosine against torch float32, on a log scale: the "
+              "further left, the closer to the reference. Values at or below %g (the float64 rounding of the cosine "
+              "itself) are drawn at %g.</p>" % (COSINE_LOSS_FLOOR, COSINE_LOSS_FLOOR)]
+    parts += ["<figure>%s</figure>" % histogram_svg(1.0 - np.asarray(chain_cosines[p], dtype=np.float64), bins,
+                                                    "%s chain: token cosine, as 1 - cosine" % p, "1 - cosine",
+                                                    COSINE_LOSS_FLOOR) for p in precisions]
+    parts.append("<h2>Per-layer relative error on the worst slice (vs the %s ONNX graph)</h2>" % LAYER_REFERENCE)
     for p, entry in precisions.items():
         worst = entry["worst_slice"]
+        if p == LAYER_REFERENCE:
+            parts.append("<p>%s: no chart, as the %s ONNX graph is the reference of these errors (it would be "
+                         "compared with itself). Its own relative error against torch float32 is in the first "
+                         "table: %.3g on the VPM output (row %s vpm).</p>"
+                         % (p, p, entry["vpm"]["relative_error"], p))
+            continue
         layers = worst["layers"]
         parts.append("<figure>%s<figcaption>slice %d (image %d, %dx%d patches), chain cosine min %.6f</figcaption>"
                      "</figure>" % (bars_svg(["L%d" % layer["layer"] for layer in layers],

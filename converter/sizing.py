@@ -5,7 +5,7 @@ memory). The formulas below are meant to be simple, explainable and on the high 
 and 1 GiB = 2**30 bytes.
 
 Vision engines (`estimate_vision_bytes`), per module at the bundle's largest shapes (B = max batch, L = max
-patches of the optimization profile, `converter.bundle._profile_shapes`):
+patches of the optimization profile, `profile_shapes`):
 
     weights     = parameters x bytes per parameter: fp32 4, fp16 2; int8 1 for the weights of MatMul / Gemm /
                   Conv (the ones that get Q/DQ pairs) and 2 for the rest (biases, LayerNorms, position table,
@@ -19,7 +19,7 @@ patches of the optimization profile, `converter.bundle._profile_shapes`):
                   once (it bounds the tactic scratch; a runner can give both contexts one scratch area, as the
                   engines run one after the other)
 
-Parameter counts come from `converter.checkpoint.expected_shapes`, which the checkpoint loader checks tensor by
+Parameter counts come from `converter.checkpoint_layout.expected_shapes`, which the checkpoint loader checks tensor by
 tensor, so they are exact.
 
 LLM (`llm_bytes_from_gguf`): the GGUF file size (llama.cpp maps the weights whole) plus its KV cache for the
@@ -44,8 +44,7 @@ from edge.bundle.manifest import MODULES
 from edge.device.profiles import PRECISIONS, DeviceProfile
 from edge.errors import InputError
 
-from .bundle import _profile_shapes
-from .checkpoint import VisionSpec, expected_shapes
+from .checkpoint_layout import VisionSpec, expected_shapes
 
 GIB = 1 << 30
 GGUF_MAGIC = b"GGUF"
@@ -128,6 +127,15 @@ def gib(n_bytes: float) -> str:
     return "%.1f GiB" % (n_bytes / GIB)
 
 
+def profile_shapes(profile: DeviceProfile, layout: str) -> Dict[str, Dict[str, int]]:
+    """min/opt/max of the dynamic dims (TensorRT optimization profile); opt = one 448x448 slice."""
+    max_batch = profile.max_batch
+    if layout == "unmasked-1d":
+        max_batch = max(max_batch, profile.max_slices + 1)  # 2.5: an image's slices must share one batch
+    return {"batch": {"min": 1, "opt": 1, "max": max_batch},
+            "patches": {"min": 1, "opt": min(1024, profile.max_patches), "max": profile.max_patches}}
+
+
 def vision_parameters(spec: VisionSpec) -> Dict[str, int]:
     """Parameter count per module (vpm, resampler) from the checkpoint's expected tensor shapes."""
     counts = {module: 0 for module in MODULES}
@@ -152,7 +160,7 @@ def _weight_bytes(spec: VisionSpec, module: str, precision: str) -> int:
 def estimate_vision_bytes(spec: VisionSpec, profile: DeviceProfile, precisions: Iterable[str],
                           layout: str = "masked-2d") -> Dict[str, VisionEstimate]:
     """Device memory of the vision engines per precision, at the bundle's max shapes (see the module docstring)."""
-    shapes = _profile_shapes(profile, layout)
+    shapes = profile_shapes(profile, layout)
     b, n = shapes["batch"]["max"], shapes["patches"]["max"]
     w, d, q = spec.width, spec.embed_dim, spec.query_num
     estimates = {}

@@ -24,7 +24,7 @@ import torch
 from edge.fsutil import atomic_directory
 
 from . import family
-from .checkpoint import VisionSpec, expected_shapes, vision_spec
+from .checkpoint_layout import VisionSpec, expected_shapes, vision_spec
 
 SIZES = ("tiny", "small", "full")
 OUTLIER_CHANNELS = (7, 33, 50)  # residual channels given large magnitudes (all < the tiny width 64)

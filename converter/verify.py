@@ -12,7 +12,7 @@ packed feeds. Per precision:
 each as mean, min, p1 and relative error (max abs error / max abs reference), overall and per slice. For the chain's
 worst slice, the residual stream after every VPM encoder layer (the output of the block's second residual Add) is
 exposed as a graph output and compared with the same tensor of the fp32 ONNX graph: fp32 ONNX equals torch within
-~1e-6 relative (the fp32 vpm figure measures it), so it stands in as the per-layer reference. ONNX Runtime CPU time
+~1e-6 relative (the fp32 vpm row measures it), so it stands in as the per-layer reference. ONNX Runtime CPU time
 per batch is measured on the same feeds after one warm-up run.
 """
 from __future__ import annotations
@@ -24,27 +24,30 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from edge.bundle.manifest import Bundle, write_manifest
 from edge.cosine import token_cosines
-from edge.engines.onnxrt import open_session
+from edge.engines.factory import open_onnx
+from edge.engines.onnxrt import OnnxRuntimeEngine
 from edge.errors import InputError
 from edge.fsutil import atomic_write_text
 from edge.preprocess.preprocessor import Preprocessor, slice_config
 
 from .calibrate import summary
 from .calibration_data import images_sha256, load_images, vpm_batches
+from .checkpoint_layout import read_layout
+
+if TYPE_CHECKING:
+    from .checkpoint import VisionCheckpoint
 
 HELD_OUT_SEED = 2  # calibration draws its images with seed 0 and its search's held-out scenes with seed 1
 PRECISION_ORDER = ("fp32", "fp16", "int8")
 HISTOGRAM_BINS = 40
 _RESIDUAL_ADD = re.compile(r"(?:^|/)layers\.(\d+)/Add(?:_\d+)?$")  # a residual Add directly in an encoder block
-NOTES = {  # precision the note is about (None: always) -> note
-    None: "fp32 ONNX equals the torch float32 modules within ~1e-6 relative error (see the fp32 vpm figure), so the "
-          "fp32 ONNX graph stands in as the reference of the per-layer errors.",
+NOTES = {  # precision the note is about -> note
     "int8": "The int8 graph is TensorRT-style Q/DQ: on ONNX Runtime's CPU provider its DequantizeLinear nodes feed "
             "float MatMuls, so it is not expected to be faster than fp32 there; it is there to measure accuracy "
             "(TensorRT fuses the Q/DQ pairs into int8 kernels on the device). Layers the int8 search kept float run "
@@ -53,6 +56,7 @@ NOTES = {  # precision the note is about (None: always) -> note
     "fp16": "fp16 graphs are not fast on ONNX Runtime's CPU provider either (no native fp16 kernels on most CPUs); "
             "the CPU times show cost on this host, not on the device.",
 }
+_NOT_THE_SOURCE = "pass --checkpoint with the checkpoint bundle %s was exported from"
 Batches = List[Dict[str, Dict[str, np.ndarray]]]
 
 
@@ -80,26 +84,20 @@ class Verification:
     chain_cosines: Dict[str, np.ndarray]
 
 
-class _Graph:
-    """One graph on ONNX Runtime's CPU provider: float feeds cast to the graph's input type, outputs as float32;
-    `last_ms` is the time of the last session run alone (casts excluded)."""
+def _float_outputs(engine: OnnxRuntimeEngine, feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
+    """Every output of a graph, in its output order, as float32."""
+    outputs = engine.infer(feeds)
+    return [np.asarray(outputs[name], dtype=np.float32) for name in engine.output_names]
 
-    _TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
-    def __init__(self, source: Union[Path, bytes], keep: Any = None) -> None:
-        self.session = open_session(source)
-        self.float_inputs = {i.name: self._TYPES[i.type] for i in self.session.get_inputs() if i.type in self._TYPES}
-        self.output_names = [o.name for o in self.session.get_outputs()]
-        self._keep = keep  # a temporary directory holding the graph, alive as long as the session
-        self.last_ms = float("nan")
+@dataclass
+class Exposed:
+    """A graph opened with some inner tensors made outputs, the names it lacks, and the temporary directory that
+    holds it when it was too large for one protobuf (kept as long as the engine)."""
 
-    def run(self, feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
-        typed = {k: v.astype(self.float_inputs[k], copy=False) if k in self.float_inputs else v
-                 for k, v in feeds.items()}
-        start = time.perf_counter()
-        outputs = self.session.run(self.output_names, typed)
-        self.last_ms = (time.perf_counter() - start) * 1e3
-        return [np.asarray(o, dtype=np.float32) for o in outputs]
+    engine: OnnxRuntimeEngine
+    missing: List[str]
+    scratch: Optional[tempfile.TemporaryDirectory] = None
 
 
 def residual_outputs(model: Any) -> Dict[int, str]:
@@ -113,8 +111,8 @@ def residual_outputs(model: Any) -> Dict[int, str]:
     return {layer: outputs[1] for layer, outputs in sorted(adds.items()) if len(outputs) >= 2}
 
 
-def _exposing(path: Path, names: Sequence[str]) -> Tuple[_Graph, List[str]]:
-    """A session of the graph at `path` that also outputs those of `names` it holds; and the names it lacks."""
+def _exposing(path: Path, names: Sequence[str]) -> Exposed:
+    """The graph at `path` opened so that it also outputs those of `names` it holds."""
     import onnx
 
     from .export import PROTOBUF_LIMIT_BYTES
@@ -125,11 +123,11 @@ def _exposing(path: Path, names: Sequence[str]) -> Tuple[_Graph, List[str]]:
     model.graph.output.extend(onnx.ValueInfoProto(name=n) for n in present)
     missing = [n for n in names if n not in produced]
     if model.ByteSize() < PROTOBUF_LIMIT_BYTES - (1 << 20):
-        return _Graph(model.SerializeToString()), missing
+        return Exposed(open_onnx(model.SerializeToString()), missing)
     scratch = tempfile.TemporaryDirectory(prefix="verify-")  # too large for one protobuf: external data
     target = Path(scratch.name) / "graph.onnx"
     onnx.save_model(model, str(target), save_as_external_data=True, location="graph.onnx.data")
-    return _Graph(target, keep=scratch), missing
+    return Exposed(open_onnx(target), missing, scratch)
 
 
 def _num(value: float) -> float:
@@ -189,24 +187,26 @@ class Verifier:
         fp32_vpm = onnx.load(str(bundle.graph_path("vpm", "fp32")), load_external_data=False)
         self.layer_names = residual_outputs(fp32_vpm)
         self._fp32_layers: Dict[int, Dict[str, np.ndarray]] = {}  # batch -> tensor name -> fp32 ONNX value
-        self._fp32_exposed: Optional[_Graph] = None
+        self._fp32_exposed: Optional[Exposed] = None
 
     def measure(self, precision: str) -> Tuple[Dict[str, Any], np.ndarray]:
         """The figures of one precision (vpm, resampler, chain, worst slice per layer, timing)."""
         log = self.log
-        vpm = _Graph(self.bundle.graph_path("vpm", precision))
-        resampler = _Graph(self.bundle.graph_path("resampler", precision))
-        first = self.batches[0]
-        resampler.run(dict(first["resampler"], vision_embeds=vpm.run(first["vpm"])[0]))  # warm-up
-        log("%s: chain (ONNX VPM -> ONNX Resampler), timed ..." % precision)
-        features, tokens, vpm_ms, resampler_ms = [], [], [], []
-        for batch in self.batches:
-            features.append(vpm.run(batch["vpm"])[0])
-            vpm_ms.append(vpm.last_ms)
-            tokens.append(resampler.run(dict(batch["resampler"], vision_embeds=features[-1]))[0])
-            resampler_ms.append(resampler.last_ms)
-        log("%s: resampler alone on the torch VPM output ..." % precision)
-        alone = [resampler.run(dict(b["resampler"], vision_embeds=f))[0] for b, f in zip(self.batches, self.features)]
+        with open_onnx(self.bundle.graph_path("vpm", precision)) as vpm, \
+                open_onnx(self.bundle.graph_path("resampler", precision)) as resampler:
+            first = self.batches[0]
+            warm_up = _float_outputs(vpm, first["vpm"])[0]
+            _float_outputs(resampler, dict(first["resampler"], vision_embeds=warm_up))
+            log("%s: chain (ONNX VPM -> ONNX Resampler), timed ..." % precision)
+            features, tokens, vpm_ms, resampler_ms = [], [], [], []
+            for batch in self.batches:
+                features.append(_float_outputs(vpm, batch["vpm"])[0])
+                vpm_ms.append(vpm.last_infer_ms)
+                tokens.append(_float_outputs(resampler, dict(batch["resampler"], vision_embeds=features[-1]))[0])
+                resampler_ms.append(resampler.last_infer_ms)
+            log("%s: resampler alone on the torch VPM output ..." % precision)
+            alone = [_float_outputs(resampler, dict(b["resampler"], vision_embeds=f))[0]
+                     for b, f in zip(self.batches, self.features)]
         entry: Dict[str, Any] = {}
         entry["vpm"], _ = _compare(features, self.features, self.slices, patch_rows=True)
         entry["resampler"], _ = _compare(alone, self.tokens, self.slices, patch_rows=False)
@@ -226,10 +226,10 @@ class Verifier:
     def _fp32_values(self, batch: int) -> Dict[str, np.ndarray]:
         if batch not in self._fp32_layers:
             if self._fp32_exposed is None:
-                self._fp32_exposed, _ = _exposing(self.bundle.graph_path("vpm", "fp32"),
-                                                  list(self.layer_names.values()))
-            outputs = self._fp32_exposed.run(self.batches[batch]["vpm"])
-            self._fp32_layers[batch] = dict(zip(self._fp32_exposed.output_names, outputs))
+                self._fp32_exposed = _exposing(self.bundle.graph_path("vpm", "fp32"), list(self.layer_names.values()))
+            engine = self._fp32_exposed.engine
+            self._fp32_layers[batch] = dict(zip(engine.output_names,
+                                                _float_outputs(engine, self.batches[batch]["vpm"])))
         return self._fp32_layers[batch]
 
     def _layers(self, precision: str, where: SliceRef) -> Dict[str, Any]:
@@ -238,11 +238,12 @@ class Verifier:
         if not self.layer_names:
             return {"layers": [], "notes": ["no /layers.N/Add_1 tensors found in the fp32 VPM graph"]}
         reference = self._fp32_values(where.batch)
-        graph, missing = _exposing(self.bundle.graph_path("vpm", precision), list(self.layer_names.values()))
-        values = dict(zip(graph.output_names, graph.run(self.batches[where.batch]["vpm"])))
+        exposed = _exposing(self.bundle.graph_path("vpm", precision), list(self.layer_names.values()))
+        with exposed.engine as engine:
+            values = dict(zip(engine.output_names, _float_outputs(engine, self.batches[where.batch]["vpm"])))
         layers = []
         for layer, name in self.layer_names.items():
-            if name in missing:
+            if name in exposed.missing:
                 notes.append("layer %d skipped: tensor %s is not in the %s VPM graph" % (layer, name, precision))
                 layers.append({"layer": layer, "tensor": name, "relative_error": None, "cosine_mean": None})
                 continue
@@ -253,11 +254,22 @@ class Verifier:
         return {"reference": "fp32 ONNX VPM graph", "layers": layers, "notes": notes}
 
 
+def notes(measured: Dict[str, Dict[str, Any]]) -> List[str]:
+    """What the reader needs to read the figures right: why fp32 ONNX can be the per-layer reference (with the
+    figure that shows it), and how the other precisions run on this host."""
+    fp32_vpm = measured["fp32"]["vpm"]
+    reference = ("fp32 ONNX equals the torch float32 modules: its VPM output has a relative error of %.3g and a "
+                 "cosine min of %.7f (the fp32 vpm row of the table of cosines and relative errors), so the fp32 "
+                 "ONNX graph stands in as the reference of the per-layer errors, and has no per-layer chart of its "
+                 "own." % (fp32_vpm["relative_error"], fp32_vpm["min"]))
+    return [reference] + [note for about, note in NOTES.items() if about in measured]
+
+
 def _precisions(bundle: Bundle) -> List[str]:
     both = [p for p in bundle.precisions("vpm") if p in bundle.precisions("resampler")]
     if "fp32" not in both:
         raise InputError("bundle %s has no fp32 graphs for both modules (it has vpm: %s, resampler: %s): verify "
-                         "needs them; re-export with --precision fp32"
+                         "needs them; re-export it with minicpmv-convert export --precision fp32"
                          % (bundle.path, ", ".join(bundle.precisions("vpm")),
                             ", ".join(bundle.precisions("resampler"))))
     return sorted(both, key=lambda p: (PRECISION_ORDER.index(p) if p in PRECISION_ORDER else len(PRECISION_ORDER), p))
@@ -275,23 +287,21 @@ def check_source(bundle: Bundle, weights_sha256: str, checkpoint: Path) -> None:
                          % (checkpoint, weights_sha256, bundle.path, recorded))
 
 
-def verify_bundle(bundle_path: Path, checkpoint: Path, count: int = 4, source: Optional[Path] = None,
-                  report: Optional[Path] = None, log: Optional[Callable[[str], None]] = None) -> Verification:
-    """Measure every precision of the bundle at `bundle_path`, write the HTML report (default
-    <bundle>/report.html) and record the summary in the manifest under ``verification``."""
-    from .checkpoint import load_vision_checkpoint
-    from .export import build_modules
+def verify(bundle: Bundle, ck: VisionCheckpoint, modules: Dict[str, Any], count: int = 4,
+           source: Optional[Path] = None, report: Optional[Path] = None,
+           log: Optional[Callable[[str], None]] = None) -> Verification:
+    """Measure every precision of `bundle` against `modules` (export.build_modules of `ck`, the bundle's source
+    checkpoint) and write the HTML report (default <bundle>/report.html); the summary is for the manifest's
+    ``verification`` (verify_bundle writes it, converter.convert at its end)."""
     from .report_html import verification_page
 
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
     start = time.perf_counter()
-    bundle = Bundle.load(bundle_path)
     precisions = _precisions(bundle)
-    ck = load_vision_checkpoint(checkpoint)
-    check_source(bundle, ck.weights_sha256, Path(checkpoint))
+    check_source(bundle, ck.weights_sha256, ck.path)
     report = Path(report) if report is not None else bundle.path / "report.html"
     images = load_images(source, count, HELD_OUT_SEED)
-    verifier = Verifier(bundle, build_modules(ck, bundle.target.max_patches), images, log)
+    verifier = Verifier(bundle, modules, images, log)
     measured, cosines = {}, {}
     for precision in precisions:
         measured[precision], cosines[precision] = verifier.measure(precision)
@@ -301,21 +311,37 @@ def verify_bundle(bundle_path: Path, checkpoint: Path, count: int = 4, source: O
     result = {
         "model_version": bundle.model.version, "target": bundle.target.profile,
         "reference": "torch float32 modules (converter.export.build_modules)",
-        "checkpoint": str(Path(checkpoint).resolve()), "weights_sha256": ck.weights_sha256,
+        "checkpoint": str(ck.path.resolve()), "weights_sha256": ck.weights_sha256,
         "images": {"count": len(images), "source": str(source) if source else "synthetic scenes",
                    "seed": None if source else HELD_OUT_SEED, "data_sha256": images_sha256(images),
                    "slices": len(verifier.slices), "batches": len(verifier.batches)},
         "onnxruntime": onnxruntime.__version__,
         "precisions": measured,
-        "notes": [note for about, note in NOTES.items() if about is None or about in precisions]
-        + [note for p in precisions for note in measured[p]["worst_slice"]["notes"]],
+        "notes": notes(measured) + [note for p in precisions for note in measured[p]["worst_slice"]["notes"]],
         "report": report.name if inside else str(report.resolve()),
         "seconds": round(time.perf_counter() - start, 2),
     }
     atomic_write_text(report, verification_page(result, cosines, HISTOGRAM_BINS))
-    write_manifest(bundle.path, dict(bundle.manifest, verification=result))
-    log("verified %s in %.1f s; report %s" % (bundle.path, result["seconds"], report))
     return Verification(result, cosines)
+
+
+def verify_bundle(bundle_path: Path, checkpoint: Path, count: int = 4, source: Optional[Path] = None,
+                  report: Optional[Path] = None, log: Optional[Callable[[str], None]] = None) -> Verification:
+    """`verify` the bundle at `bundle_path` against the checkpoint at `checkpoint` and record the summary in the
+    bundle's manifest under ``verification``."""
+    from .checkpoint import load_tensors
+    from .export import build_modules
+
+    log = log or (lambda message: print(message, file=sys.stderr, flush=True))
+    bundle = Bundle.load(bundle_path)
+    _precisions(bundle)  # refused before the checkpoint is read
+    layout = read_layout(Path(checkpoint), fix=_NOT_THE_SOURCE % bundle.path, fallback_version=bundle.model.version)
+    ck = load_tensors(layout, fix=_NOT_THE_SOURCE % bundle.path)
+    verification = verify(bundle, ck, build_modules(ck, bundle.target.max_patches), count, source, report, log)
+    write_manifest(bundle.path, dict(bundle.manifest, verification=verification.summary))
+    log("verified %s in %.1f s; report %s" % (bundle.path, verification.summary["seconds"],
+                                               bundle.path / verification.summary["report"]))
+    return verification
 
 
 def format_table(result: Dict[str, Any]) -> str:

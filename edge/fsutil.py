@@ -80,6 +80,12 @@ def remove_abandoned_staging(target: Path) -> List[Path]:
     return removed
 
 
+def refuse_existing(target: Path, overwrite: bool) -> None:
+    """An InputError when `target` exists and may not be replaced (a command's --out without --force)."""
+    if Path(target).exists() and not overwrite:
+        raise InputError("%s already exists: choose another --out or pass --force to replace it" % target)
+
+
 @contextlib.contextmanager
 def atomic_directory(target: Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a staging directory beside `target`; on success it is renamed to `target`, on error (an exception,
@@ -89,8 +95,7 @@ def atomic_directory(target: Path, overwrite: bool = False) -> Iterator[Path]:
     An existing `target` is an InputError unless `overwrite` is set (then it is replaced only on success).
     """
     target = Path(target)
-    if target.exists() and not overwrite:
-        raise InputError("%s already exists: choose another --out or pass --force to replace it" % target)
+    refuse_existing(target, overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_abandoned_staging(target)
     tmp = Path(tempfile.mkdtemp(prefix="%s%d-" % (_staging_prefix(target), os.getpid()), dir=str(target.parent)))

@@ -92,6 +92,9 @@ class TargetFacts:
     max_patches: int
     max_slices: int
     memory: Dict[str, Any]  # the converter's memory estimate, {} when none was made
+    # The profile's own default (int8 on Jetson targets), which becomes the bundle's once it holds that precision;
+    # None in bundles written before it was recorded.
+    profile_default_precision: Optional[str] = None
 
     @classmethod
     def read(cls, reader: Reader) -> TargetFacts:
@@ -105,6 +108,7 @@ class TargetFacts:
             max_patches=reader.get("target.max_patches", int),
             max_slices=reader.get("target.max_slices", int),
             memory=dict(reader.get("target.memory", dict, optional=True) or {}),
+            profile_default_precision=reader.get("target.profile_default_precision", str, optional=True),
         )
 
     def workspace_bytes(self, precision: str) -> Optional[int]:

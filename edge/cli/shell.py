@@ -42,31 +42,42 @@ def new_parser(prog: str, description: str) -> Tuple[argparse.ArgumentParser, ar
     return parser, parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
 
-def _raise_interrupted(signum: int, frame: Any) -> None:
-    raise Interrupted(signum)
-
-
 def run(parser: argparse.ArgumentParser, handlers: Dict[str, Handler], argv: Optional[List[str]]) -> int:
     """Parse `argv` and run the chosen handler, ending as the module docstring says."""
     args = parser.parse_args(argv)
     main_thread = threading.current_thread() is threading.main_thread()  # only it may set signal handlers
     signals = (signal.SIGINT, signal.SIGTERM) if main_thread else ()
-    previous = {s: signal.signal(s, _raise_interrupted) for s in signals}
+    received: List[int] = []
+
+    def interrupt(signum: int, frame: Any) -> None:
+        received.append(signum)
+        raise Interrupted(signum)
+
+    previous = {s: signal.signal(s, interrupt) for s in signals}
     try:
         return handlers[args.command](args)
     except InputError as exc:
         print("%s: error: %s" % (parser.prog, exc), file=sys.stderr)
         return 2
     except (Interrupted, KeyboardInterrupt) as exc:
-        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
-        print("%s: stopped by %s; nothing half-written was left" % (parser.prog, signal.Signals(signum).name),
-              file=sys.stderr)
-        return 128 + int(signum)
+        return _stopped(parser.prog, exc.signum if isinstance(exc, Interrupted) else signal.SIGINT)
     except BrokenPipeError:
         # The reader went away: send what is still buffered nowhere, so that the exit flush cannot fail again.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 128 + int(signal.SIGPIPE)
+    except Exception:
+        if not received:
+            raise
+        # The signal's exception came out as another one: a C extension whose import it interrupted reports an
+        # ImportError ("initialization failed"), for example. The unwinding has cleaned up all the same.
+        return _stopped(parser.prog, received[0])
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _stopped(prog: str, signum: int) -> int:
+    """The line for a run stopped by a signal, and its exit code."""
+    print("%s: stopped by %s; nothing half-written was left" % (prog, signal.Signals(signum).name), file=sys.stderr)
+    return 128 + int(signum)

@@ -100,7 +100,7 @@ def bundle_copy(make_bundle, tmp_path):
 @pytest.mark.parametrize("version", ["2.6", "2.5"])
 def test_calibrated_bundle_encodes_in_int8(bundle_copy, version):
     path = bundle_copy(version)
-    manifest = calibrate_bundle(path, Settings(count=3, eval_count=1, search=False), log=lambda m: None)
+    manifest = calibrate_bundle(path, Settings(count=3, eval_count=1, search=False), log=lambda m: None).manifest
     int8 = manifest["modules"]["vpm"]["graphs"]["int8"]
     assert int8["kept_float"] == [] and int8["quantized_layers"] == 13 and int8["calibration"]["images"] == 3
     assert manifest["mixed_precision"]["token_cosine"]["mean"] > 0.99
@@ -114,7 +114,7 @@ def test_calibrated_bundle_encodes_in_int8(bundle_copy, version):
 def test_search_keeps_layers_float_until_the_target(bundle_copy):
     path = bundle_copy()
     manifest = calibrate_bundle(path, Settings(count=2, eval_count=1, target_cosine=0.99995, min_cosine=0.999),
-                                log=lambda m: None)
+                                log=lambda m: None).manifest
     graphs = manifest["modules"]
     kept = graphs["vpm"]["graphs"]["int8"]["kept_float"] + graphs["resampler"]["graphs"]["int8"]["kept_float"]
     assert kept and manifest["mixed_precision"]["met"]
@@ -126,7 +126,7 @@ def test_search_keeps_layers_float_until_the_target(bundle_copy):
 
 def test_calibration_cache_for_a_tensorrt8_target(bundle_copy):
     path = bundle_copy("2.6", "xavier-nx")
-    manifest = calibrate_bundle(path, Settings(count=2, eval_count=1, search=False), log=lambda m: None)
+    manifest = calibrate_bundle(path, Settings(count=2, eval_count=1, search=False), log=lambda m: None).manifest
     assert manifest["target"]["default_precision"] == "int8"  # a Jetson target's default, once it exists
     files = manifest["modules"]["vpm"]["graphs"]["int8"]["files"]
     assert files == ["int8/vpm.onnx", "int8/vpm.calibration-8.5.cache"]

@@ -1,6 +1,8 @@
 """check-ops: real bundles pass on their target's TensorRT; graphs TensorRT would refuse are refused, with reasons."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
@@ -8,9 +10,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from converter.check_ops import check_model
+import configs
+from converter.check_ops import check_model, format_report
 from converter.cli import main
 from converter.trt_ops import OperatorTable, releases
+from edge.device.profiles import JETPACKS, list_profiles, load_profile
 
 RELEASES = ("8.5", "8.6", "10.3", "10.16", "11.1")
 
@@ -143,3 +147,54 @@ def test_cli_needs_a_release_for_a_host_bundle(make_bundle, capsys):
     capsys.readouterr()
     assert main(["check-ops", "--bundle", str(bundle)]) == 2
     assert "--trt" in capsys.readouterr().err
+
+
+def _table_files():
+    tables = (Path(configs.__file__).parent / "tensorrt").glob("onnx-ops-*.yaml")
+    return sorted(p.stem[len("onnx-ops-"):] for p in tables)
+
+
+@pytest.mark.parametrize("release", ["9.9", "12.0", "10", "10.4", "8.4", "11", "ten"])
+def test_unknown_release_refused_with_the_known_ones(make_bundle, capsys, release):
+    """A release without a table (and not a documented stand-in) is refused, not checked against another's."""
+    bundle = make_bundle("2.6", "fp16", "orin-nano-8gb")
+    capsys.readouterr()
+    assert main(["check-ops", "--bundle", str(bundle), "--trt", release]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("minicpmv-convert: error:") and release in err[0]
+    assert all(known in err[0] for known in _table_files() + ["10.13"]) and "--trt" in err[0]
+    assert captured.out == ""
+
+
+def test_full_version_of_a_known_release(make_bundle, capsys):
+    bundle = make_bundle("2.6", "fp16", "orin-nano-8gb")
+    capsys.readouterr()
+    assert main(["check-ops", "--bundle", str(bundle), "--trt", "10.3.0.30"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.endswith("against TensorRT 10.3.0.30 (table 10.3)")
+
+
+def test_every_release_the_profiles_name_is_checked(capsys):
+    """Each TensorRT a JetPack ships or a shipped profile names is checked: against its own table, or (10.13,
+    JetPack 7.0 on Thor) against the 10.3 table, and the report line says so."""
+    named = {r.tensorrt for r in JETPACKS.values()} | {load_profile(n).tensorrt for n in list_profiles()} - {None}
+    assert "10.13" in named
+    for release in sorted(named):
+        table = OperatorTable.for_release(release)
+        if release in _table_files():
+            assert table.release == release
+        else:
+            assert (release, table.release) == ("10.13", "10.3")
+    report = {"tensorrt": "10.13", "table": "10.3", "stand_in": True, "passed": True, "graphs": {}}
+    assert format_report(report, "b").endswith("(table 10.3, standing in for 10.13, which has no table of its own)")
+
+
+def test_thor_bundle_report_names_the_stand_in_table(make_bundle, capsys):
+    bundle = make_bundle("2.6", "fp16", "agx-thor")
+    capsys.readouterr()
+    assert main(["check-ops", "--bundle", str(bundle), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["tensorrt"], report["table"], report["stand_in"], report["passed"]) == ("10.13", "10.3", True, True)
+    assert main(["check-ops", "--bundle", str(bundle)]) == 0
+    assert "TensorRT 10.13 (table 10.3, standing in for 10.13" in capsys.readouterr().out

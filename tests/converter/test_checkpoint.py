@@ -12,7 +12,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from converter import family
-from converter.checkpoint import VISION_PREFIXES, expected_shapes, load_vision_checkpoint, vision_spec
+from converter.checkpoint import load_vision_checkpoint
+from converter.checkpoint_layout import VISION_PREFIXES, expected_shapes, vision_spec
 from converter.synthetic import synthetic_config
 from edge.errors import InputError
 from tests.conftest import VERSIONS

@@ -2,10 +2,15 @@
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
+import configs
 from converter.cli import main
 from edge import VisionEncoder
 from edge.bundle.manifest import Bundle
@@ -58,3 +63,69 @@ def test_unreachable_accuracy_target_publishes_nothing(make_checkpoint, tmp_path
 def test_bad_input_exits_2_and_writes_nothing(make_checkpoint, tmp_path, capsys):
     code, _, err = _convert(capsys, make_checkpoint("2.6"), tmp_path / "b", "--target", "orin-nano-99gb")
     assert code == 2 and len(err.strip().splitlines()) == 1 and not list(tmp_path.iterdir())
+
+
+def test_target_given_as_a_profile_yaml_path(make_checkpoint, tmp_path, capsys):
+    """--target path/to/profile.yaml, a profile no shipped name resolves to, converts end to end: calibration
+    takes the profile's int8 default from the manifest, not by loading the profile by name."""
+    profile = yaml.safe_load((Path(configs.__file__).parent / "devices" / "orin-nano-8gb.yaml").read_text())
+    profile["name"] = "my-orin-nano"
+    path = tmp_path / "profiles" / "my-orin-nano.yaml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump(profile))
+    out = tmp_path / "bundle"
+    code, summary, err = _convert(capsys, make_checkpoint("2.6"), out, "--target", str(path))
+    assert code == 0, err
+    bundle = Bundle.load(out)
+    assert bundle.target.profile == "my-orin-nano" == summary["target"]
+    assert bundle.target.default_precision == "int8" == bundle.target.profile_default_precision
+    assert all(bundle.precisions(m) == ["fp32", "fp16", "int8"] for m in ("vpm", "resampler"))
+    assert summary["checks"]["tensorrt_ops"]["10.3"]["passed"]
+
+
+def test_convert_hashes_each_file_once_and_builds_the_modules_once(make_checkpoint, tmp_path, capsys, monkeypatch):
+    """Steps hand the bundle and the torch modules on: every file of the published bundle is hashed once (when
+    the manifest is written at the end), the checkpoint is read once and the modules are built once. The log
+    names the bundle where it is published, never the staging directory, which is gone once convert returns."""
+    import converter.bundle
+    import converter.checkpoint
+    import converter.convert
+    import edge.bundle.manifest
+
+    hashed, built, read = Counter(), [], []
+    real_sha256, real_build, real_load = edge.bundle.manifest.sha256_file, converter.convert.build_modules, \
+        converter.checkpoint.load_tensors
+
+    def sha256_file(path):
+        hashed[Path(path).name if Path(path).name == "config.json" else str(Path(path))] += 1
+        return real_sha256(path)
+
+    monkeypatch.setattr(edge.bundle.manifest, "sha256_file", sha256_file)
+    monkeypatch.setattr(converter.bundle, "sha256_file", sha256_file)
+    monkeypatch.setattr(converter.convert, "build_modules", lambda *a: built.append(a) or real_build(*a))
+    monkeypatch.setattr(converter.checkpoint, "load_tensors", lambda *a: read.append(a) or real_load(*a))
+    out = tmp_path / "bundle"
+    code, _, err = _convert(capsys, make_checkpoint("2.6"), out, "--target", "orin-nano-8gb")
+    assert code == 0, err
+    files = yaml.safe_load((out / "manifest.yaml").read_text())["files"]
+    assert len(files) == 8  # fp32, fp16, int8 graphs of both modules and two TensorRT calibration caches
+    staging = [name for name in hashed if name != "config.json"]
+    assert sorted(Path(name).relative_to(Path(name).parents[1]).as_posix() for name in staging) == sorted(files)
+    assert all(hashed[name] == 1 for name in hashed)
+    assert len(built) == 1 and len(read) == 1
+    assert ".staging-" not in err and "staging" not in err.replace("(staged;", "")
+    assert "passed: 6 graphs of %s (staged; published there when every step has passed)" % out in err
+
+
+def test_make_demo_ends_with_what_it_made_and_where():
+    """The demo recipe's last lines name every file or directory its commands write (each --out), and the report."""
+    makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
+    recipe = re.search(r"^demo:.*\n((?:\t.*\n)+)", makefile, re.M).group(1).splitlines()
+    commands = [line for line in recipe if not line.startswith("\t@echo")]
+    summary = recipe[len(commands):]
+    assert recipe[:len(commands)] == commands and summary  # the summary comes last
+    assert "$(abspath $(DEMO))" in summary[1]
+    made = [m.split("/", 1)[1] for line in commands for m in re.findall(r"--out (\$\(DEMO\)/\S+)", line)]
+    assert made == ["checkpoint-2.6", "bundle-2.6", "tokens-1920x1080.npy"]
+    for name in made + ["bundle-2.6/report.html"]:
+        assert any(line.split('"')[1].split()[0].rstrip("/") == name for line in summary[2:]), name

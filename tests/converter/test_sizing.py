@@ -9,7 +9,8 @@ from typing import Callable, List, Sequence, Tuple
 
 import pytest
 
-from converter.checkpoint import expected_shapes, load_vision_checkpoint, vision_spec
+from converter.checkpoint import load_vision_checkpoint
+from converter.checkpoint_layout import expected_shapes, vision_spec
 from converter.cli import main as convert_main
 from converter.sizing import (
     GIB,

@@ -94,7 +94,7 @@ def test_manifest_and_report(verified):
     assert recorded["report"] == "report.html" and "report.html" not in reloaded.manifest["files"]
     assert "int8" in reloaded.manifest["modules"]["vpm"]["graphs"]  # calibration's entries kept
     html = (bundle / "report.html").read_text()
-    assert html.count("<svg") >= 2 * 3  # a histogram and per-layer bars per precision
+    assert html.count("<svg") == 3 + 2  # a histogram per precision, per-layer bars per precision but fp32
     assert "<script" not in html and "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
     for precision, entry in recorded["precisions"].items():
         assert "%.7f" % entry["chain"]["mean"] in html
@@ -198,3 +198,76 @@ def test_svg_pictures():
     assert bars.count("<rect") == 1 and "n/a" in bars and "0.002" in bars
     for svg in (flat, spread, bars, histogram_svg([], 4, "empty")):
         assert svg.endswith("</svg>")
+
+
+def _pictures(html):
+    """The report's SVG pictures by title."""
+    return {re.search(r'font-weight="bold">([^<]*)</text>', svg).group(1): svg
+            for svg in re.findall(r"<svg.*?</svg>", html, re.S)}
+
+
+def _labels(svg):
+    return re.findall(r"<text[^>]*>([^<]*)</text>", svg)
+
+
+def test_report_has_no_per_layer_chart_for_the_reference(verified):
+    """fp32 is the per-layer reference: no chart comparing it with itself, a line saying why and where its own
+    error is; the other precisions keep theirs."""
+    bundle, result, _ = verified
+    html = (bundle / "report.html").read_text()
+    titles = set(_pictures(html))
+    assert "fp32: VPM layer output relative error" not in titles
+    assert {"fp16: VPM layer output relative error", "int8: VPM layer output relative error"} <= titles
+    own_error = "%.3g" % result.summary["precisions"]["fp32"]["vpm"]["relative_error"]
+    assert re.search(r"<p>fp32: no chart, as the fp32 ONNX graph is the reference[^<]*%s on the VPM output"
+                     % re.escape(own_error), html)
+
+
+def test_report_histograms_show_the_spread_of_1_minus_cosine(verified):
+    """Each chain histogram's axis is labelled in decades that bracket the measured 1 - cosine (fp32's too, whose
+    cosines all print as 1.0), and the precisions sit where their accuracy puts them: fp32 left of fp16, fp16 left
+    of int8."""
+    bundle, result, _ = verified
+    pictures = _pictures((bundle / "report.html").read_text())
+    spans = {}
+    for precision, cosines in result.chain_cosines.items():
+        svg = pictures["%s chain: token cosine, as 1 - cosine" % precision]
+        decades = [int(label[2:]) for label in _labels(svg) if re.fullmatch(r"1e-?\d+", label)]
+        loss = np.maximum(1.0 - cosines, 1e-15)
+        assert len(set(decades)) >= 2, precision
+        assert 10.0 ** min(decades) <= loss.min() < 10.0 ** (min(decades) + 1), precision
+        assert 10.0 ** (max(decades) - 1) < loss.max() <= 10.0 ** max(decades), precision
+        assert svg.count("<rect") >= 1 and "%d values" % cosines.size in svg
+        spans[precision] = (min(decades), max(decades))
+    assert spans["fp32"][1] <= spans["fp16"][0] and spans["fp16"][1] <= spans["int8"][0]
+
+
+def test_report_notes_point_at_the_figure_they_cite(verified):
+    """The note on fp32 as the reference quotes the fp32 vpm relative error, which the fp32 vpm row of the first
+    table shows (a number, not the fp32 per-layer zeros)."""
+    bundle, result, _ = verified
+    html = (bundle / "report.html").read_text()
+    figure = "%.3g" % result.summary["precisions"]["fp32"]["vpm"]["relative_error"]
+    assert float(figure) > 0
+    note = next(n for n in result.summary["notes"] if n.startswith("fp32 ONNX equals"))
+    assert figure in note and "fp32 vpm row" in note and "figure" not in note
+    assert re.search(r"<tr><td>fp32</td><td>vpm</td>(?:<td>[^<]*</td>){4}<td>%s</td></tr>" % re.escape(figure), html)
+
+
+def test_checkpoint_advice_names_verify_flags(tmp_path, make_bundle, make_checkpoint, capsys):
+    """verify has no --model-version: a checkpoint whose tensors do not fit is refused naming --checkpoint, and a
+    config.json that does not tell its version is read as the bundle's version."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(make_bundle("2.6"), bundle)
+    checkpoint = shutil.copytree(make_checkpoint("2.6"), tmp_path / "ck")
+    config = json.loads((checkpoint / "config.json").read_text())
+    (checkpoint / "config.json").write_text(json.dumps(dict(config, query_num=96)))
+    capsys.readouterr()
+    assert main(["verify", "--bundle", str(bundle), "--checkpoint", str(checkpoint), "--images", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "expected (96, 256)" in err[0] and "--model-version" not in err[0]
+    assert err[0].endswith("pass --checkpoint with the checkpoint bundle %s was exported from" % bundle)
+    untold = {k: v for k, v in config.items() if k not in ("model_type", "version")}  # hidden_size 256: no match
+    (checkpoint / "config.json").write_text(json.dumps(untold))
+    assert main(["verify", "--bundle", str(bundle), "--checkpoint", str(checkpoint), "--images", "1"]) == 0
+    assert Bundle.load(bundle).manifest["verification"]["model_version"] == "2.6"
