@@ -53,21 +53,30 @@ def amax_percentile(hist: Histogram, percentile: float = 99.99) -> float:
     return min((index + 1) * hist.bin_width, hist.absmax)
 
 
+def _groups(end: int) -> np.ndarray:
+    """The quantization level (0..127) of each of the first `end` bins: 128 runs as even as np.array_split makes
+    them (the first end % 128 one bin longer)."""
+    size, longer = divmod(end, QUANT_LEVELS)
+    bins = np.arange(end)
+    split = longer * (size + 1)
+    return np.where(bins < split, bins // (size + 1), longer + (bins - split) // max(size, 1))
+
+
 def amax_entropy(hist: Histogram, stride: int = 8) -> float:
     """The clipping threshold whose 128-level quantization keeps the |x| distribution closest in KL divergence
-    (TensorRT's entropy calibration): candidates every `stride` bins from 128 bins to the last used one."""
+    (TensorRT's entropy calibration): candidates every `stride` bins from 128 bins to the last used one. Each
+    level spreads its count evenly over its bins that hold values; values above the threshold clip into the last
+    bin."""
     counts = hist.counts.astype(np.float64)
     last = int(np.nonzero(counts)[0][-1]) + 1 if counts.any() else QUANT_LEVELS
     best, best_kl = last, np.inf
     for end in range(QUANT_LEVELS, max(last, QUANT_LEVELS) + 1, stride):
         reference = counts[:end].copy()
         reference[-1] += counts[end:].sum()  # clipped values land in the last bin
-        groups = np.array_split(np.arange(end), QUANT_LEVELS)
-        expanded = np.zeros(end)
-        for group in groups:
-            used = group[counts[group] > 0]
-            if used.size:
-                expanded[used] = counts[group].sum() / used.size
+        groups, used = _groups(end), counts[:end] > 0
+        level_sums = np.bincount(groups, weights=counts[:end], minlength=QUANT_LEVELS)
+        level_used = np.bincount(groups, weights=used, minlength=QUANT_LEVELS)
+        expanded = np.where(used, level_sums[groups] / np.maximum(level_used[groups], 1), 0.0)
         kl = _kl(reference, expanded)
         if kl < best_kl:
             best, best_kl = end, kl
