@@ -17,6 +17,7 @@ from edge.bundle.manifest import Bundle
 from edge.preprocess.scenes import synthetic_scene
 
 FAST = ["--count", "2", "--eval-images", "1", "--verify-images", "1"]
+NO_SEARCH = ["--no-search"]  # for tests about the bundle, not about the mixed-precision search (test_calibrate's)
 
 
 def _convert(capsys, checkpoint, out, *extra):
@@ -30,7 +31,7 @@ def _convert(capsys, checkpoint, out, *extra):
                                                      ("orin-nx-16gb", "6.0", "8.6")])
 def test_jetson_bundle_carries_every_precision(make_checkpoint, tmp_path, capsys, target, jetpack, tensorrt):
     out = tmp_path / "bundle"
-    code, summary, _ = _convert(capsys, make_checkpoint("2.6"), out, "--target", target,
+    code, summary, _ = _convert(capsys, make_checkpoint("2.6"), out, "--target", target, *NO_SEARCH,
                                 *(["--jetpack", jetpack] if jetpack else []))
     assert code == 0
     bundle = Bundle.load(out)
@@ -55,7 +56,7 @@ def test_host_bundle_is_fp32_only(make_checkpoint, tmp_path, capsys):
 def test_unreachable_accuracy_target_publishes_nothing(make_checkpoint, tmp_path, capsys):
     out = tmp_path / "bundle"
     code, _, err = _convert(capsys, make_checkpoint("2.6"), out, "--target", "orin-nano-8gb",
-                            "--target-cosine", "1.5")
+                            "--target-cosine", "1.5", *NO_SEARCH)
     assert code == 1 and "conversion failed" in err
     assert not list(tmp_path.iterdir())
 
@@ -74,7 +75,7 @@ def test_target_given_as_a_profile_yaml_path(make_checkpoint, tmp_path, capsys):
     path.parent.mkdir()
     path.write_text(yaml.safe_dump(profile))
     out = tmp_path / "bundle"
-    code, summary, err = _convert(capsys, make_checkpoint("2.6"), out, "--target", str(path))
+    code, summary, err = _convert(capsys, make_checkpoint("2.6"), out, "--target", str(path), *NO_SEARCH)
     assert code == 0, err
     bundle = Bundle.load(out)
     assert bundle.target.profile == "my-orin-nano" == summary["target"]
@@ -105,7 +106,7 @@ def test_convert_hashes_each_file_once_and_builds_the_modules_once(make_checkpoi
     monkeypatch.setattr(converter.convert, "build_modules", lambda *a: built.append(a) or real_build(*a))
     monkeypatch.setattr(converter.checkpoint, "load_tensors", lambda *a: read.append(a) or real_load(*a))
     out = tmp_path / "bundle"
-    code, _, err = _convert(capsys, make_checkpoint("2.6"), out, "--target", "orin-nano-8gb")
+    code, _, err = _convert(capsys, make_checkpoint("2.6"), out, "--target", "orin-nano-8gb", *NO_SEARCH)
     assert code == 0, err
     files = yaml.safe_load((out / "manifest.yaml").read_text())["files"]
     assert len(files) == 8  # fp32, fp16, int8 graphs of both modules and two TensorRT calibration caches

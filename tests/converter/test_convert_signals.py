@@ -43,8 +43,7 @@ def _wait_for(process: subprocess.Popen, out: Path, log: Path, step: str = "") -
     pytest.fail("no staging directory with a graph and %r after %d s:\n%s" % (step, PATIENCE_S, log.read_text()))
 
 
-@pytest.mark.parametrize("signum,step", [(signal.SIGTERM, ""), (signal.SIGINT, ""),
-                                         (signal.SIGTERM, "calibrating on")])
+@pytest.mark.parametrize("signum,step", [(signal.SIGINT, ""), (signal.SIGTERM, "calibrating on")])
 def test_signal_during_convert_cleans_up_and_says_so(make_checkpoint: Callable[..., Path], tmp_path: Path,
                                                      signum: int, step: str) -> None:
     """Stopped during the export (as it opens ONNX Runtime) or during calibration."""
