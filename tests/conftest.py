@@ -53,5 +53,6 @@ def converted_bundle(tmp_path_factory, make_checkpoint) -> Path:
 
     out = tmp_path_factory.mktemp("converted") / "bundle"
     assert main(["convert", "--checkpoint", str(make_checkpoint("2.6")), "--out", str(out), "--target",
-                 "orin-nano-8gb", "--count", "2", "--eval-images", "1", "--verify-images", "1"]) == 0
+                 "orin-nano-8gb", "--count", "2", "--eval-images", "1", "--verify-images", "1",
+                 "--no-search"]) == 0  # the search has tests of its own (tests/converter/test_calibrate.py)
     return out

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Callable, List, Tuple
+from typing import Any, Callable, Dict, List
 
 import pytest
 
@@ -17,7 +17,11 @@ import configs
 REPO = Path(__file__).resolve().parents[2]
 HEAVY = ("torch", "onnx", "onnxruntime", "safetensors")
 WITHOUT_HEAVY_LIBRARIES = textwrap.dedent("""
+    import contextlib
     import importlib.abc
+    import io
+    import json
+    import os
     import sys
 
     class Blocked(importlib.abc.MetaPathFinder):
@@ -28,21 +32,38 @@ WITHOUT_HEAVY_LIBRARIES = textwrap.dedent("""
 
     sys.meta_path.insert(0, Blocked())
     from converter.cli import main
-    sys.exit(main(sys.argv[1:]))
+
+    workspace, results = sys.argv[1], {}
+    for name, args in json.loads(sys.argv[2]).items():  # every command in this one interpreter, one after another
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(args)
+            except SystemExit as exc:
+                code = exc.code
+            except BaseException as exc:
+                code, _ = 1, err.write("%%s: %%s\\n" %% (type(exc).__name__, exc))
+        results[name] = {"code": code, "out": out.getvalue(), "err": err.getvalue().splitlines(),
+                         "files": sorted(os.listdir(workspace)), "existing": os.listdir(workspace + "/existing")}
+    print(json.dumps(results))
 """ % (HEAVY,))
 
 
-def _run(args: List[str]) -> Tuple[int, str, List[str]]:
-    result = subprocess.run([sys.executable, "-c", WITHOUT_HEAVY_LIBRARIES, *[str(a) for a in args]],
-                            cwd=str(REPO), capture_output=True, text=True, timeout=120)
-    return result.returncode, result.stdout, result.stderr.splitlines()
+def _run(workspace: Path, cases: Dict[str, List[str]]) -> Dict[str, Dict[str, Any]]:
+    """Each case's exit code, stdout, stderr lines and the workspace's files after it, run in one Python that
+    cannot import the heavy libraries."""
+    result = subprocess.run([sys.executable, "-c", WITHOUT_HEAVY_LIBRARIES, str(workspace), json.dumps(cases)],
+                            cwd=str(REPO), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
 
 
-@pytest.fixture
-def workspace(tmp_path: Path, make_checkpoint: Callable[..., Path]) -> Path:
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory, make_checkpoint: Callable[..., Path]) -> Path:
     """A checkpoint copy, one whose config.json disagrees with its weights, a directory without config.json, an
     existing bundle directory, a text file, a file that is not a GGUF, and a profile naming a TensorRT release
     check-ops has no table for."""
+    tmp_path = tmp_path_factory.mktemp("refused")
     shutil.copytree(make_checkpoint("2.6"), tmp_path / "ck")
     (tmp_path / "existing").mkdir()
     (tmp_path / "notes.txt").write_text("not a checkpoint\n")
@@ -85,20 +106,26 @@ CASES = {
 }
 
 
+@pytest.fixture(scope="module")
+def refused(workspace: Path) -> Dict[str, Dict[str, Any]]:
+    """Every case, and a valid export last (it must fail once it reaches torch: the block is real)."""
+    cases = {name: [a.format(w=workspace) for a in args] for name, (args, _) in CASES.items()}
+    cases["valid export"] = ["export", "--checkpoint", str(workspace / "ck"), "--out", str(workspace / "b")]
+    return _run(workspace, cases)
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_refused_before_torch_is_imported(workspace: Path, case: str) -> None:
-    args, expected = CASES[case]
-    code, out, err = _run([a.format(w=workspace) for a in args])
-    assert code == 2, err
+def test_refused_before_torch_is_imported(workspace: Path, refused: Dict[str, Dict[str, Any]], case: str) -> None:
+    result, expected = refused[case], CASES[case][1]
+    err = result["err"]
+    assert result["code"] == 2, err
     assert len(err) == 1 and err[0].startswith("minicpmv-convert: error: "), err
     assert expected.format(w=workspace) in err[0]
-    assert out == "" and not (workspace / "b").exists()
-    assert sorted(p.name for p in workspace.iterdir()) == ["ck", "ck-q96", "empty-ck", "existing", "future.yaml",
-                                                           "llm.gguf", "notes.txt"]
-    assert not list((workspace / "existing").iterdir())
+    assert result["out"] == "" and result["existing"] == []
+    assert result["files"] == ["ck", "ck-q96", "empty-ck", "existing", "future.yaml", "llm.gguf", "notes.txt"]
 
 
-def test_a_good_command_needs_torch_so_the_block_is_real(workspace: Path) -> None:
+def test_a_good_command_needs_torch_so_the_block_is_real(refused: Dict[str, Dict[str, Any]]) -> None:
     """The same Python fails on a valid export once it reaches torch: the cases above were refused before it."""
-    code, _, err = _run(["export", "--checkpoint", workspace / "ck", "--out", workspace / "b", "--json"])
-    assert code != 0 and any("torch is blocked by the test" in line for line in err)
+    result = refused["valid export"]
+    assert result["code"] != 0 and any("torch is blocked by the test" in line for line in result["err"])
