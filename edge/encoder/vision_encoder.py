@@ -56,12 +56,8 @@ class VisionEncoder:
 
     def close(self) -> None:
         """Free the engines (device buffers, contexts, streams)."""
-        closer = getattr(self.engines, "close", None)
-        if closer is not None:
-            closer()
-        else:
-            for engine in self.engines.values():
-                engine.close()
+        for engine in self.engines.values():
+            engine.close()
 
     def __enter__(self) -> VisionEncoder:
         return self
