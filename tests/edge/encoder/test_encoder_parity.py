@@ -1,8 +1,8 @@
 """`VisionEncoder.encode(resize="exact")` tokens equal the official chain on the same image.
 
-The reference: the official processor transcribed with PIL (tests/reference_slicing.py), then transformers'
+The reference: the official processor transcribed with PIL (references/slicing.py), then transformers'
 Idefics2VisionTransformer with the official position ids and a Resampler on torch.nn.MultiheadAttention
-(tests/reference_models.py), with the official batching: 2.6 pads every slice into one masked batch, 2.5 pads
+(references/models.py), with the official batching: 2.6 pads every slice into one masked batch, 2.5 pads
 one image's slices into one unmasked batch. The encoder under test batches by the bundle's own rules.
 """
 from __future__ import annotations

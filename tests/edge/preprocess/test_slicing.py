@@ -1,5 +1,5 @@
 """Slice plans equal the worked examples of docs/minicpmv.md and the official processor's arithmetic
-(tests/reference_slicing)."""
+(references/slicing.py)."""
 from __future__ import annotations
 
 import math
