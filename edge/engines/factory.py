@@ -83,13 +83,14 @@ def open_engines(bundle: Bundle, backend: PerModule = "onnxruntime", precision: 
         trt, memory = runtime or tensorrt_build.import_tensorrt()
     engines: Dict[str, Engine] = {}
     report: Dict[str, Dict[str, Any]] = {}
+    samples = tensorrt_build.CheckSamples(bundle)  # made on first use, shared by the modules' checks
     try:
         for module in MODULES:
             if backends[module] == "tensorrt":
                 chosen = replace(settings or tensorrt_build.BuildSettings(), precision=precisions[module],
                                  cache_dir=cache_dir)
                 engines[module], report[module] = tensorrt_build.build_module(
-                    bundle, module, precisions[module], trt, memory, chosen, log)
+                    bundle, module, precisions[module], trt, memory, chosen, log, samples)
             else:
                 engines[module] = OnnxRuntimeEngine(bundle.graph_path(module, precisions[module]))
     except BaseException:

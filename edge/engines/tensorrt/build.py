@@ -17,7 +17,7 @@ from ...bundle.manifest import MODULES, Bundle
 from ...device.facts import l4t_release, module_model
 from ...errors import InputError
 from ...fsutil import atomic_write_bytes
-from ...preprocess.graph_inputs import pack_slices
+from ...preprocess.graph_inputs import PackedSlices, pack_slices
 from ...preprocess.preprocessor import Preprocessor
 from ...preprocess.scenes import synthetic_scene
 from ..base import Engine, host_array
@@ -72,26 +72,46 @@ def cache_fields(bundle: Bundle, module: str, precision: str, shapes: Dict[str, 
             "workspace_bytes": workspace, "optimization_level": settings.optimization_level}
 
 
-def sample_feeds(bundle: Bundle, module: str, precision: str) -> Dict[str, np.ndarray]:
-    """`module`'s graph feeds for one synthetic 1280x720 frame (its first two slices), for the post-build check;
-    the Resampler's `vision_embeds` come from the ONNX Runtime VPM at `precision`."""
-    layout = bundle.model.slice.layout
-    slices = Preprocessor()(synthetic_scene(1280, 720, seed=11)).slices
-    packed = pack_slices(slices if layout == "unmasked-1d" else slices[:2], layout)
-    if module == "vpm":
-        return packed.vpm
-    with OnnxRuntimeEngine(bundle.graph_path("vpm", precision)) as vpm:
-        return dict(packed.resampler, vision_embeds=host_array(vpm.infer(packed.vpm)["vision_embeds"]))
+class CheckSamples:
+    """One synthetic 1280x720 frame (its first two slices) as graph feeds for the post-build checks, and ONNX
+    Runtime's outputs on them, each made once per bundle and precision (on first use): the VPM's reference output is
+    also the Resampler's input, so the CPU runs the VPM once however many engines are checked."""
+
+    def __init__(self, bundle: Bundle) -> None:
+        self.bundle = bundle
+        self._packed: Optional[PackedSlices] = None
+        self._expected: Dict[Tuple[str, str], Dict[str, np.ndarray]] = {}
+
+    def feeds(self, module: str, precision: str) -> Dict[str, np.ndarray]:
+        """`module`'s feeds; the Resampler's `vision_embeds` are the ONNX Runtime VPM's output at `precision`."""
+        if self._packed is None:
+            layout = self.bundle.model.slice.layout
+            slices = Preprocessor()(synthetic_scene(1280, 720, seed=11)).slices
+            self._packed = pack_slices(slices if layout == "unmasked-1d" else slices[:2], layout)
+        if module == "vpm":
+            return self._packed.vpm
+        return dict(self._packed.resampler, vision_embeds=self.expected("vpm", precision)["vision_embeds"])
+
+    def expected(self, module: str, precision: str) -> Dict[str, np.ndarray]:
+        """ONNX Runtime's outputs of `module`'s graph at `precision` on its feeds."""
+        key = (module, precision)
+        if key not in self._expected:
+            with OnnxRuntimeEngine(self.bundle.graph_path(module, precision)) as reference:
+                outputs = reference.infer(self.feeds(module, precision))
+            self._expected[key] = {name: host_array(value) for name, value in outputs.items()}
+        return self._expected[key]
 
 
-def check_engine(engine: Engine, reference: Engine, feeds: Dict[str, np.ndarray], precision: str) -> float:
-    """Max abs difference from ONNX Runtime relative to the output scale; raises past the tolerance."""
-    got, want = engine.infer(feeds), reference.infer(feeds)
+def check_engine(engine: Engine, feeds: Dict[str, np.ndarray], expected: Dict[str, np.ndarray],
+                 precision: str) -> float:
+    """Max abs difference of `engine`'s outputs on `feeds` from `expected` (ONNX Runtime's), relative to the output
+    scale; raises past the tolerance."""
+    got = engine.infer(feeds)
     worst = 0.0
-    for name, value in want.items():
-        expected = host_array(value, np.float32)
-        scale = max(float(np.abs(expected).max()), 1e-12)
-        worst = max(worst, float(np.abs(host_array(got[name], np.float32) - expected).max()) / scale)
+    for name, value in expected.items():
+        want = host_array(value, np.float32)
+        scale = max(float(np.abs(want).max()), 1e-12)
+        worst = max(worst, float(np.abs(host_array(got[name], np.float32) - want).max()) / scale)
     if worst > TOLERANCE[precision]:
         raise RuntimeError("engine differs from ONNX Runtime by %.3g of the output scale (%s tolerance %.3g): "
                            "rebuild it with minicpmv-edge build --force, or file a bug"
@@ -108,8 +128,9 @@ def output_elements(bundle: Bundle, module: str) -> Dict[str, int]:
 
 
 def build_module(bundle: Bundle, module: str, precision: str, trt: Any, memory: Any, settings: BuildSettings,
-                 log: Log = print) -> Tuple[TensorRTEngine, Dict[str, Any]]:
-    """Build (or find in the cache) one module's engine at `precision` and check it: the engine and a report."""
+                 log: Log = print, samples: Optional[CheckSamples] = None) -> Tuple[TensorRTEngine, Dict[str, Any]]:
+    """Build (or find in the cache) one module's engine at `precision` and check it against ONNX Runtime on
+    `samples` (pass one CheckSamples for all of a bundle's modules): the engine and a report."""
     if precision not in bundle.precisions(module):
         raise InputError("bundle %s has no %s graph for %s (it has %s): pass another precision, or convert the "
                          "bundle for this target" % (bundle.path, precision, module,
@@ -135,8 +156,9 @@ def build_module(bundle: Bundle, module: str, precision: str, trt: Any, memory: 
     try:
         error = None
         if settings.check:
-            with OnnxRuntimeEngine(bundle.graph_path(module, precision)) as reference:
-                error = check_engine(engine, reference, sample_feeds(bundle, module, precision), precision)
+            samples = samples or CheckSamples(bundle)
+            error = check_engine(engine, samples.feeds(module, precision), samples.expected(module, precision),
+                                 precision)
     except BaseException:
         engine.close()
         raise
@@ -153,8 +175,8 @@ def build_bundle(bundle: Bundle, trt: Any, memory: Any, settings: BuildSettings,
     """`minicpmv-edge build`: every module's engine at one precision, built or found, checked, then closed (the
     engines stay in the cache); the report per module."""
     precision = settings.precision or bundle.target.default_precision
-    report = {}
+    report, samples = {}, CheckSamples(bundle)
     for module in MODULES:
-        engine, report[module] = build_module(bundle, module, precision, trt, memory, settings, log)
+        engine, report[module] = build_module(bundle, module, precision, trt, memory, settings, log, samples)
         engine.close()
     return report

@@ -66,9 +66,9 @@ def test_check_refuses_an_engine_that_disagrees():
         def infer(self, feeds):
             return {"y": np.ones(4, np.float32)}
 
-    assert check_engine(Reference(), Reference(), {}, "fp32") == 0.0
+    assert check_engine(Reference(), {}, Reference().infer({}), "fp32") == 0.0
     with pytest.raises(RuntimeError, match="differs from ONNX Runtime"):
-        check_engine(Off(), Reference(), {}, "int8")
+        check_engine(Off(), {}, Reference().infer({}), "int8")
 
 
 def test_cli_build_json_and_save_engine(standin, converted_bundle, tmp_path, capsys):
