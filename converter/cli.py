@@ -82,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--bundle", required=True, type=Path, help="bundle to check")
     check.add_argument("--trt", help="TensorRT release: %s, or a full version such as 10.3.0.30 (default: the "
                                      "bundle target's)" % ", ".join(known_releases()))
+    check.add_argument("--build", action="store_true", help="also parse and build every graph with a real TensorRT "
+                                                            "builder (full TensorRT where installed, else "
+                                                            "TensorRT-RTX): profiles, workspace, node-level errors")
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     verify = sub.add_parser("verify", help="every precision of a bundle vs the torch float32 reference on held-out "
                                            "images: cosines, relative errors, per-layer errors, CPU time, report")
@@ -308,19 +311,29 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def _check_ops(args: argparse.Namespace) -> int:
-    """Exit 0 when every graph would parse, 1 when some would not (offending nodes listed), 2 for bad input."""
+    """Exit 0 when every graph would parse (and, with --build, parses and builds), 1 when some would not (offending
+    nodes listed), 2 for bad input."""
+    from .build_check import build_check_bundle, format_build_report, require_builder
     from .check_ops import check_bundle, format_report
 
     if args.trt:
         table_release(args.trt)  # refused before the bundle is read and hashed
+    trt = require_builder() if args.build else None
     bundle = Bundle.load(args.bundle)
     tensorrt = args.trt or bundle.target.tensorrt
     if tensorrt is None:
         raise InputError("bundle %s targets %s, which has no TensorRT: pass --trt RELEASE (e.g. --trt 10.3)"
                          % (args.bundle, bundle.target.profile))
     report = check_bundle(bundle, str(tensorrt))
-    print(json.dumps(report, indent=2) if args.json else format_report(report, args.bundle))
-    return 0 if report["passed"] else 1
+    if trt is not None:
+        report["build"] = build_check_bundle(bundle, trt, log=lambda m: print(m, file=sys.stderr, flush=True))
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_report(report, args.bundle))
+        if trt is not None:
+            print(format_build_report(report["build"], args.bundle))
+    return 0 if report["passed"] and report.get("build", {}).get("passed", True) else 1
 
 
 def _verify(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ from edge.bundle.manifest import Bundle, write_manifest
 from edge.device.profiles import DeviceProfile
 from edge.fsutil import atomic_directory
 
+from .build_check import RTX_WHEELS, build_check_bundle, format_build_report, import_builder
 from .bundle import export_graphs
 from .calibrate import Calibrated, calibrate
 from .calibration_settings import Settings
@@ -98,8 +99,8 @@ def convert(plan: Plan, log: Optional[Callable[[str], None]] = None) -> Converte
 
 def _check_ops(bundle: Bundle, profile: DeviceProfile, shown: str, step: int, steps: int,
                log: Callable[[str], None]) -> Optional[Dict[str, Any]]:
-    """check-ops against the target's TensorRT: the manifest's `checks` entry (None without TensorRT); a failure
-    stops the conversion."""
+    """check-ops against the target's TensorRT, then check-ops --build where a TensorRT builder is importable: the
+    manifest's `checks` entry (None without TensorRT); a failure stops the conversion."""
     if profile.tensorrt is None:
         log("[step %d/%d] check-ops skipped: %s has no TensorRT" % (step, steps, profile.name))
         return None
@@ -108,5 +109,17 @@ def _check_ops(bundle: Bundle, profile: DeviceProfile, shown: str, step: int, st
     log(format_report(report, shown))
     if not report["passed"]:
         raise ConversionFailed("check-ops found nodes TensorRT %s would refuse (listed above)" % profile.tensorrt)
-    return {"tensorrt_ops": {report["tensorrt"]: {"table": report["table"], "passed": True,
-                                                  "graphs": sorted(report["graphs"])}}}
+    checks = {"tensorrt_ops": {report["tensorrt"]: {"table": report["table"], "passed": True,
+                                                    "graphs": sorted(report["graphs"])}}}
+    trt = import_builder()
+    if trt is None:
+        log("check-ops --build skipped: no TensorRT builder is importable (pip install %s)" % RTX_WHEELS)
+        return checks
+    built = build_check_bundle(bundle, trt, log=log)
+    log(format_build_report(built, shown))
+    if not built["passed"]:
+        raise ConversionFailed("%s could not parse or build every graph (listed above)" % built["builder"])
+    graphs = {file: {k: g[k] for k in ("seconds", "engine_bytes", "workspace_bytes")}
+              for file, g in built["graphs"].items()}
+    return dict(checks, tensorrt_build=dict(builder=built["builder"], compute_capability=built["compute_capability"],
+                                            passed=True, graphs=graphs))

@@ -57,6 +57,7 @@ class ModelFacts:
     query_num: int  # Q: tokens per slice
     embed_dim: int  # D: token width, the LLM's hidden size
     vision_width: int  # the VPM's hidden size (its output width)
+    vision_heads: int  # the VPM's attention heads (its [batch, heads, L, L] scores size the builder workspace)
     slice: SliceFacts
     prompt_style: str
     use_image_id: bool
@@ -70,6 +71,7 @@ class ModelFacts:
             query_num=reader.get("model.query_num", int),
             embed_dim=reader.get("model.embed_dim", int),
             vision_width=reader.get("model.vision.width", int),
+            vision_heads=reader.get("model.vision.heads", int),
             slice=SliceFacts(reader.get("model.slice.scale_resolution", int),
                              reader.get("model.slice.max_slice_nums", int),
                              reader.get("model.slice.patch_size", int), reader.get("model.slice.layout", str)),

@@ -24,6 +24,14 @@ _ONNX_TO_TRT = {1: "FLOAT", 10: "HALF", 3: "INT8", 6: "INT32", 7: "INT64", 9: "B
 MAGIC = b"STANDIN-TRT\n"
 
 
+class HostMemory(bytes):
+    """What build_serialized_network returns: a buffer with `nbytes` (IHostMemory)."""
+
+    @property
+    def nbytes(self) -> int:
+        return len(self)
+
+
 def api_names(release: str) -> Dict[str, str]:
     names = {}
     for line in (API_DIR / ("%s.txt" % release)).read_text().splitlines():
@@ -34,22 +42,34 @@ def api_names(release: str) -> Dict[str, str]:
 
 
 class _Checked:
-    """Attribute access checked against the release's names for `owner`."""
+    """Attribute access checked against the release's names for `owner`. A Python subclass (a logger, a progress
+    monitor) may add its own attributes, as with the real bindings."""
 
     _owner = ""
     _names: Set[str] = set()
 
     def __getattribute__(self, name: str) -> Any:
-        if not name.startswith("_"):
+        if not name.startswith("_") and not _own_attribute(self, name):
             owner = type(self)._owner
             if "%s.%s" % (owner, name) not in type(self)._names:
                 raise AttributeError("tensorrt %s has no %s.%s" % (type(self)._release, owner, name))
         return object.__getattribute__(self, name)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if not name.startswith("_") and "%s.%s" % (type(self)._owner, name) not in type(self)._names:
+        if not name.startswith("_") and "_owner" in vars(type(self)) and \
+                "%s.%s" % (type(self)._owner, name) not in type(self)._names:
             raise AttributeError("tensorrt %s has no %s.%s" % (type(self)._release, type(self)._owner, name))
         object.__setattr__(self, name, value)
+
+
+def _own_attribute(obj: Any, name: str) -> bool:
+    """Defined by a Python subclass of a stand-in class, or set on such an instance."""
+    for cls in type(obj).__mro__:
+        if "_owner" in vars(cls):
+            break
+        if name in vars(cls):
+            return True
+    return "_owner" not in vars(type(obj)) and name in object.__getattribute__(obj, "__dict__")
 
 
 class _EnumValue:
@@ -98,16 +118,33 @@ def make_tensorrt(release: str, memory: Any) -> types.ModuleType:
                       "TensorIOMode", "DataType"):
         setattr(module, enum_name, _enum(release, names, enum_name))
 
-    Logger = checked("Logger")
+    severity = _enum(release, names, "ILogger.Severity")
+    ILogger = checked("ILogger")
+    ILogger.Severity = severity
+    Logger = type("Logger", (ILogger,), {"_owner": "Logger"})
 
     def logger_init(self, min_severity=None):
         object.__setattr__(self, "_severity", min_severity)
 
+    def logger_log(self, level, msg):
+        if int(level) <= int(self._severity):
+            print("[TRT] %s" % msg)
+
     Logger.__init__ = logger_init
-    severity = _enum(release, names, "ILogger.Severity")
+    Logger.log = logger_log
     for level in ("INTERNAL_ERROR", "ERROR", "WARNING", "INFO", "VERBOSE"):
-        setattr(Logger, level, getattr(severity, level))  # nested enum values reachable on the owner
-    module.Logger = Logger
+        setattr(ILogger, level, getattr(severity, level))  # nested enum values reachable on the owner
+    module.ILogger, module.Logger = ILogger, Logger
+    registered = []  # as TensorRT: the first logger a process hands over is the one it keeps
+
+    def process_logger(logger):
+        if not registered:
+            registered.append(logger)
+        elif logger is not registered[0]:
+            registered[0].log(severity.WARNING, "The logger passed into createInferBuilder differs from one already "
+                              "registered for an existing builder, runtime, or refitter. So the current new logger "
+                              "is ignored, and TensorRT will use the existing one")
+        return registered[0]
 
     if "IProgressMonitor" in name_set:
         module.IProgressMonitor = checked("IProgressMonitor")
@@ -130,7 +167,12 @@ def make_tensorrt(release: str, memory: Any) -> types.ModuleType:
 
     Config.__init__ = config_init
     Config.set_flag = lambda self, flag: self._flags.add(flag)
-    Config.set_memory_pool_limit = lambda self, pool, size: self._pools.__setitem__(pool, size)
+    def set_memory_pool_limit(self, pool, size):
+        if not isinstance(size, int) or size < 0:  # the bindings refuse anything but a non-negative int
+            raise TypeError("set_memory_pool_limit(): incompatible function arguments")
+        self._pools[pool] = size
+
+    Config.set_memory_pool_limit = set_memory_pool_limit
     Config.add_optimization_profile = lambda self, profile: self._profiles.append(profile) or len(self._profiles) - 1
 
     def create_timing_cache(self, data):
@@ -146,9 +188,20 @@ def make_tensorrt(release: str, memory: Any) -> types.ModuleType:
     Network = checked("INetworkDefinition")
     Parser = checked("OnnxParser")
 
+    ParserError = checked("ParserError")
+
+    def parser_error(description, node=-1):
+        error = ParserError.__new__(ParserError)
+        object.__setattr__(error, "_fields", {"desc": description, "node": node, "node_name": "",
+                                              "node_operator": "", "code": 1})
+        for field in error._fields:  # methods, as in the real bindings (only those the release has)
+            object.__setattr__(error, field, (lambda value: lambda: value)(error._fields[field]))
+        return error
+
     def parser_init(self, network, logger):
         object.__setattr__(self, "_network", network)
         object.__setattr__(self, "_errors", [])
+        object.__setattr__(self, "_logger", process_logger(logger))
 
     def parse(self, data):
         import onnx
@@ -156,7 +209,8 @@ def make_tensorrt(release: str, memory: Any) -> types.ModuleType:
         try:
             model = onnx.load_from_string(bytes(data))
         except Exception as exc:  # noqa: BLE001 - the real parser reports any failure as an error
-            self._errors.append(str(exc))
+            self._errors.append(parser_error(str(exc)))
+            self._logger.log(severity.ERROR, "ModelImporter: %s" % exc)
             return False
         object.__setattr__(self._network, "_onnx", bytes(data))
         object.__setattr__(self._network, "_inputs", {i.name: _ONNX_TO_TRT[i.type.tensor_type.elem_type]
@@ -173,7 +227,7 @@ def make_tensorrt(release: str, memory: Any) -> types.ModuleType:
     Builder = checked("Builder")
 
     def builder_init(self, logger):
-        object.__setattr__(self, "_logger", logger)
+        object.__setattr__(self, "_logger", process_logger(logger))
 
     def create_network(self, flags=0):
         network = Network.__new__(Network)
@@ -191,11 +245,14 @@ def make_tensorrt(release: str, memory: Any) -> types.ModuleType:
             monitor.phase_start("Building engine", None, 1)
             monitor.step_complete("Building engine", 0)
             monitor.phase_finish("Building engine")
-        if not config._profiles or set(config._profiles[0]._shapes) != set(network._inputs):
-            return None  # dynamic inputs without a complete profile: TensorRT fails the build
+        missing = sorted(set(network._inputs) - set(config._profiles[0]._shapes if config._profiles else ()))
+        if missing:  # dynamic inputs without a complete profile: TensorRT logs why and returns None
+            self._logger.log(severity.ERROR, "IBuilder::buildSerializedNetwork: Error Code 4: API Usage Error "
+                             "(Dynamic input tensor %s is missing dimensions in profile 0.)" % missing[0])
+            return None
         header = {"inputs": network._inputs, "profiles": [p._shapes for p in config._profiles],
                   "flags": sorted(repr(f) for f in config._flags), "release": release}
-        return MAGIC + json.dumps(header).encode() + b"\n" + network._onnx
+        return HostMemory(MAGIC + json.dumps(header).encode() + b"\n" + network._onnx)
 
     Builder.__init__ = builder_init
     Builder.create_network = create_network
@@ -210,7 +267,7 @@ def make_tensorrt(release: str, memory: Any) -> types.ModuleType:
 
     Engine = _engine_class(checked, module, memory)
     Runtime = checked("Runtime")
-    Runtime.__init__ = lambda self, logger: None
+    Runtime.__init__ = lambda self, logger: process_logger(logger) and None
     Runtime.deserialize_cuda_engine = lambda self, data: Engine.load(bytes(data))
     module.Runtime = Runtime
     return module

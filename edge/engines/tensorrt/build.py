@@ -6,7 +6,6 @@ compute capability, module, L4T, precision, profile shapes, DLA core, workspace 
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
@@ -22,12 +21,14 @@ from ...preprocess.preprocessor import Preprocessor
 from ...preprocess.scenes import synthetic_scene
 from ..base import Engine, host_array
 from ..onnxrt import OnnxRuntimeEngine
-from .builder import BuildOptions, build_engine, profile_shapes
+from .builder import BuildFailed, BuildOptions, Shapes, build_engine, builder_name, is_strongly_typed, profile_shapes
 from .cache import DEFAULT_CACHE_DIR, EngineCache
 from .runner import TensorRTEngine
+from .workspace import workspace_limit_bytes
 
 # Largest accepted difference from ONNX Runtime on the sample, relative to the output scale, per precision.
 TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2, "int8": 0.25}
+DEFAULT_WORKSPACE_BYTES = 1 << 30  # a bundle without a memory estimate (a host target)
 Log = Callable[[str], None]
 
 
@@ -63,13 +64,66 @@ def import_tensorrt() -> Tuple[Any, Any]:
                          "few minutes)") from None
 
 
-def cache_fields(bundle: Bundle, module: str, precision: str, shapes: Dict[str, Any], trt: Any, memory: Any,
+def workspace_limit(bundle: Bundle, precision: str, trt: Any) -> int:
+    """The workspace limit the converter's memory estimate counted for `precision`, raised to what this builder's
+    attention needs at the bundle's largest shapes when its typing differs from the target's (a strongly typed
+    builder, TensorRT 11 or TensorRT-RTX, runs an int8 graph's float layers, softmax included, in fp32)."""
+    recorded = bundle.target.workspace_bytes(precision) or DEFAULT_WORKSPACE_BYTES
+    shapes = bundle.shapes("vpm")
+    return workspace_limit_bytes(recorded, shapes.batch.max, bundle.model.vision_heads, shapes.patches.max,
+                                 precision, is_strongly_typed(trt))
+
+
+def cache_fields(bundle: Bundle, module: str, precision: str, shapes: Shapes, trt: Any, compute_capability: str,
                  settings: BuildSettings, workspace: int) -> Dict[str, Any]:
     return {"graph_module": module, "graph_sha256": bundle.file_sha256(bundle.graph(module, precision).onnx_file),
-            "tensorrt": trt.__version__, "compute_capability": memory.compute_capability(),
+            "tensorrt": builder_name(trt), "compute_capability": compute_capability,
             "module": module_model(), "l4t": l4t_release(), "precision": precision,
             "shapes": {k: [list(s) for s in v] for k, v in shapes.items()}, "dla_core": settings.dla_core,
             "workspace_bytes": workspace, "optimization_level": settings.optimization_level}
+
+
+@dataclass(frozen=True)
+class CachedEngine:
+    """A serialized engine in the engine cache: where, its bytes, whether it was found there, its build time."""
+
+    path: Path
+    engine: bytes
+    cached: bool
+    seconds: float
+    fields: Dict[str, Any]
+
+
+def build_or_load(bundle: Bundle, module: str, precision: str, trt: Any, compute_capability: str,
+                  settings: BuildSettings, log: Log = print) -> CachedEngine:
+    """`module`'s engine at `precision` from the cache, or built for `compute_capability` and stored there (engine and
+    key written atomically); needs a TensorRT builder, no GPU (TensorRT-RTX builds ahead of time)."""
+    if precision not in bundle.precisions(module):
+        raise InputError("bundle %s has no %s graph for %s (it has %s): pass another precision, or convert the "
+                         "bundle for this target" % (bundle.path, precision, module,
+                                                     ", ".join(bundle.precisions(module))))
+    if settings.dla_core is not None and settings.dla_core < 0:
+        raise InputError("--useDLACore must be 0 or more, got %d" % settings.dla_core)
+    workspace = settings.workspace_bytes or workspace_limit(bundle, precision, trt)
+    shapes = profile_shapes(bundle.graph(module, precision).inputs, bundle.shapes(module))
+    fields = cache_fields(bundle, module, precision, shapes, trt, compute_capability, settings, workspace)
+    cache = EngineCache(settings.cache_dir)
+    engine_bytes = None if settings.force else cache.load(fields)
+    if engine_bytes is not None:
+        return CachedEngine(cache.path(fields), engine_bytes, True, 0.0, fields)
+    log("building %s %s engine (%s, workspace limit %d MiB) ..." % (module, precision, builder_name(trt),
+                                                                     workspace >> 20))
+    options = BuildOptions(precision, shapes, workspace, settings.dla_core, settings.timing_cache,
+                           settings.optimization_level, compute_capability)
+    try:
+        built = build_engine(trt, bundle.graph_path(module, precision), options, log)
+    except BuildFailed as failure:
+        if failure.stage == "parse":
+            raise InputError("%s: run minicpmv-convert check-ops --build on the bundle" % failure) from None
+        raise
+    if built.timing_cache is not None and settings.timing_cache is not None:
+        atomic_write_bytes(settings.timing_cache, built.timing_cache)
+    return CachedEngine(cache.store(fields, built.engine), built.engine, False, built.seconds, fields)
 
 
 class CheckSamples:
@@ -129,30 +183,11 @@ def output_elements(bundle: Bundle, module: str) -> Dict[str, int]:
 
 def build_module(bundle: Bundle, module: str, precision: str, trt: Any, memory: Any, settings: BuildSettings,
                  log: Log = print, samples: Optional[CheckSamples] = None) -> Tuple[TensorRTEngine, Dict[str, Any]]:
-    """Build (or find in the cache) one module's engine at `precision` and check it against ONNX Runtime on
-    `samples` (pass one CheckSamples for all of a bundle's modules): the engine and a report."""
-    if precision not in bundle.precisions(module):
-        raise InputError("bundle %s has no %s graph for %s (it has %s): pass another precision, or convert the "
-                         "bundle for this target" % (bundle.path, precision, module,
-                                                     ", ".join(bundle.precisions(module))))
-    if settings.dla_core is not None and settings.dla_core < 0:
-        raise InputError("--useDLACore must be 0 or more, got %d" % settings.dla_core)
-    workspace = settings.workspace_bytes or bundle.target.workspace_bytes(bundle.target.default_precision) or 1 << 30
-    graph = bundle.graph(module, precision)
-    shapes = profile_shapes(graph.inputs, bundle.shapes(module))
-    fields = cache_fields(bundle, module, precision, shapes, trt, memory, settings, workspace)
-    cache = EngineCache(settings.cache_dir)
-    engine_bytes = None if settings.force else cache.load(fields)
-    start, cached = time.perf_counter(), engine_bytes is not None
-    if engine_bytes is None:
-        log("building %s %s engine (TensorRT %s) ..." % (module, precision, trt.__version__))
-        options = BuildOptions(precision, shapes, workspace, settings.dla_core, settings.timing_cache,
-                               settings.optimization_level)
-        engine_bytes, timing = build_engine(trt, bundle.graph_path(module, precision), options, log)
-        if timing is not None and settings.timing_cache is not None:
-            atomic_write_bytes(settings.timing_cache, timing)
-    seconds = time.perf_counter() - start
-    engine = TensorRTEngine(trt, engine_bytes, memory, output_elements(bundle, module))
+    """Build (or find in the cache) one module's engine at `precision` for this GPU, open it and check it against
+    ONNX Runtime on `samples` (pass one CheckSamples for all of a bundle's modules): the engine and a report. An
+    engine that fails the check leaves the cache."""
+    found = build_or_load(bundle, module, precision, trt, memory.compute_capability(), settings, log)
+    engine = TensorRTEngine(trt, found.engine, memory, output_elements(bundle, module))
     try:
         error = None
         if settings.check:
@@ -161,13 +196,13 @@ def build_module(bundle: Bundle, module: str, precision: str, trt: Any, memory: 
                                  precision)
     except BaseException:
         engine.close()
+        EngineCache(settings.cache_dir).remove(found.fields)
         raise
-    path = cache.path(fields) if cached else cache.store(fields, engine_bytes)
     log("%s %s engine %s: %s (%.1f s), vs ONNX Runtime %s" % (
-        module, precision, "from cache" if cached else "built", path, seconds,
+        module, precision, "from cache" if found.cached else "built", found.path, found.seconds,
         "unchecked" if error is None else "%.2e of the output scale" % error))
-    return engine, {"engine": str(path), "cached": cached, "seconds": round(seconds, 2), "bytes": len(engine_bytes),
-                    "precision": precision, "check_relative_error": error}
+    return engine, {"engine": str(found.path), "cached": found.cached, "seconds": round(found.seconds, 2),
+                    "bytes": len(found.engine), "precision": precision, "check_relative_error": error}
 
 
 def build_bundle(bundle: Bundle, trt: Any, memory: Any, settings: BuildSettings,

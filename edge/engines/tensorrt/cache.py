@@ -44,3 +44,9 @@ class EngineCache:
         atomic_write_bytes(path.with_suffix(".json"), json.dumps(fields, indent=2, sort_keys=True,
                                                                  default=list).encode())
         return path
+
+    def remove(self, fields: Dict[str, Any]) -> None:
+        """Drop an entry (an engine that failed its check), key file first."""
+        path = self.path(fields)
+        path.with_suffix(".json").unlink(missing_ok=True)
+        path.unlink(missing_ok=True)

@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Mapping, Sequence
 import numpy as np
 
 from ..base import DeviceTensor, Feed, host_array
+from .logger import shared_logger
 
 _NUMPY = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32, "INT64": np.int64,
           "BOOL": np.bool_, "UINT8": np.uint8}
@@ -34,7 +35,7 @@ class TensorRTEngine:
     def __init__(self, trt: Any, engine_bytes: bytes, memory: Any, output_elements: Mapping[str, int],
                  logger: Any = None) -> None:
         self.trt, self.memory = trt, memory
-        runtime = trt.Runtime(logger or trt.Logger(trt.Logger.WARNING))
+        runtime = trt.Runtime(logger or shared_logger(trt))
         self.engine = runtime.deserialize_cuda_engine(engine_bytes)
         if self.engine is None:
             raise RuntimeError("TensorRT could not deserialize the engine (built by another TensorRT or GPU?): "

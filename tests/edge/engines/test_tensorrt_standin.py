@@ -26,6 +26,7 @@ from tests.standins.fake_pycuda import device_memory
 from tests.standins.fake_tensorrt import RELEASES, api_names, make_tensorrt
 from tests.standins.fake_tensorrt import profile_shapes as built_shapes
 
+REAL_RTX = "rtx-1.7"  # tools/make_trt_api_lists.py --module tensorrt_rtx_bindings rtx-1.7
 TRT_DIR = Path(__file__).resolve().parents[3] / "edge" / "engines" / "tensorrt"
 TRT_MODULES = sorted(p.name for p in TRT_DIR.glob("*.py"))
 
@@ -97,7 +98,8 @@ def test_close_frees_every_device_buffer(converted_bundle, tmp_path):
 def test_a_misspelled_tensorrt_name_fails(converted_bundle, tmp_path, monkeypatch):
     source = (TRT_DIR / "builder.py").read_text().replace("set_memory_pool_limit", "set_memory_pool_limt")
     path = tmp_path / "misspelled_builder.py"
-    path.write_text(source.replace("from ...", "from edge."))  # a module outside the package: absolute imports
+    # a module outside the package: absolute imports
+    path.write_text(source.replace("from ...", "from edge.").replace("from .", "from edge.engines.tensorrt."))
     spec = importlib.util.spec_from_file_location("misspelled_builder", path)
     misspelled = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "misspelled_builder", misspelled)  # dataclasses look their module up
@@ -138,13 +140,15 @@ def _unknown_names(source: str, release: str):
     return sorted(c for c in chains if c not in known and not any(c == g or c.startswith(g + ".") for g in guarded))
 
 
-@pytest.mark.parametrize("release", RELEASES + ("10.16",))
+@pytest.mark.parametrize("release", RELEASES + ("10.16", REAL_RTX))
 def test_every_tensorrt_name_exists_or_is_guarded(release):
+    """Against each release's name list, and the list introspected from the real TensorRT-RTX module."""
     for module in TRT_MODULES:
         source = (TRT_DIR / module).read_text()
         assert _unknown_names(source, release) == [], "%s uses names TensorRT %s lacks" % (module, release)
         for name in _trt_references(source)[1]:
-            assert any(name in api_names(r) for r in RELEASES), "guard for %s, which no release has" % name
+            assert any(name in api_names(r) for r in RELEASES + (REAL_RTX,)), \
+                "guard for %s, which no release has" % name
 
 
 def test_the_scan_sees_an_unguarded_name():
