@@ -21,6 +21,10 @@ def read_long_description():
     return readme.read_text(encoding="utf-8") if readme.is_file() else ""
 
 
+# The real TensorRT parser and builder of check-ops --build (no GPU needed): TensorRT-RTX, x86-64 Linux wheels.
+TRT_CHECK = ["tensorrt-rtx-cu13-libs==1.7.1.116; platform_machine == 'x86_64' and sys_platform == 'linux'",
+             "tensorrt-rtx-cu13-bindings==1.7.1.116; platform_machine == 'x86_64' and sys_platform == 'linux'"]
+
 setup(
     name="minicpmv-edge",
     version=read_version(),
@@ -38,7 +42,8 @@ setup(
         "camera": ["opencv-python"],
         "jetson": ["jetson-stats", "pycuda"],
         "llm": ["llama-cpp-python", "gguf"],
-        "dev": ["pytest", "ruff", "vermin", "transformers>=4.45", "pillow", "opencv-python-headless"],
+        "trt-check": TRT_CHECK,
+        "dev": ["pytest", "ruff", "vermin", "transformers>=4.45", "pillow", "opencv-python-headless", *TRT_CHECK],
     },
     entry_points={
         "console_scripts": [

@@ -56,3 +56,12 @@ def converted_bundle(tmp_path_factory, make_checkpoint) -> Path:
                  "orin-nano-8gb", "--count", "2", "--eval-images", "1", "--verify-images", "1",
                  "--no-search"]) == 0  # the search has tests of its own (tests/converter/test_calibrate.py)
     return out
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Say loudly, at the end, when the real TensorRT builder's tests were skipped."""
+    from tests.rtx import SKIP_REASON
+
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if SKIP_REASON in str(r.longrepr)]
+    if skipped:
+        terminalreporter.write_sep("!", "%d TESTS SKIPPED: %s" % (len(skipped), SKIP_REASON), red=True, bold=True)

@@ -1,12 +1,13 @@
 """ONNX -> serialized TensorRT engine for one bundle graph, written from the API facts of 8.5 to 11.x and run for
 real against TensorRT-RTX.
 
-Version guards (docs/tensorrt.md): EXPLICIT_BATCH only where the enum value exists (gone in 11.0); FP16/INT8 builder
+Version guards (docs/tensorrt.md): EXPLICIT_BATCH only where the enum value exists (gone in 11.0) and the release is
+8.x (TensorRT-RTX's own version numbers, 1.x, are not TensorRT's); FP16/INT8 builder
 flags only where they exist (8.x/10.x: an int8 Q/DQ graph gets INT8 and FP16, an fp16 graph FP16); 11.x and
 TensorRT-RTX networks are strongly typed (the ONNX carries the types, no flags); a progress monitor where
 IProgressMonitor exists (10.x+); the builder optimization level where the config has it; an ahead-of-time compute
-capability where the module has `ComputeCapability` (TensorRT-RTX). Never build_engine / max_workspace_size (gone
-in 10.0).
+capability where the module has `ComputeCapability` (TensorRT-RTX); a timing cache except on TensorRT-RTX, where its
+operations are no-ops. Never build_engine / max_workspace_size (gone in 10.0).
 
 Failures raise `BuildFailed` with what the builder said: the parser's errors name the ONNX node; a build that runs
 out of its workspace limit says so with the limit and the fix.
@@ -189,7 +190,9 @@ def _configure(trt: Any, builder: Any, options: BuildOptions, log: Log) -> Tuple
     if monitor is not None:
         config.progress_monitor = monitor
     cache = None
-    if options.timing_cache is not None:
+    if options.timing_cache is not None and is_rtx(trt):
+        log("  timing cache not used: TensorRT-RTX makes timing-cache operations no-ops (deprecated since 1.2)")
+    elif options.timing_cache is not None:
         previous = options.timing_cache.read_bytes() if options.timing_cache.is_file() else b""
         cache = config.create_timing_cache(previous)
         config.set_timing_cache(cache, False)
