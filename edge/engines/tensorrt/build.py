@@ -37,7 +37,7 @@ class BuildSettings:
 
     precision: Optional[str] = None  # None: the bundle target's default
     cache_dir: Path = DEFAULT_CACHE_DIR
-    workspace_bytes: Optional[int] = None  # None: the limit the converter's memory estimate counted
+    workspace_bytes: Optional[int] = None  # None: the limit the converter's memory estimate gives the precision
     dla_core: Optional[int] = None
     timing_cache: Optional[Path] = None
     optimization_level: Optional[int] = None
@@ -137,7 +137,7 @@ def build_module(bundle: Bundle, module: str, precision: str, trt: Any, memory: 
                                                      ", ".join(bundle.precisions(module))))
     if settings.dla_core is not None and settings.dla_core < 0:
         raise InputError("--useDLACore must be 0 or more, got %d" % settings.dla_core)
-    workspace = settings.workspace_bytes or bundle.target.workspace_bytes(bundle.target.default_precision) or 1 << 30
+    workspace = settings.workspace_bytes or bundle.target.workspace_bytes(precision) or 1 << 30
     graph = bundle.graph(module, precision)
     shapes = profile_shapes(graph.inputs, bundle.shapes(module))
     fields = cache_fields(bundle, module, precision, shapes, trt, memory, settings, workspace)
