@@ -12,12 +12,20 @@ patches of the optimization profile, `profile_shapes`):
                   queries), plus the Resampler's float32 sin-cos table [L, D/2] x 4
     activations = a x (the largest live tensors), a = 4 bytes in fp32 engines, 2 in fp16 and int8 ones:
                   VPM: strips [B, 3, 14, 14 L] + residual [B, L, width] + MLP hidden [B, L, mlp]
-                       + attention scores [B, heads, L, L]
                   Resampler: input [B, L, width] + kv and keys 2 x [B, L, D] + scores [B, D/128, Q, L]
                        + output [B, Q, D]
-    total       = sum over modules of (weights + activations) + the profile's TensorRT workspace limit, counted
-                  once (it bounds the tactic scratch; a runner can give both contexts one scratch area, as the
-                  engines run one after the other)
+    workspace   = max(the profile's workspace_bytes, attention scratch + TACTIC_HEADROOM_BYTES (64 MiB)), where
+                  attention scratch = 2 x [B, heads, L, L] (the VPM's scores and softmax probabilities) x s:
+                  fp16 s = 0 (fused attention), fp32 s = 4, int8 s = 4 on a strongly typed builder (TensorRT 11+,
+                  or a profile without TensorRT) and 2 on TensorRT 8.x-10.x (fp16 softmax)
+    total       = sum over modules of (weights + activations) + workspace, counted once (a runner can give both
+                  contexts one scratch area, as the engines run one after the other)
+
+The workspace is the WORKSPACE memory-pool limit the device's builder is given (the manifest's
+`vision_estimates[<precision>].workspace_bytes`): unfused attention keeps its L x L matrices there, and a builder
+held to the profile's figure fails at the largest shapes (`edge.engines.tensorrt.workspace` has the measurements).
+The limit rises above the profile's only as far as the vision budget allows: the box check refuses the default
+precision's engines beyond it and notes the other precisions beyond it (`size_bundle`).
 
 Parameter counts come from `converter.checkpoint_layout.expected_shapes`, which the checkpoint loader checks tensor by
 tensor, so they are exact.
@@ -42,6 +50,7 @@ from typing import Any, Dict, Iterable, Optional
 
 from edge.bundle.manifest import MODULES
 from edge.device.profiles import PRECISIONS, DeviceProfile
+from edge.engines.tensorrt.workspace import strongly_typed_release, workspace_limit_bytes
 from edge.errors import InputError
 
 from .checkpoint_layout import VisionSpec, expected_shapes
@@ -144,6 +153,12 @@ def vision_parameters(spec: VisionSpec) -> Dict[str, int]:
     return counts
 
 
+def _strongly_typed(profile: DeviceProfile) -> bool:
+    """Whether the profile's TensorRT builder is strongly typed; a profile without TensorRT counts as one (the
+    larger int8 workspace)."""
+    return profile.tensorrt is None or strongly_typed_release(profile.tensorrt)
+
+
 def _weight_bytes(spec: VisionSpec, module: str, precision: str) -> int:
     total = 0
     for name, shape in expected_shapes(spec).items():
@@ -163,13 +178,14 @@ def estimate_vision_bytes(spec: VisionSpec, profile: DeviceProfile, precisions: 
     shapes = profile_shapes(profile, layout)
     b, n = shapes["batch"]["max"], shapes["patches"]["max"]
     w, d, q = spec.width, spec.embed_dim, spec.query_num
+    strongly_typed = _strongly_typed(profile)
     estimates = {}
     for precision in dict.fromkeys(precisions):
         if precision not in PRECISIONS:
             raise InputError("unknown precision %r: choose one of %s" % (precision, ", ".join(PRECISIONS)))
         a = _ACTIVATION_BYTES[precision]
         strips = b * 3 * spec.patch_size * spec.patch_size * n
-        vpm_live = strips + b * n * (w + spec.mlp) + b * spec.heads * n * n
+        vpm_live = strips + b * n * (w + spec.mlp)  # attention scores live in the workspace
         resampler_live = b * n * w + 2 * b * n * d + b * spec.resampler_heads * q * n + b * q * d
         sincos_table_bytes = 4 * n * (d // 2)
         modules = {
@@ -179,7 +195,8 @@ def estimate_vision_bytes(spec: VisionSpec, profile: DeviceProfile, precisions: 
                                         _weight_bytes(spec, "resampler", precision) + sincos_table_bytes,
                                         a * resampler_live),
         }
-        estimates[precision] = VisionEstimate(precision, b, n, modules, profile.workspace_bytes)
+        workspace = workspace_limit_bytes(profile.workspace_bytes, b, spec.heads, n, precision, strongly_typed)
+        estimates[precision] = VisionEstimate(precision, b, n, modules, workspace)
     return estimates
 
 

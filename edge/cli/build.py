@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> Dict[str, Handler]:
     common.add_cache_dir(parser)
     parser.add_argument("--saveEngine", type=Path, help="also copy the engines here: <path>.vpm / <path>.resampler")
     parser.add_argument("--timingCacheFile", type=Path, help="TensorRT timing cache to read and update")
-    parser.add_argument("--memPoolSize", help="workspace:N in MiB, as trtexec (default: the target profile's)")
+    parser.add_argument("--memPoolSize", help="workspace:N in MiB, as trtexec (default: the bundle's memory estimate "
+                                              "for the precision)")
     parser.add_argument("--useDLACore", type=int, help="build for this DLA core, with GPU fallback")
     parser.add_argument("--builderOptimizationLevel", type=int, help="TensorRT builder optimization level")
     parser.add_argument("--force", action="store_true", help="rebuild even when the cache has the engine")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, List, Sequence, Tuple
 
@@ -27,6 +28,7 @@ from edge.bundle.manifest import Bundle
 from edge.device.profiles import load_profile
 from edge.errors import InputError
 
+MIB = 1 << 20
 LLM_8B_Q4_BYTES = 4_700_000_000  # a 7-8B model at Q4_K_M (Qwen2-7B's is 4.68 GB)
 JETSONS = ["orin-nano-4gb", "orin-nano-8gb", "orin-nx-8gb", "orin-nx-16gb", "agx-orin-32gb", "agx-orin-64gb",
            "xavier-nx", "agx-thor"]
@@ -34,6 +36,10 @@ JETSONS = ["orin-nano-4gb", "orin-nano-8gb", "orin-nx-8gb", "orin-nx-16gb", "agx
 
 def full_spec(version: str = "2.6"):
     return vision_spec(synthetic_config(version, "full"), version)
+
+
+def tiny_spec(version: str = "2.6"):
+    return vision_spec(synthetic_config(version, "tiny"), version)
 
 
 def one_line(error: pytest.ExceptionInfo) -> str:
@@ -91,19 +97,81 @@ def test_weight_bytes_per_precision() -> None:
 
 
 def test_activation_formula_and_workspace() -> None:
-    """Largest live tensors at max batch x max patches, 2 bytes each in fp16; the workspace counted once."""
+    """Largest live tensors at max batch x max patches, 2 bytes each in fp16, the VPM's attention scores left to the
+    workspace; fp16's workspace is the profile's (fused attention), counted once."""
     spec, profile = full_spec(), load_profile("orin-nano-4gb")
     estimate = estimate_vision_bytes(spec, profile, ["fp16"])["fp16"]
     b, n = profile.max_batch, profile.max_patches
     assert (estimate.batch, estimate.patches) == (b, n)
-    vpm = 2 * (b * 3 * 14 * 14 * n + b * n * (spec.width + spec.mlp) + b * spec.heads * n * n)
+    vpm = 2 * (b * 3 * 14 * 14 * n + b * n * (spec.width + spec.mlp))
     d, q = spec.embed_dim, spec.query_num
     resampler = 2 * (b * n * spec.width + 2 * b * n * d + b * (d // 128) * q * n + b * q * d)
     assert estimate.modules["vpm"].activation_bytes == vpm
     assert estimate.modules["resampler"].activation_bytes == resampler
+    assert estimate.workspace_bytes == profile.workspace_bytes
     assert estimate.total_bytes == sum(m.total_bytes for m in estimate.modules.values()) + profile.workspace_bytes
     fp32 = estimate_vision_bytes(spec, profile, ["fp32"])["fp32"]
     assert fp32.modules["vpm"].activation_bytes == 2 * vpm
+
+
+def test_real_size_workspace_per_precision() -> None:
+    """SigLIP-400M (width 1152, 16 heads) at 4 x 2048 on TensorRT 10.3: scores and probabilities 2 x [4, 16, 2048,
+    2048] in fp32 (4 bytes) and int8 (fp16 softmax, 2 bytes), plus 64 MiB; fp16 keeps the profile's 512 MiB."""
+    spec, profile = full_spec(), load_profile("orin-nano-8gb")
+    assert (spec.width, spec.heads, profile.max_batch, profile.max_patches, profile.tensorrt) == \
+        (1152, 16, 4, 2048, "10.3")
+    estimates = estimate_vision_bytes(spec, profile, ["fp32", "fp16", "int8"])
+    scores = 4 * 16 * 2048 * 2048
+    assert estimates["fp32"].workspace_bytes == 2 * scores * 4 + 64 * MIB == 2112 * MIB
+    assert estimates["int8"].workspace_bytes == 2 * scores * 2 + 64 * MIB == 1088 * MIB
+    assert estimates["fp16"].workspace_bytes == profile.workspace_bytes == 512 * MIB
+    int8 = estimates["int8"]
+    assert int8.total_bytes == sum(m.weight_bytes + m.activation_bytes for m in int8.modules.values()) + 1088 * MIB
+
+
+def test_tiny_workspace_per_precision() -> None:
+    """The tiny VPM (4 heads) at 4 x 2048 with a 1 MiB profile figure: the limit is the scratch + 64 MiB."""
+    spec, profile = tiny_spec(), replace(load_profile("orin-nano-8gb"), workspace_bytes=MIB)
+    estimates = estimate_vision_bytes(spec, profile, ["fp32", "fp16", "int8"])
+    scores = 4 * 4 * 2048 * 2048
+    assert spec.heads == 4
+    assert estimates["fp32"].workspace_bytes == 2 * scores * 4 + 64 * MIB == 576 * MIB
+    assert estimates["int8"].workspace_bytes == 2 * scores * 2 + 64 * MIB == 320 * MIB
+    assert estimates["fp16"].workspace_bytes == 64 * MIB
+
+
+@pytest.mark.parametrize("name", JETSONS + ["host-x86"])
+def test_fp16_workspace_is_the_profiles(name: str) -> None:
+    profile = load_profile(name)
+    for version in ("2.6", "4.5"):
+        assert estimate_vision_bytes(full_spec(version), profile, ["fp16"])["fp16"].workspace_bytes == \
+            profile.workspace_bytes
+
+
+def test_int8_workspace_follows_the_builders_typing() -> None:
+    """int8 on TensorRT 11.x (strongly typed: fp32 float layers) needs fp32's scratch, twice 10.3's (fp16 softmax);
+    a profile without TensorRT is counted strongly typed."""
+    spec, profile = full_spec(), load_profile("orin-nano-8gb")
+    weak = estimate_vision_bytes(spec, profile, ["int8", "fp32"])
+    strong = estimate_vision_bytes(spec, replace(profile, tensorrt="11.1"), ["int8", "fp32"])
+    unknown = estimate_vision_bytes(spec, replace(profile, tensorrt=None), ["int8"])
+    scores = profile.max_batch * spec.heads * profile.max_patches ** 2
+    assert weak["int8"].workspace_bytes == 2 * scores * 2 + 64 * MIB
+    assert strong["int8"].workspace_bytes == unknown["int8"].workspace_bytes == 2 * scores * 4 + 64 * MIB
+    assert strong["fp32"].workspace_bytes == weak["fp32"].workspace_bytes == strong["int8"].workspace_bytes
+
+
+def test_raised_workspace_is_held_to_the_vision_budget() -> None:
+    """Under TensorRT 11.x the 8 GB Orin Nano's int8 workspace (2 GiB + 64 MiB) outgrows its 2 GiB vision budget:
+    refused with the fix; a copy with max_batch 2 halves the scratch and fits."""
+    spec, profile = full_spec(), replace(load_profile("orin-nano-8gb"), tensorrt="11.1")
+    with pytest.raises(InputError) as error:
+        size_bundle(spec, profile, ["int8"], "masked-2d")
+    message = one_line(error)
+    assert message.startswith("vision engines (int8) do not fit orin-nano-8gb") and "smaller max_batch" in message
+    memory = size_bundle(spec, replace(profile, max_batch=2), ["int8"], "masked-2d")
+    assert memory["fits"]
+    assert memory["vision_estimates"]["int8"]["workspace_bytes"] == 2 * 2 * 16 * 2048 * 2048 * 4 + 64 * MIB
 
 
 def test_version_2_5_sizes_for_a_whole_image_per_batch() -> None:
@@ -124,6 +192,16 @@ def test_full_size_int8_engines_fit_every_jetson_budget(name: str) -> None:
     for version in ("2.6", "4.0", "4.5"):
         estimate = estimate_vision_bytes(full_spec(version), profile, ["int8"])["int8"]
         assert estimate.total_bytes <= profile.vision_memory_budget_bytes, (version, estimate.to_dict())
+
+
+@pytest.mark.parametrize("name", JETSONS)
+def test_full_size_2_5_int8_engines_fit_the_4_gib_budgets(name: str) -> None:
+    """2.5's batch holds all of an image's slices (10): its int8 engines fit the vision budgets of 4 GiB and more,
+    not those of 1-2 GiB (the configs/devices comments say which)."""
+    profile = load_profile(name)
+    estimate = estimate_vision_bytes(full_spec("2.5"), profile, ["int8"], layout="unmasked-1d")["int8"]
+    fits = estimate.total_bytes <= profile.vision_memory_budget_bytes
+    assert fits is (profile.vision_memory_budget_bytes >= 4 * GIB), estimate.to_dict()
 
 
 def test_unknown_precision_is_refused() -> None:
