@@ -14,7 +14,8 @@ patches of the optimization profile, `profile_shapes`):
                   VPM: strips [B, 3, 14, 14 L] + residual [B, L, width] + MLP hidden [B, L, mlp]
                   Resampler: input [B, L, width] + kv and keys 2 x [B, L, D] + scores [B, D/128, Q, L]
                        + output [B, Q, D]
-    workspace   = max(the profile's workspace_bytes, attention scratch + TACTIC_HEADROOM_BYTES (64 MiB)), where
+    workspace   = max(the profile's workspace_bytes, attention scratch + B x L x mlp x s' (the MLP hidden; s' = 2
+                  for fp16, else s) + TACTIC_HEADROOM_BYTES (64 MiB)), where
                   attention scratch = 2 x [B, heads, L, L] (the VPM's scores and softmax probabilities) x s:
                   fp16 s = 0 (fused attention), fp32 s = 4, int8 s = 4 on a strongly typed builder (TensorRT 11+,
                   or a profile without TensorRT) and 2 on TensorRT 8.x-10.x (fp16 softmax)
@@ -195,7 +196,8 @@ def estimate_vision_bytes(spec: VisionSpec, profile: DeviceProfile, precisions: 
                                         _weight_bytes(spec, "resampler", precision) + sincos_table_bytes,
                                         a * resampler_live),
         }
-        workspace = workspace_limit_bytes(profile.workspace_bytes, b, spec.heads, n, precision, strongly_typed)
+        workspace = workspace_limit_bytes(profile.workspace_bytes, b, spec.heads, n, spec.mlp, precision,
+                                          strongly_typed)
         estimates[precision] = VisionEstimate(precision, b, n, modules, workspace)
     return estimates
 

@@ -58,6 +58,7 @@ class ModelFacts:
     embed_dim: int  # D: token width, the LLM's hidden size
     vision_width: int  # the VPM's hidden size (its output width)
     vision_heads: int  # the VPM's attention heads (its [batch, heads, L, L] scores size the builder workspace)
+    vision_mlp: int  # the VPM's MLP width (its hidden activation counts in the builder workspace too)
     slice: SliceFacts
     prompt_style: str
     use_image_id: bool
@@ -72,6 +73,7 @@ class ModelFacts:
             embed_dim=reader.get("model.embed_dim", int),
             vision_width=reader.get("model.vision.width", int),
             vision_heads=reader.get("model.vision.heads", int),
+            vision_mlp=reader.get("model.vision.mlp", int),
             slice=SliceFacts(reader.get("model.slice.scale_resolution", int),
                              reader.get("model.slice.max_slice_nums", int),
                              reader.get("model.slice.patch_size", int), reader.get("model.slice.layout", str)),

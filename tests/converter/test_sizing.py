@@ -115,29 +115,31 @@ def test_activation_formula_and_workspace() -> None:
 
 
 def test_real_size_workspace_per_precision() -> None:
-    """SigLIP-400M (width 1152, 16 heads) at 4 x 2048 on TensorRT 10.3: scores and probabilities 2 x [4, 16, 2048,
-    2048] in fp32 (4 bytes) and int8 (fp16 softmax, 2 bytes), plus 64 MiB; fp16 keeps the profile's 512 MiB."""
+    """SigLIP-400M (width 1152, 16 heads, MLP 4304) at 4 x 2048 on TensorRT 10.3: scores and probabilities 2 x [4,
+    16, 2048, 2048] and the MLP hidden [4, 2048, 4304] in fp32 (4 bytes) and int8 (fp16, 2 bytes), plus 64 MiB;
+    fp16 keeps the profile's 512 MiB."""
     spec, profile = full_spec(), load_profile("orin-nano-8gb")
     assert (spec.width, spec.heads, profile.max_batch, profile.max_patches, profile.tensorrt) == \
         (1152, 16, 4, 2048, "10.3")
     estimates = estimate_vision_bytes(spec, profile, ["fp32", "fp16", "int8"])
-    scores = 4 * 16 * 2048 * 2048
-    assert estimates["fp32"].workspace_bytes == 2 * scores * 4 + 64 * MIB == 2112 * MIB
-    assert estimates["int8"].workspace_bytes == 2 * scores * 2 + 64 * MIB == 1088 * MIB
+    scores, hidden = 4 * 16 * 2048 * 2048, 4 * 2048 * 4304
+    assert estimates["fp32"].workspace_bytes == (2 * scores + hidden) * 4 + 64 * MIB
+    assert estimates["int8"].workspace_bytes == (2 * scores + hidden) * 2 + 64 * MIB
     assert estimates["fp16"].workspace_bytes == profile.workspace_bytes == 512 * MIB
     int8 = estimates["int8"]
-    assert int8.total_bytes == sum(m.weight_bytes + m.activation_bytes for m in int8.modules.values()) + 1088 * MIB
+    assert int8.total_bytes == sum(m.weight_bytes + m.activation_bytes for m in int8.modules.values()) + \
+        (2 * scores + hidden) * 2 + 64 * MIB
 
 
 def test_tiny_workspace_per_precision() -> None:
-    """The tiny VPM (4 heads) at 4 x 2048 with a 1 MiB profile figure: the limit is the scratch + 64 MiB."""
+    """The tiny VPM (4 heads, MLP 256) at 4 x 2048 with a 1 MiB profile figure: scratch + MLP hidden + 64 MiB."""
     spec, profile = tiny_spec(), replace(load_profile("orin-nano-8gb"), workspace_bytes=MIB)
     estimates = estimate_vision_bytes(spec, profile, ["fp32", "fp16", "int8"])
-    scores = 4 * 4 * 2048 * 2048
-    assert spec.heads == 4
-    assert estimates["fp32"].workspace_bytes == 2 * scores * 4 + 64 * MIB == 576 * MIB
-    assert estimates["int8"].workspace_bytes == 2 * scores * 2 + 64 * MIB == 320 * MIB
-    assert estimates["fp16"].workspace_bytes == 64 * MIB
+    scores, hidden = 4 * 4 * 2048 * 2048, 4 * 2048 * 256
+    assert (spec.heads, spec.mlp) == (4, 256)
+    assert estimates["fp32"].workspace_bytes == (2 * scores + hidden) * 4 + 64 * MIB == 584 * MIB
+    assert estimates["int8"].workspace_bytes == (2 * scores + hidden) * 2 + 64 * MIB == 324 * MIB
+    assert estimates["fp16"].workspace_bytes == hidden * 2 + 64 * MIB == 68 * MIB
 
 
 @pytest.mark.parametrize("name", JETSONS + ["host-x86"])
@@ -156,8 +158,9 @@ def test_int8_workspace_follows_the_builders_typing() -> None:
     strong = estimate_vision_bytes(spec, replace(profile, tensorrt="11.1"), ["int8", "fp32"])
     unknown = estimate_vision_bytes(spec, replace(profile, tensorrt=None), ["int8"])
     scores = profile.max_batch * spec.heads * profile.max_patches ** 2
-    assert weak["int8"].workspace_bytes == 2 * scores * 2 + 64 * MIB
-    assert strong["int8"].workspace_bytes == unknown["int8"].workspace_bytes == 2 * scores * 4 + 64 * MIB
+    hidden = profile.max_batch * profile.max_patches * spec.mlp
+    assert weak["int8"].workspace_bytes == (2 * scores + hidden) * 2 + 64 * MIB
+    assert strong["int8"].workspace_bytes == unknown["int8"].workspace_bytes == (2 * scores + hidden) * 4 + 64 * MIB
     assert strong["fp32"].workspace_bytes == weak["fp32"].workspace_bytes == strong["int8"].workspace_bytes
 
 
@@ -171,7 +174,8 @@ def test_raised_workspace_is_held_to_the_vision_budget() -> None:
     assert message.startswith("vision engines (int8) do not fit orin-nano-8gb") and "smaller max_batch" in message
     memory = size_bundle(spec, replace(profile, max_batch=2), ["int8"], "masked-2d")
     assert memory["fits"]
-    assert memory["vision_estimates"]["int8"]["workspace_bytes"] == 2 * 2 * 16 * 2048 * 2048 * 4 + 64 * MIB
+    assert memory["vision_estimates"]["int8"]["workspace_bytes"] == \
+        (2 * 2 * 16 * 2048 * 2048 + 2 * 2048 * 4304) * 4 + 64 * MIB
 
 
 def test_version_2_5_sizes_for_a_whole_image_per_batch() -> None:

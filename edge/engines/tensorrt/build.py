@@ -71,7 +71,7 @@ def workspace_limit(bundle: Bundle, precision: str, trt: Any) -> int:
     recorded = bundle.target.workspace_bytes(precision) or DEFAULT_WORKSPACE_BYTES
     shapes = bundle.shapes("vpm")
     return workspace_limit_bytes(recorded, shapes.batch.max, bundle.model.vision_heads, shapes.patches.max,
-                                 precision, is_strongly_typed(trt))
+                                 bundle.model.vision_mlp, precision, is_strongly_typed(trt))
 
 
 def cache_fields(bundle: Bundle, module: str, precision: str, shapes: Shapes, trt: Any, compute_capability: str,

@@ -10,8 +10,7 @@ import pytest
 
 from edge.bundle.manifest import MODULES, Bundle
 from edge.engines.tensorrt.build import BuildSettings, build_or_load, workspace_limit
-from edge.engines.tensorrt.builder import (BuildFailed, BuildOptions, build_engine, is_strongly_typed,
-                                           profile_shapes)
+from edge.engines.tensorrt.builder import BuildFailed, BuildOptions, build_engine, is_strongly_typed, profile_shapes
 from edge.engines.tensorrt.logger import shared_logger
 from edge.engines.tensorrt.workspace import attention_scratch_bytes
 from edge.errors import InputError

@@ -22,6 +22,10 @@ MEASURED_TINY = {
     ("fp16", 4, 2048): 24114432, ("fp16", 4, 1024): 15726848, ("fp16", 3, 1500): 16775296,
 }
 
+# The same for the `small` VPM (real widths: 1152, heads 16, MLP 4304; 2 layers), fp32: (B, L) -> bytes.
+MEASURED_SMALL = {(1, 1024): 26212864, (1, 2048): 466587904, (2, 2048): 1070530816, (4, 2048): 2274222592,
+                  (4, 1024): 533692672}
+
 
 def test_headroom_is_64_mib() -> None:
     assert TACTIC_HEADROOM_BYTES == 64 * MIB
@@ -44,22 +48,32 @@ def test_tiny_scratch() -> None:
     assert attention_scratch_bytes(3, 4, 1500, "fp32", strongly_typed=False) == 2 * 3 * 4 * 1500 * 1500 * 4
 
 
-def test_limit_is_the_profile_workspace_or_scratch_plus_headroom() -> None:
-    assert workspace_limit_bytes(512 * MIB, 4, 16, 2048, "fp32", False) == 2 * GIB + 64 * MIB
-    assert workspace_limit_bytes(512 * MIB, 4, 16, 2048, "int8", False) == GIB + 64 * MIB
-    assert workspace_limit_bytes(512 * MIB, 4, 16, 2048, "int8", True) == 2 * GIB + 64 * MIB
-    assert workspace_limit_bytes(512 * MIB, 4, 16, 2048, "fp16", True) == 512 * MIB
-    assert workspace_limit_bytes(4 * GIB, 4, 16, 2048, "fp32", True) == 4 * GIB  # the profile's is larger
-    assert workspace_limit_bytes(MIB, 1, 4, 1024, "fp16", True) == 64 * MIB  # headroom alone
+def test_limit_is_the_profile_workspace_or_scratch_plus_mlp_plus_headroom() -> None:
+    mlp = 4 * 2048 * 4304 * 4  # SigLIP-400M's MLP hidden [4, 2048, 4304] in fp32
+    assert workspace_limit_bytes(512 * MIB, 4, 16, 2048, 4304, "fp32", False) == 2 * GIB + mlp + 64 * MIB
+    assert workspace_limit_bytes(512 * MIB, 4, 16, 2048, 4304, "int8", False) == GIB + mlp // 2 + 64 * MIB
+    assert workspace_limit_bytes(512 * MIB, 4, 16, 2048, 4304, "int8", True) == 2 * GIB + mlp + 64 * MIB
+    assert workspace_limit_bytes(512 * MIB, 4, 16, 2048, 4304, "fp16", True) == 512 * MIB
+    assert workspace_limit_bytes(4 * GIB, 4, 16, 2048, 4304, "fp32", True) == 4 * GIB  # the profile's is larger
+    assert workspace_limit_bytes(MIB, 1, 4, 1024, 256, "fp16", True) == 1024 * 256 * 2 + 64 * MIB  # no scratch
 
 
 @pytest.mark.parametrize("shape", sorted(MEASURED_TINY))
 def test_limit_covers_the_tensorrt_rtx_measurements(shape) -> None:
-    """With a 1 MiB profile figure, the limit alone covers what the strongly typed builder needed."""
+    """With a 1 MiB profile figure, the limit alone covers what the strongly typed builder needed, with no more than
+    the MLP term and the headroom to spare."""
     precision, batch, patches = shape
     for built in (precision, "int8") if precision == "fp32" else (precision,):
-        limit = workspace_limit_bytes(MIB, batch, 4, patches, built, strongly_typed=True)
-        assert MEASURED_TINY[shape] <= limit < MEASURED_TINY[shape] + TACTIC_HEADROOM_BYTES + 2 * MIB
+        limit = workspace_limit_bytes(MIB, batch, 4, patches, 256, built, strongly_typed=True)
+        spare = batch * patches * 256 * (2 if built == "fp16" else 4) + TACTIC_HEADROOM_BYTES
+        assert MEASURED_TINY[shape] <= limit < MEASURED_TINY[shape] + spare + 2 * MIB
+
+
+@pytest.mark.parametrize("shape", sorted(MEASURED_SMALL))
+def test_limit_covers_the_small_vpm_measurements(shape) -> None:
+    """The real-width VPM (heads 16, MLP 4304) needed more than the scores alone at B 4, L 2048."""
+    batch, patches = shape
+    assert MEASURED_SMALL[shape] <= workspace_limit_bytes(MIB, batch, 16, patches, 4304, "fp32", True)
 
 
 @pytest.mark.parametrize("version, strong", [
