@@ -26,7 +26,7 @@ from converter.bundle import write_bundle
 from converter.calibrate import calibrate
 from converter.calibration_settings import Settings
 from converter.checkpoint import load_tensors, read_layout
-from converter.sizing import size_bundle
+from converter.sizing import estimate_vision_bytes
 from converter.synthetic import write_checkpoint
 from edge.bundle.manifest import Bundle, write_manifest
 from edge.device.profiles import load_profile
@@ -46,7 +46,8 @@ def bundle_rows(version: str, size: str, target: str, work: Path, trt: Any) -> L
     out = work / ("bundle-%s-%s-%s" % (version, size, target))
     start = time.perf_counter()
     layout = read_layout(checkpoint, version)
-    memory = size_bundle(layout.spec, profile, ["fp32", "fp16", "int8"], layout.facts.slice_layout)
+    estimates = estimate_vision_bytes(layout.spec, profile, ["fp32", "fp16", "int8"], layout.facts.slice_layout)
+    memory = {"vision_estimates": {p: e.to_dict() for p, e in estimates.items()}}  # estimated, not held to budget
     write_bundle(load_tensors(layout), out, profile, ["fp32", "fp16"], overwrite=True, check=False, log=quiet,
                  memory=memory)
     settings = Settings(count=2, eval_count=1, search=False)
@@ -55,17 +56,17 @@ def bundle_rows(version: str, size: str, target: str, work: Path, trt: Any) -> L
     prepared = time.perf_counter() - start
     bundle = Bundle.load(out)
     report = build_check_bundle(bundle, trt, log=quiet)
-    estimates = bundle.target.memory["vision_estimates"]
     rows = []
     for file, graph in report["graphs"].items():
-        estimate = estimates[graph["precision"]]["modules"][graph["module"]]["weight_bytes"]
+        estimate = estimates[graph["precision"]].modules[graph["module"]].weight_bytes
         rows.append({"version": version, "size": size, "target": target, "opset": bundle.target.opset,
                      "graph": file, "parsed": graph["parsed"], "built": graph["built"],
                      "build_seconds": graph.get("seconds"), "engine_bytes": graph.get("engine_bytes"),
                      "workspace_bytes": graph["workspace_bytes"], "estimate_weight_bytes": estimate,
                      "engine_over_estimate": round(graph["engine_bytes"] / estimate, 2) if graph["built"] else None,
                      "error": None if graph["built"] else graph["message"], "export_calibrate_seconds":
-                     round(prepared, 1)})
+                     round(prepared, 1), "int8_fits_vision_budget":
+                     estimates["int8"].total_bytes <= profile.vision_memory_budget_bytes})
     return rows
 
 

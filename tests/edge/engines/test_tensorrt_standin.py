@@ -19,7 +19,7 @@ from edge.bundle.manifest import Bundle
 from edge.encoder.vision_encoder import VisionEncoder
 from edge.engines.factory import open_engines
 from edge.engines.tensorrt.build import BuildSettings
-from edge.engines.tensorrt.builder import profile_shapes
+from edge.engines.tensorrt.builder import BuildFailed, BuildOptions, build_engine, profile_shapes
 from edge.engines.tensorrt.cache import EngineCache
 from edge.preprocess.scenes import synthetic_scene
 from tests.standins.fake_pycuda import device_memory
@@ -169,3 +169,36 @@ def test_engine_cache_keys_and_atomic_store(tmp_path):
         assert cache.load(dict(fields, **{field: other})) is None
     assert sorted(p.name for p in (tmp_path / "engines").iterdir()) == sorted([path.name, path.with_suffix(".json")
                                                                                 .name])
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_parse_and_build_failures_carry_what_the_builder_said(release, converted_bundle, tmp_path):
+    """As with the real bindings: the parser's errors are ParserError objects (node names from 10.x), a failed build
+    logs its error to the process's one logger and returns None; both become BuildFailed."""
+    bundle = Bundle.load(converted_bundle)
+    memory, adapter = device_memory()
+    trt = make_tensorrt(release, adapter)
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"not an onnx graph")
+    options = BuildOptions("fp32", profile_shapes(bundle.graph("vpm", "fp32").inputs, bundle.shapes("vpm")), 1 << 28)
+    with pytest.raises(BuildFailed) as failure:
+        build_engine(trt, corrupt, options, log=lambda m: None)
+    assert failure.value.stage == "parse" and failure.value.problems[0].node == "(model)"
+    del options.shapes["position_ids"]
+    with pytest.raises(BuildFailed, match="position_ids is missing dimensions") as failure:
+        build_engine(trt, bundle.graph_path("vpm", "fp32"), options, log=lambda m: None)
+    assert failure.value.stage == "build" and failure.value.errors
+
+
+def test_the_first_logger_is_the_one_kept(converted_bundle):
+    memory, adapter = device_memory()
+    trt = make_tensorrt("10.3", adapter)
+    heard = []
+
+    class Mine(trt.ILogger):
+        def log(self, severity, msg):
+            heard.append(msg)
+
+    trt.Builder(Mine())
+    trt.Builder(trt.Logger(trt.Logger.WARNING))  # ignored, with a warning to the first
+    assert len(heard) == 1 and "current new logger is ignored" in heard[0]
