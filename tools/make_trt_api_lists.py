@@ -35,29 +35,27 @@ def _is_enum(value: Any) -> bool:
     return inspect.isclass(value) and hasattr(value, "__members__")
 
 
+def _entries(full: str, value: Any, callable_kind: str) -> Iterator[Tuple[str, str]]:
+    """`full` and its kind; an enum lists its values, a class its members."""
+    if isinstance(value, property):
+        yield full, "property(rw)" if value.fset is not None else "property(ro)"
+    elif _is_enum(value):
+        yield full, "enum"
+        yield from (("%s.%s" % (full, member), "enum-value") for member in value.__members__)
+    elif inspect.isclass(value):
+        yield full, "class"
+        yield from _members(full, value)
+    elif callable(value) or type(value).__name__ in ("instancemethod", "staticmethod"):
+        yield full, callable_kind
+    else:
+        yield full, "attr"
+
+
 def _members(owner: str, cls: type) -> Iterator[Tuple[str, str]]:
-    """`Owner.name` and kind for a class's public attributes; enums list their values, nested classes recurse."""
-    if _is_enum(cls):
-        for value in cls.__members__:
-            yield "%s.%s" % (owner, value), "enum-value"
-        return
+    """`Owner.name` and kind for a class's public attributes, as the class itself holds them."""
     for name in sorted(vars(cls)):
-        if name.startswith("_"):
-            continue
-        attribute = inspect.getattr_static(cls, name)
-        full = "%s.%s" % (owner, name)
-        if isinstance(attribute, property):
-            yield full, "property(rw)" if attribute.fset is not None else "property(ro)"
-        elif _is_enum(attribute):
-            yield full, "enum"
-            yield from _members(full, attribute)
-        elif inspect.isclass(attribute):
-            yield full, "class"
-            yield from _members(full, attribute)
-        elif callable(attribute) or type(attribute).__name__ in ("instancemethod", "staticmethod"):
-            yield full, "method"
-        else:
-            yield full, "attr"
+        if not name.startswith("_"):
+            yield from _entries("%s.%s" % (owner, name), inspect.getattr_static(cls, name), "method")
 
 
 def introspect(module_name: str) -> Iterator[Tuple[str, str]]:
@@ -65,16 +63,8 @@ def introspect(module_name: str) -> Iterator[Tuple[str, str]]:
     module = importlib.import_module(module_name)
     for name in sorted(dir(module)):
         value = getattr(module, name)
-        if name.startswith("_") or inspect.ismodule(value):
-            continue
-        if _is_enum(value):
-            yield name, "enum"
-            yield from _members(name, value)
-        elif inspect.isclass(value):
-            yield name, "class"
-            yield from _members(name, value)
-        elif callable(value):
-            yield name, "function"
+        if not name.startswith("_") and not inspect.ismodule(value):
+            yield from _entries(name, value, "function")
 
 
 def write(release: str, rows, source: str = "") -> None:

@@ -32,10 +32,9 @@ class TensorRTEngine:
     `output_elements`: the largest element count of each output, which the caller knows from the bundle's shapes
     (an output's profile shape is not queryable before a run)."""
 
-    def __init__(self, trt: Any, engine_bytes: bytes, memory: Any, output_elements: Mapping[str, int],
-                 logger: Any = None) -> None:
+    def __init__(self, trt: Any, engine_bytes: bytes, memory: Any, output_elements: Mapping[str, int]) -> None:
         self.trt, self.memory = trt, memory
-        runtime = trt.Runtime(logger or shared_logger(trt))
+        runtime = trt.Runtime(shared_logger(trt))  # TensorRT keeps a process's first logger: share the builder's
         self.engine = runtime.deserialize_cuda_engine(engine_bytes)
         if self.engine is None:
             raise RuntimeError("TensorRT could not deserialize the engine (built by another TensorRT or GPU?): "
