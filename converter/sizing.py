@@ -14,11 +14,12 @@ patches of the optimization profile, `profile_shapes`):
                   VPM: strips [B, 3, 14, 14 L] + residual [B, L, width] + MLP hidden [B, L, mlp]
                   Resampler: input [B, L, width] + kv and keys 2 x [B, L, D] + scores [B, D/128, Q, L]
                        + output [B, Q, D]
-    workspace   = max(the profile's workspace_bytes, attention scratch + B x L x mlp x s' (the MLP hidden; s' = 2
-                  for fp16, else s) + TACTIC_HEADROOM_BYTES (64 MiB)), where
-                  attention scratch = 2 x [B, heads, L, L] (the VPM's scores and softmax probabilities) x s:
-                  fp16 s = 0 (fused attention), fp32 s = 4, int8 s = 4 on a strongly typed builder (TensorRT 11+,
-                  or a profile without TensorRT) and 2 on TensorRT 8.x-10.x (fp16 softmax)
+    workspace   = max(the profile's workspace_bytes, max(VPM scratch, Resampler scratch) + TACTIC_HEADROOM_BYTES
+                  (64 MiB)), with s the float layers' bytes (fp32 4, fp16 2; int8 4 on a strongly typed builder,
+                  TensorRT 11+ or a profile without TensorRT, 2 on TensorRT 8.x-10.x):
+                  VPM scratch = 2 x [B, heads, L, L] x s (scores and softmax probabilities; 0 for fp16, whose
+                       attention is fused) + [B, L, mlp + 2 x width] x s
+                  Resampler scratch = 3 x [B, L, D] x s + 2 x [B, D/128, Q, L] x 4 (its softmax runs in fp32)
     total       = sum over modules of (weights + activations) + workspace, counted once (a runner can give both
                   contexts one scratch area, as the engines run one after the other)
 
@@ -51,7 +52,7 @@ from typing import Any, Dict, Iterable, Optional
 
 from edge.bundle.manifest import MODULES
 from edge.device.profiles import PRECISIONS, DeviceProfile
-from edge.engines.tensorrt.workspace import strongly_typed_release, workspace_limit_bytes
+from edge.engines.tensorrt.workspace import VisionDims, strongly_typed_release, workspace_limit_bytes
 from edge.errors import InputError
 
 from .checkpoint_layout import VisionSpec, expected_shapes
@@ -196,8 +197,8 @@ def estimate_vision_bytes(spec: VisionSpec, profile: DeviceProfile, precisions: 
                                         _weight_bytes(spec, "resampler", precision) + sincos_table_bytes,
                                         a * resampler_live),
         }
-        workspace = workspace_limit_bytes(profile.workspace_bytes, b, spec.heads, n, spec.mlp, precision,
-                                          strongly_typed)
+        dims = VisionDims(spec.heads, w, spec.mlp, d, q)
+        workspace = workspace_limit_bytes(profile.workspace_bytes, dims, b, n, precision, strongly_typed)
         estimates[precision] = VisionEstimate(precision, b, n, modules, workspace)
     return estimates
 

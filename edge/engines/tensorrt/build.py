@@ -24,7 +24,7 @@ from ..onnxrt import OnnxRuntimeEngine
 from .builder import BuildFailed, BuildOptions, Shapes, build_engine, builder_name, is_strongly_typed, profile_shapes
 from .cache import DEFAULT_CACHE_DIR, EngineCache
 from .runner import TensorRTEngine
-from .workspace import workspace_limit_bytes
+from .workspace import VisionDims, workspace_limit_bytes
 
 # Largest accepted difference from ONNX Runtime on the sample, relative to the output scale, per precision.
 TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2, "int8": 0.25}
@@ -65,13 +65,15 @@ def import_tensorrt() -> Tuple[Any, Any]:
 
 
 def workspace_limit(bundle: Bundle, precision: str, trt: Any) -> int:
-    """The workspace limit the converter's memory estimate counted for `precision`, raised to what this builder's
-    attention needs at the bundle's largest shapes when its typing differs from the target's (a strongly typed
-    builder, TensorRT 11 or TensorRT-RTX, runs an int8 graph's float layers, softmax included, in fp32)."""
+    """The workspace limit the converter's memory estimate counted for `precision`, raised to what this builder
+    needs at the bundle's largest shapes when its typing differs from the target's (a strongly typed builder,
+    TensorRT 11 or TensorRT-RTX, runs an int8 graph's float layers, softmax included, in fp32)."""
     recorded = bundle.target.workspace_bytes(precision) or DEFAULT_WORKSPACE_BYTES
     shapes = bundle.shapes("vpm")
-    return workspace_limit_bytes(recorded, shapes.batch.max, bundle.model.vision_heads, shapes.patches.max,
-                                 bundle.model.vision_mlp, precision, is_strongly_typed(trt))
+    model = bundle.model
+    dims = VisionDims(model.vision_heads, model.vision_width, model.vision_mlp, model.embed_dim, model.query_num)
+    return workspace_limit_bytes(recorded, dims, shapes.batch.max, shapes.patches.max, precision,
+                                 is_strongly_typed(trt))
 
 
 def cache_fields(bundle: Bundle, module: str, precision: str, shapes: Shapes, trt: Any, compute_capability: str,

@@ -1,18 +1,24 @@
-"""TensorRT's WORKSPACE memory-pool limit for the vision engines: unfused attention's scratch plus tactic headroom.
+"""TensorRT's WORKSPACE memory-pool limit for the vision engines: what the largest shapes need in scratch, plus
+headroom.
 
 Where TensorRT does not fuse the VPM's attention, the score and softmax-probability matrices [B, heads, L, L] live in
-the WORKSPACE pool, so a limit below 2 x B x heads x L x L x (bytes a score) fails the build at the largest shapes
-("Error Code 2: OutOfMemory"). Measured with TensorRT-RTX 1.7.1.116 (strongly typed) on the tiny VPM (width 64,
-heads 4), binary search to 1 MiB over B 1-4 and L 1024-2048: fp32 and int8 (the int8 Q/DQ graph's float layers are
-fp32) built from 2.00-2.05 x B x heads x L x L x 4 bytes on; fp16 (fused attention, no L x L scratch) built with at
-most 24 MiB at every shape. The `small` VPM (real widths: 1152, heads 16, MLP 4304) needed up to 2 x scores plus
-0.9 x B x L x MLP x 4 bytes (fp32 at B 4, L 2048: 2,274,222,592 bytes), so the MLP's hidden activation [B, L, MLP]
-is counted on top, at the float width of that precision's layers (4 bytes fp32, 2 fp16, int8 as its softmax).
+the WORKSPACE pool, so a limit below them fails the build at the largest shapes ("Error Code 2: OutOfMemory").
+Measured with TensorRT-RTX 1.7.1.116 (strongly typed), binary search on the limit:
+- tiny VPM (width 64, heads 4, MLP 256), B 1-4, L 1024-2048: fp32 and int8 (the int8 Q/DQ graph's float layers are
+  fp32) built from 2.00-2.05 x B x heads x L x L x 4 bytes on; fp16 (fused attention) with at most 24 MiB.
+- `small` VPM (real widths: 1152, heads 16, MLP 4304), fp32, L 2048: B 4 needed 2 x scores + 131 MB
+  (2,278,462,976 bytes), B 10 2 x scores + 527 MB (5,895,902,976): the hidden activations [B, L, MLP] and
+  [B, L, width] count too, B x L x (MLP + 2 x width) x 4 bytes covers both.
+- `small` Resampler of 2.5 (D 4096, 96 queries), L 2048: fp32 needed 372 MB at B 4 and 1486 MB at B 10, fp16 152 MB
+  and 655 MB: about 3 x [B, L, D] of its float width plus the scores 2 x [B, D/128, Q, L], whose softmax the graphs
+  run in fp32 at every precision.
 
-Weakly typed builders (TensorRT 8.x-10.x) get the FP16 flag with INT8 on int8 graphs, so their softmax may run in
-fp16: 2 bytes a score, counted unfused to stay on the high side. Not measured.
+Weakly typed builders (TensorRT 8.x-10.x) get the FP16 flag with INT8 on int8 graphs, so their float layers may run
+in fp16: 2 bytes an element, with attention still counted unfused to stay on the high side. Not measured.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from ...errors import InputError
 
@@ -40,16 +46,41 @@ def float_bytes(precision: str, strongly_typed: bool) -> int:
     return 4 if strongly_typed else _SCORE_BYTES[precision]
 
 
+@dataclass(frozen=True)
+class VisionDims:
+    """The widths that size the scratch: the VPM's heads, width and MLP, the Resampler's D and queries."""
+
+    heads: int
+    width: int
+    mlp: int
+    embed_dim: int
+    query_num: int
+
+
 def attention_scratch_bytes(batch: int, heads: int, patches: int, precision: str, strongly_typed: bool) -> int:
     """Workspace bytes unfused VPM attention needs: scores and probabilities, 2 x [B, heads, L, L]; 0 for fp16."""
     element = float_bytes(precision, strongly_typed)
     return 0 if precision == "fp16" else 2 * batch * heads * patches * patches * element  # fp16: fused
 
 
-def workspace_limit_bytes(profile_workspace: int, batch: int, heads: int, patches: int, mlp: int, precision: str,
+def vpm_scratch_bytes(dims: VisionDims, batch: int, patches: int, precision: str, strongly_typed: bool) -> int:
+    """Attention scratch + the hidden activations [B, L, MLP + 2 x width] at the float layers' width."""
+    element = float_bytes(precision, strongly_typed)
+    hidden = batch * patches * (dims.mlp + 2 * dims.width) * element
+    return attention_scratch_bytes(batch, dims.heads, patches, precision, strongly_typed) + hidden
+
+
+def resampler_scratch_bytes(dims: VisionDims, batch: int, patches: int, precision: str, strongly_typed: bool) -> int:
+    """3 x [B, L, D] at the float layers' width + the fp32 scores and probabilities 2 x [B, D/128, Q, L]."""
+    element = float_bytes(precision, strongly_typed)
+    scores = 2 * batch * (dims.embed_dim // 128) * dims.query_num * patches * 4
+    return 3 * batch * patches * dims.embed_dim * element + scores
+
+
+def workspace_limit_bytes(profile_workspace: int, dims: VisionDims, batch: int, patches: int, precision: str,
                           strongly_typed: bool) -> int:
-    """The WORKSPACE limit to build with: the profile's, or, if larger, the attention scratch + the MLP hidden
-    activation [B, L, mlp] + TACTIC_HEADROOM_BYTES."""
-    scratch = attention_scratch_bytes(batch, heads, patches, precision, strongly_typed)
-    hidden = batch * patches * mlp * float_bytes(precision, strongly_typed)
-    return max(profile_workspace, scratch + hidden + TACTIC_HEADROOM_BYTES)
+    """The WORKSPACE limit to build both modules with: the profile's, or, if larger, the larger module's scratch +
+    TACTIC_HEADROOM_BYTES."""
+    scratch = max(vpm_scratch_bytes(dims, batch, patches, precision, strongly_typed),
+                  resampler_scratch_bytes(dims, batch, patches, precision, strongly_typed))
+    return max(profile_workspace, scratch + TACTIC_HEADROOM_BYTES)
