@@ -13,6 +13,7 @@ VISION_LAYERS = 27
 PATCH_SIZE = 14
 POSITION_GRID = 70
 RESAMPLER_HEAD_DIM = 128  # Resampler heads = D / 128
+TINY_LLM_HIDDEN = 256  # D of --size tiny checkpoints: their token width, and the n_embd of make-gguf's LLMs
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ OUTLIER_MAGNITUDE = 200.0  # about the residual magnitude they reach after the l
 PATCH_EMBEDDING_GAIN = 3.0  # patch embeddings about as strong as the position embeddings (std 0.3)
 VPM_QK_GAIN = 3.0  # VPM attention logits of a few units instead of ~0.1
 RESAMPLER_QK_GAIN = 8.0  # Resampler queries pick patches instead of averaging all of them
-_TINY = {"hidden_size": 64, "intermediate_size": 256, "num_attention_heads": 4, "llm_hidden": 256}
+_TINY = {"hidden_size": 64, "intermediate_size": 256, "num_attention_heads": 4, "llm_hidden": family.TINY_LLM_HIDDEN}
 
 
 def synthetic_config(version: str, size: str) -> Dict[str, Any]:

@@ -29,13 +29,21 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to a temporary file beside `path`, then rename it over `path`."""
+    with atomic_file(path) as tmp:
+        tmp.write_bytes(data)
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path` for a writer that wants a file name; on success it is renamed over
+    `path`, on error removed."""
     path = Path(path)
     if not path.parent.is_dir():
         raise InputError("cannot write %s: directory %s does not exist" % (path, path.parent))
     fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", dir=str(path.parent))
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        yield Path(tmp)
         os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide it from the service user that reads it
         os.replace(tmp, str(path))
     except BaseException:
