@@ -1,4 +1,5 @@
-"""``minicpmv-convert``: host-side commands (synthetic checkpoints, checkpoint inspection, ONNX export, benchmarks).
+"""``minicpmv-convert``: host-side commands (synthetic checkpoints and GGUF LLMs, checkpoint inspection, ONNX export,
+benchmarks).
 
 Everything a command was given is checked before torch is imported (a few seconds), so bad input is refused at
 once: targets, --out, the LLM, calibration flags, and the checkpoint as far as its files tell
@@ -43,6 +44,14 @@ def _parser() -> argparse.ArgumentParser:
                       help="weight file format (default safetensors)")
     make.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"], help="stored weight dtype")
     make.add_argument("--force", action="store_true", help="replace --out if it exists")
+
+    gguf = sub.add_parser("make-gguf", help="write a seeded random tiny GGUF LLM in the architecture of a "
+                                            "version's LLM, with its special tokens and chat template (tests)")
+    gguf.add_argument("--model-version", required=True, choices=list(family.VERSIONS),
+                      help="MiniCPM-V version whose LLM to imitate")
+    gguf.add_argument("--out", required=True, type=Path, help="GGUF file to write")
+    gguf.add_argument("--seed", type=int, default=0, help="random seed of the weights (default 0)")
+    gguf.add_argument("--force", action="store_true", help="replace --out if it exists")
 
     inspect = sub.add_parser("inspect", help="detect the version and check the vision tensors of a checkpoint")
     _add_checkpoint_args(inspect)
@@ -191,6 +200,21 @@ def _make_checkpoint(args: argparse.Namespace) -> int:
     out = write_checkpoint(args.out, args.model_version, args.size, seed=args.seed, shards=args.shards,
                            weight_format=args.weight_format, dtype=dtype, overwrite=args.force)
     print("wrote synthetic MiniCPM-V %s (%s) checkpoint to %s" % (args.model_version, args.size, out))
+    return 0
+
+
+def _make_gguf(args: argparse.Namespace) -> int:
+    refuse_existing(args.out, args.force)
+    if args.out.is_dir():
+        raise InputError("%s is a directory: --out must name a .gguf file" % args.out)
+    try:
+        from .gguf_writer import write_gguf
+    except ImportError as exc:
+        raise InputError("make-gguf needs the gguf package (%s): pip install -e '.[llm]'" % exc) from None
+
+    written = write_gguf(args.out, args.model_version, seed=args.seed, overwrite=args.force)
+    print("wrote a tiny random %s GGUF (MiniCPM-V %s LLM, n_embd %d, %d tokens) to %s"
+          % (written.arch, written.version, written.n_embd, written.n_vocab, written.path))
     return 0
 
 
@@ -346,8 +370,8 @@ def _verify(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"make-checkpoint": _make_checkpoint, "inspect": _inspect, "export": _export, "bench": _bench,
-            "calibrate": _calibrate, "check-ops": _check_ops, "convert": _convert, "verify": _verify}
+COMMANDS = {"make-checkpoint": _make_checkpoint, "make-gguf": _make_gguf, "inspect": _inspect, "export": _export,
+            "bench": _bench, "calibrate": _calibrate, "check-ops": _check_ops, "convert": _convert, "verify": _verify}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

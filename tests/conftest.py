@@ -65,3 +65,19 @@ def pytest_terminal_summary(terminalreporter) -> None:
     skipped = [r for r in terminalreporter.stats.get("skipped", []) if SKIP_REASON in str(r.longrepr)]
     if skipped:
         terminalreporter.write_sep("!", "%d TESTS SKIPPED: %s" % (len(skipped), SKIP_REASON), red=True, bold=True)
+
+
+@pytest.fixture(scope="session")
+def make_gguf(tmp_path_factory) -> Callable[..., Path]:
+    """Tiny random GGUF LLMs (minicpmv-convert make-gguf), one per (version, seed), made once per session."""
+    from converter.gguf_writer import write_gguf
+
+    made: Dict[Tuple[str, int], Path] = {}
+
+    def make(version: str = "2.6", seed: int = 0) -> Path:
+        if (version, seed) not in made:
+            out = tmp_path_factory.mktemp("gguf") / ("%s-seed%d.gguf" % (version, seed))
+            made[(version, seed)] = write_gguf(out, version, seed=seed).path
+        return made[(version, seed)]
+
+    return make

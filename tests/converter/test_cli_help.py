@@ -27,7 +27,8 @@ REACHED_BY = {
     "converter/cli.py:_convert": ["convert"],
     "converter/cli.py:_check_ops": ["check-ops"],
     "converter/cli.py:_slice_patches": ["bench"],
-    "edge/fsutil.py": ["make-checkpoint", "export", "convert"],
+    "converter/cli.py:_make_gguf": ["make-gguf"],
+    "edge/fsutil.py": ["make-checkpoint", "make-gguf", "export", "convert"],
     "edge/device/profiles.py": ["export", "convert"],
 }
 
