@@ -1,0 +1,181 @@
+"""A GGUF LLM in llama.cpp fed text tokens and raw image rows, through llama-cpp-python's low-level API.
+
+What an LLM process needs to put image tokens where the prompt layout says (``edge.encoder.prompt``): feed text
+tokens and image rows in prompt order, with positions that run on without a gap, read the logits of the last
+position, start over for the next request. Every ``llama_decode`` return code is checked: after a failed decode
+llama.cpp would hand back the previous logits as if nothing had happened (docs/llamacpp.md).
+"""
+from __future__ import annotations
+
+import ctypes
+from typing import Any, List, Optional, Sequence
+
+import numpy as np
+
+from ..errors import InputError
+
+_LOG_LEVELS_KEPT = (3, 4)  # ggml_log_level WARN (a full KV memory is only a warning) and ERROR
+_errors: List[str] = []  # llama.cpp's last warnings and errors (everything else it logs is dropped)
+
+
+class LlmError(RuntimeError):
+    """llama.cpp refused a model or a decode; `code` is llama_decode's return code where there is one."""
+
+    def __init__(self, message: str, code: Optional[int] = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _llama_cpp() -> Any:
+    """llama_cpp, imported on first use (the edge package imports without it), with its logging captured."""
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise InputError("the LLM needs llama-cpp-python (%s): pip install 'minicpmv-edge[llm]'" % exc) from None
+    if not hasattr(_llama_cpp, "callback"):
+        def keep_errors(level: int, text: bytes, user_data: Any) -> None:
+            if level in _LOG_LEVELS_KEPT:
+                _errors[:] = (_errors + [" ".join(text.decode("utf-8", "replace").split())])[-3:]
+
+        _llama_cpp.callback = llama_cpp.llama_log_callback(keep_errors)  # kept alive: llama.cpp holds a pointer
+        llama_cpp.llama_log_set(_llama_cpp.callback, ctypes.c_void_p(0))
+        llama_cpp.llama_backend_init()
+    return llama_cpp
+
+
+def _last_errors() -> str:
+    said = "; ".join(_errors) or "llama.cpp said nothing"
+    _errors.clear()
+    return said
+
+
+class EmbeddingLlm:
+    """One GGUF model and one context: ``feed_tokens`` / ``feed_rows`` in prompt order, then ``logits``; ``reset``
+    between requests. A context manager; ``close`` frees the model and the context."""
+
+    def __init__(self, gguf_path: str, n_ctx: int = 4096, n_batch: int = 512, n_threads: Optional[int] = None) -> None:
+        self._ll = _llama_cpp()
+        model_params = self._ll.llama_model_default_params()
+        _errors.clear()
+        self._model = self._ll.llama_model_load_from_file(str(gguf_path).encode(), model_params)
+        if not self._model:
+            raise InputError("llama.cpp cannot load %s: %s" % (gguf_path, _last_errors()))
+        self._ctx = None
+        context_params = self._ll.llama_context_default_params()
+        context_params.n_ctx, context_params.n_batch, context_params.n_ubatch = n_ctx, n_batch, n_batch
+        if n_threads is not None:
+            context_params.n_threads = context_params.n_threads_batch = n_threads
+        self._ctx = self._ll.llama_init_from_model(self._model, context_params)
+        if not self._ctx:
+            self.close()
+            raise LlmError("llama.cpp cannot make a context for %s: %s" % (gguf_path, _last_errors()))
+        self._vocab = self._ll.llama_model_get_vocab(self._model)
+        self.n_vocab = self._ll.llama_vocab_n_tokens(self._vocab)
+        self.n_embd = self._ll.llama_model_n_embd_inp(self._model)  # the width of a raw input row
+        self.n_ctx = self._ll.llama_n_ctx(self._ctx)
+        self.n_batch = self._ll.llama_n_batch(self._ctx)
+        self.input_scale = self._input_scale()
+        self.n_past = 0  # the next position
+        self._has_logits = False
+
+    def __enter__(self) -> EmbeddingLlm:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._ctx:
+            self._ll.llama_free(self._ctx)
+            self._ctx = None
+        if self._model:
+            self._ll.llama_model_free(self._model)
+            self._model = None
+
+    def metadata(self, key: str) -> Optional[str]:
+        """A GGUF metadata value as text, or None when the model lacks it."""
+        buffer = ctypes.create_string_buffer(4096)
+        size = self._ll.llama_model_meta_val_str(self._model, key.encode(), buffer, len(buffer))
+        return None if size < 0 else buffer.value.decode("utf-8", "replace")
+
+    def _input_scale(self) -> float:
+        """What llama.cpp multiplies every input row by: MiniCPM's scale_emb (12 when the GGUF does not say, as in
+        llama.cpp), 1 for the other architectures."""
+        arch = self.metadata("general.architecture")
+        if arch != "minicpm":
+            return 1.0
+        scale = self.metadata("minicpm.embedding_scale")
+        return 12.0 if scale is None else float(scale)
+
+    def tokenize(self, text: str, add_special: bool = False) -> List[int]:
+        """Token ids of `text`, special tokens (``<image>``, ``<|im_start|>`` ...) parsed as such."""
+        data = text.encode("utf-8")
+        capacity = len(data) + 8
+        tokens = (self._ll.llama_token * capacity)()
+        count = self._ll.llama_tokenize(self._vocab, data, len(data), tokens, capacity, add_special, True)
+        if count < 0:
+            raise LlmError("llama.cpp could not tokenize %d bytes of text" % len(data))
+        return list(tokens[:count])
+
+    def feed_tokens(self, ids: Sequence[int]) -> None:
+        """Decode text tokens at the next positions (in chunks of n_batch)."""
+        for start in range(0, len(ids), self.n_batch):
+            chunk = ids[start:start + self.n_batch]
+            batch = self._ll.llama_batch_init(len(chunk), 0, 1)
+            try:
+                for i, token in enumerate(chunk):
+                    batch.token[i] = int(token)
+                self._decode(batch, len(chunk), last=start + len(chunk) == len(ids))
+            finally:
+                self._ll.llama_batch_free(batch)
+
+    def feed_rows(self, rows: np.ndarray) -> None:
+        """Decode image rows [n, n_embd] (the bundle's tokens, as the official model inserts them) at the next
+        positions, divided by `input_scale` since llama.cpp scales every input row (docs/llamacpp.md)."""
+        rows = np.asarray(rows, dtype=np.float32)
+        if rows.ndim != 2 or rows.shape[1] != self.n_embd:
+            raise InputError("image rows of shape %s do not fit this LLM: it takes rows of width %d (n_embd); "
+                             "use a bundle whose embed_dim is %d" % (list(rows.shape), self.n_embd, self.n_embd))
+        rows = np.ascontiguousarray(rows / np.float32(self.input_scale) if self.input_scale != 1.0 else rows)
+        for start in range(0, len(rows), self.n_batch):
+            chunk = rows[start:start + self.n_batch]
+            batch = self._ll.llama_batch_init(len(chunk), self.n_embd, 1)
+            try:
+                ctypes.memmove(batch.embd, chunk.ctypes.data, chunk.nbytes)
+                self._decode(batch, len(chunk), last=start + len(chunk) == len(rows))
+            finally:
+                self._ll.llama_batch_free(batch)
+
+    def _decode(self, batch: Any, n_tokens: int, last: bool) -> None:
+        """Positions, one sequence, logits only for the last row; a failed decode raises with its code and leaves
+        no logits to read until `reset`."""
+        if self.n_past < 0:
+            raise LlmError("an earlier decode failed and left the memory in an unknown state: reset() first")
+        for i in range(n_tokens):
+            batch.pos[i] = self.n_past + i
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = 0
+            batch.logits[i] = 1 if last and i == n_tokens - 1 else 0
+        batch.n_tokens = n_tokens
+        self._has_logits = False
+        _errors.clear()
+        code = self._ll.llama_decode(self._ctx, batch)
+        if code != 0:
+            self.n_past = -1  # the memory is in an unknown state: only reset() helps
+            raise LlmError("llama_decode failed with code %d at positions %d..%d (n_ctx %d): %s"
+                           % (code, batch.pos[0], batch.pos[0] + n_tokens - 1, self.n_ctx, _last_errors()), code)
+        self.n_past += n_tokens
+        self._has_logits = last
+
+    def logits(self) -> np.ndarray:
+        """A copy of the logits [n_vocab] of the last position fed."""
+        if not self._has_logits:
+            raise LlmError("no logits to read: nothing was fed since the last reset, or the last decode failed")
+        pointer = self._ll.llama_get_logits_ith(self._ctx, -1)
+        return np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)).copy()
+
+    def reset(self) -> None:
+        """Forget everything fed (clear the KV memory) for the next request."""
+        self._ll.llama_memory_clear(self._ll.llama_get_memory(self._ctx), True)
+        self.n_past = 0
+        self._has_logits = False
