@@ -15,11 +15,12 @@ GST_PACKAGES := python3-gi gir1.2-gstreamer-1.0 gstreamer1.0-plugins-good
 
 venv: $(STAMP)
 
+# llm compiles llama.cpp the first time (about 9 minutes on 2 cores), then pip reuses the cached wheel.
 # torch first, pinned: the CPU wheel on this disk, before anything that depends on torch could pull a CUDA one.
 $(STAMP): setup.py pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install torch==2.13.0
-	$(BIN)/pip install -e '.[host,edge,dev]'
+	$(BIN)/pip install -e '.[host,edge,dev,llm]'
 	touch $@
 
 lint: $(STAMP)

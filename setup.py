@@ -41,7 +41,9 @@ setup(
         "edge": ["numpy", "pyyaml", "onnx", "onnxruntime", "pillow"],
         "camera": ["opencv-python"],
         "jetson": ["jetson-stats", "pycuda"],
-        "llm": ["llama-cpp-python", "gguf"],
+        # llama.cpp for the LLM process (raw image rows through its low-level API); pinned because those bindings
+        # follow llama.cpp's C API, which changes between releases. No wheel on PyPI: pip compiles it (minutes).
+        "llm": ["llama-cpp-python==0.3.36", "gguf"],
         "trt-check": TRT_CHECK,
         "dev": ["pytest", "ruff", "vermin", "transformers>=4.45", "pillow", "opencv-python-headless", *TRT_CHECK],
     },
