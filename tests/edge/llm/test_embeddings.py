@@ -98,3 +98,27 @@ def test_unloadable_file_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="cannot load") as error:
         EmbeddingLlm(str(bad))
     assert "\n" not in str(error.value)
+
+
+def test_a_tiny_bundles_tokens_go_where_the_prompt_layout_says(make_bundle: Callable[..., Path],
+                                                               make_gguf: Callable[..., Path]) -> None:
+    """End to end: a tiny 2.6 bundle's tokens of a sliced frame, fed block by block between the layout's text."""
+    import edge
+
+    def answer_logits(llm: EmbeddingLlm, seed: int) -> np.ndarray:
+        frame = np.random.default_rng(seed).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+        encoded = encoder.encode(frame)
+        llm.reset()
+        llm.feed_tokens(llm.tokenize("<|im_start|>user\n"))
+        for segment in encoder.prompt.segments(encoded.grid):
+            if isinstance(segment, int):
+                llm.feed_rows(encoded.tokens[segment])
+            else:
+                llm.feed_tokens(llm.tokenize(segment))
+        llm.feed_tokens(llm.tokenize("what is it?<|im_end|>\n<|im_start|>assistant\n"))
+        return llm.logits()
+
+    with edge.VisionEncoder.from_bundle(make_bundle("2.6")) as encoder, EmbeddingLlm(str(make_gguf("2.6"))) as llm:
+        first, other = answer_logits(llm, 1), answer_logits(llm, 2)
+        assert llm.n_past > 3 * encoder.bundle.model.query_num  # 640x480: the overview and a 2x1 grid of tiles
+    assert np.isfinite(first).all() and np.abs(first - other).max() > 1e-3
