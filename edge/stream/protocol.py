@@ -151,6 +151,7 @@ def frame_of(message: Message) -> StreamFrame:
     header = message.header
     if sorted(header) != sorted(FRAME_KEYS):
         raise FrameError("header", "keys %s, expected %s" % (sorted(header), ", ".join(FRAME_KEYS)), resync=True)
+    frame_id = _int(header, "frame_id")
     timestamp = header["timestamp_s"]
     if isinstance(timestamp, bool) or not isinstance(timestamp, (int, float)) or not math.isfinite(timestamp):
         raise FrameError("header", "timestamp_s must be a finite number, got %r" % (timestamp,), resync=True)
@@ -159,17 +160,16 @@ def frame_of(message: Message) -> StreamFrame:
         raise FrameError("header", "model_version must be a string of 1..%d characters" % MAX_TEXT, resync=True)
     grid = None if header["grid"] is None else tuple(_ints(header["grid"], "grid", (2,)))
     dtype = header["dtype"]
-    if dtype not in DTYPES:
+    if not isinstance(dtype, str) or dtype not in DTYPES:
         raise FrameError("header", "dtype must be fp16 or fp32, got %r" % (dtype,), resync=True)
     shape = _ints(header["shape"], "shape", (2, 3))
     reused_from = None if header["reused_from"] is None else _int(header, "reused_from")
-    expected = DTYPES[dtype].itemsize * int(np.prod(shape, dtype=np.int64))
+    expected = DTYPES[dtype].itemsize * math.prod(shape)  # Python ints: three sides < 2**31 cannot overflow
     if expected != len(message.payload):
         raise FrameError("payload", "%d bytes, but %s %s takes %d" % (len(message.payload), dtype, shape, expected),
                          resync=True)
     tokens = np.frombuffer(message.payload, dtype=DTYPES[dtype]).reshape(shape)
-    return StreamFrame(_int(header, "frame_id"), float(timestamp), version, grid, dtype, tokens,  # type: ignore[arg-type]
-                       reused_from)
+    return StreamFrame(frame_id, float(timestamp), version, grid, dtype, tokens, reused_from)  # type: ignore[arg-type]
 
 
 class MessageReader:

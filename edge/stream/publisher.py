@@ -99,6 +99,7 @@ class StreamPublisher:
         except OSError as exc:
             sock.close()
             raise InputError("stream.tcp: cannot listen on %s (%s): choose a free port" % (self.address, exc)) from exc
+        self.address = self.address._replace(port=sock.getsockname()[1])  # port 0: the one the system chose
         return sock
 
     def _unix_listener(self) -> socket.socket:
