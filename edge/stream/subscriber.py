@@ -39,6 +39,10 @@ class StreamSubscriber:
         self.reader = MessageReader(max_frame_bytes)
         self.closing = threading.Event()
 
+    def connect(self, timeout_s: Optional[float] = None) -> bool:
+        """Connect and handshake now (receive() does it when needed); False when `timeout_s` passed first."""
+        return self.sock is not None or self._open(None if timeout_s is None else time.monotonic() + timeout_s)
+
     def frames(self, poll_s: float = 0.5) -> Iterator[StreamFrame]:
         """Every frame until close(); reconnecting as often as needed."""
         while not self.closing.is_set():
