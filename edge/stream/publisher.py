@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Tuple
 
 from ..errors import InputError
@@ -36,7 +37,8 @@ class _Subscriber:
         self.queue_length = queue_length
         self.ready = threading.Condition()
         self.sent = self.dropped = 0
-        self.closed = False
+        self.closed = self.draining = False
+        self.thread = threading.current_thread()  # the sender
 
     def put(self, parts: Parts) -> None:
         with self.ready:
@@ -48,9 +50,15 @@ class _Subscriber:
 
     def take(self) -> Optional[Parts]:
         with self.ready:
-            while not self.queue and not self.closed:
+            while not self.queue and not self.closed and not self.draining:
                 self.ready.wait()
-            return None if self.closed else self.queue.popleft()
+            return None if self.closed or not self.queue else self.queue.popleft()
+
+    def drain(self) -> None:
+        """Send what is queued, then stop."""
+        with self.ready:
+            self.draining = True
+            self.ready.notify()
 
     def close(self) -> None:
         with self.ready:
@@ -68,7 +76,7 @@ class StreamPublisher:
 
     def __init__(self, address: Address, model_version: str, token_width: int, dtype: str = "fp16",
                  queue_length: int = 4, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
-                 secret: Optional[bytes] = None, handshake_timeout_s: float = 10.0) -> None:
+                 secret: Optional[bytes] = None, handshake_timeout_s: float = 10.0, drain_s: float = 2.0) -> None:
         if dtype not in DTYPES:
             raise InputError("stream.dtype must be fp16 or fp32, got %r" % (dtype,))
         if address.is_tcp and not secret:
@@ -76,7 +84,7 @@ class StreamPublisher:
         self.address, self.dtype, self.secret = address, dtype, secret
         self.model_version, self.token_width = str(model_version), int(token_width)
         self.queue_length, self.max_frame_bytes = queue_length, max_frame_bytes
-        self.handshake_timeout_s = handshake_timeout_s
+        self.handshake_timeout_s, self.drain_s = handshake_timeout_s, drain_s
         self.subscribers: List[_Subscriber] = []
         self.gone: Dict[str, int] = collections.Counter()  # dropped frames of subscribers that left, and refusals
         self.latest: Optional[Parts] = None
@@ -159,7 +167,7 @@ class StreamPublisher:
                 sock.sendall(parts[1])
                 subscriber.sent += 1
         except (OSError, FrameError, EOFError) as exc:
-            log.info("%s left: %s", name, exc)
+            log.log(logging.INFO if subscriber in self.subscribers else logging.DEBUG, "%s left: %s", name, exc)
         finally:
             with self.lock:
                 if subscriber in self.subscribers:
@@ -207,7 +215,8 @@ class StreamPublisher:
                 "refused": self.gone["refused"], "accepted": self.accepted}
 
     def close(self) -> None:
-        """Stop accepting, disconnect every subscriber, remove the socket file."""
+        """Stop accepting, give each subscriber up to `drain_s` seconds to take what is queued for it, disconnect
+        them, remove the socket file."""
         with self.lock:
             listener, self.listener = self.listener, None
             subscribers = list(self.subscribers)
@@ -216,8 +225,13 @@ class StreamPublisher:
         with contextlib.suppress(OSError):
             listener.shutdown(socket.SHUT_RDWR)
         listener.close()
+        deadline = time.monotonic() + self.drain_s
         for subscriber in subscribers:
+            subscriber.drain()
+        for subscriber in subscribers:
+            subscriber.thread.join(max(0.0, deadline - time.monotonic()))
             subscriber.close()
+        log.info("token stream at %s closed: %s", self.address, self.stats())
         if not self.address.is_tcp and self.address.path is not None:
             with contextlib.suppress(OSError):
                 self.address.path.unlink()
