@@ -148,6 +148,8 @@ def test_the_example_configs_load_as_documented():
     assert file.bundle == EXAMPLES / "bundle" and file.camera.path == str(EXAMPLES / "clip.avi")
     assert file.sink.directory == EXAMPLES / "tokens" and file.backend["vpm"] == "onnxruntime"
     assert all(config.reuse.enabled for config in configs.values())
+    assert csi.stream.enabled and csi.stream.address.path == Path("/run/minicpmv-edge/tokens.sock")
+    assert not file.stream.enabled
 
 
 def test_the_file_example_runs_next_to_a_bundle_and_a_clip(converted_bundle, tmp_path, capsys):
