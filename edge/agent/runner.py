@@ -64,7 +64,8 @@ def make_pipeline(config: AgentConfig, reuse: Optional[bool] = None, max_frames:
     try:
         encoder = open_encoder(config, bundle)
     except BaseException:
-        sink.close()  # the stream's socket
+        if bundle is not None:
+            sink.close()  # the stream's socket, bound above
         raise
     return Pipeline(encoder, source, sink, checker, max_frames if max_frames is not None else config.max_frames)
 
