@@ -173,3 +173,22 @@ def test_a_publisher_with_nobody_listening_never_blocks(sock_dir: Path):
         assert publisher.stats() == {"subscribers": [], "dropped": 0, "refused": 0, "accepted": 0}
     finally:
         publisher.close()
+
+
+def test_frames_iterates_until_the_subscriber_is_closed(sock_dir):
+    address = Address(path=sock_dir / "tokens.sock")
+    publisher = StreamPublisher(address, "2.6", WIDTH).start()
+    try:
+        subscriber = StreamSubscriber(address, WIDTH)
+        assert subscriber.connect(WAIT_S)
+        wait_for_subscribers(publisher, 1)
+        for sequence in range(3):
+            publisher.write(result(sequence, slices=1))
+        seen = []
+        for frame in subscriber.frames(poll_s=0.05):
+            seen.append(frame.frame_id)
+            if len(seen) == 3:
+                subscriber.close()
+        assert seen == [0, 1, 2] and subscriber.received == 3
+    finally:
+        publisher.close()
