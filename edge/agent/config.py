@@ -21,13 +21,18 @@ from ..engines.base import BACKENDS
 from ..engines.tensorrt.cache import DEFAULT_CACHE_DIR
 from ..errors import InputError
 from ..preprocess.resize import MODES
+from ..stream.address import DEFAULT_SOCKET, Address, tcp_address
+from ..stream.protocol import DEFAULT_MAX_FRAME_BYTES, DTYPES
 from .frame_reuse import SETTINGS as REUSE_SETTINGS
 from .frame_reuse import FrameReuse
 
-KEYS = ("bundle", "camera", "backend", "precision", "resize", "max_slice_nums", "reuse", "sink", "engine_cache",
-        "max_frames")
+KEYS = ("bundle", "camera", "backend", "precision", "resize", "max_slice_nums", "reuse", "sink", "stream",
+        "engine_cache", "max_frames")
 SINK_KINDS = ("npy",)
 SINK_KEYS = ("kind", "directory", "keep")
+STREAM_KEYS = ("enabled", "socket", "tcp", "secret_file", "dtype", "queue_length", "max_frame_bytes")
+MAX_QUEUE_LENGTH = 1000
+FRAME_BYTES_RANGE = (1 << 20, 1 << 30)  # 1 MiB .. 1 GiB: a 10-slice 4.5 frame in fp32 is about 10 MiB
 REUSE_ENABLED = True  # the one default for frame reuse: config, loader, run and profile
 
 
@@ -49,6 +54,18 @@ class SinkConfig:
 
 
 @dataclass(frozen=True)
+class StreamConfig:
+    """The `stream:` section: each frame's tokens also go to the token stream (docs/stream.md)."""
+
+    enabled: bool = False
+    address: Address = Address(path=DEFAULT_SOCKET)
+    secret_file: Optional[Path] = None  # TCP only: the shared secret subscribers must prove
+    dtype: str = "fp16"
+    queue_length: int = 4  # frames kept per subscriber; a full queue drops its oldest
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     bundle: Path
     camera: CameraConfig
@@ -58,6 +75,7 @@ class AgentConfig:
     max_slice_nums: Optional[int] = None  # None: the bundle's
     reuse: ReuseConfig = field(default_factory=ReuseConfig)
     sink: SinkConfig = field(default_factory=SinkConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)
     engine_cache: Path = DEFAULT_CACHE_DIR
     max_frames: Optional[int] = None  # None: run until the source ends or the agent is stopped
 
@@ -95,6 +113,7 @@ def parse_agent_config(data: Mapping[str, Any], base: Path) -> AgentConfig:
         max_slice_nums=_positive_or_null(data.get("max_slice_nums"), "max_slice_nums", "null for the bundle's"),
         reuse=_reuse(_section(data, "reuse")),
         sink=_sink(_section(data, "sink"), base),
+        stream=_stream(_section(data, "stream"), base),
         engine_cache=_path(data.get("engine_cache", str(DEFAULT_CACHE_DIR)), "engine_cache", base),
         max_frames=_positive_or_null(data.get("max_frames"), "max_frames", "null to run until the source ends"))
 
@@ -174,8 +193,42 @@ def _sink(section: Mapping[str, Any], base: Path) -> SinkConfig:
     _known(section, SINK_KEYS, "sink")
     kind = section.get("kind", "npy")
     if kind not in SINK_KINDS:
-        raise InputError("sink.kind must be npy (the token stream comes with a later release), got %r" % (kind,))
+        raise InputError("sink.kind must be npy (the token stream is the stream: section), got %r" % (kind,))
     keep = section.get("keep", 100)
     if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
         raise InputError("sink.keep must be an integer >= 1 (how many .npy files to keep), got %r" % (keep,))
     return SinkConfig(_path(section.get("directory", "tokens"), "sink.directory", base), keep, kind)
+
+
+def _int_in(value: Any, key: str, low: int, high: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InputError("%s must be an integer in %d..%d (%s), got %r" % (key, low, high, what, value))
+    return value
+
+
+def _stream(section: Mapping[str, Any], base: Path) -> StreamConfig:
+    _known(section, STREAM_KEYS, "stream")
+    enabled = section.get("enabled", False)
+    if not isinstance(enabled, bool):
+        raise InputError("stream.enabled must be true or false, got %r" % (enabled,))
+    tcp, secret_file = section.get("tcp"), section.get("secret_file")
+    if tcp is not None and section.get("socket") is not None:
+        raise InputError("stream.socket and stream.tcp are both set: keep one (a Unix socket, or loopback TCP)")
+    if tcp is None:
+        if secret_file is not None:
+            raise InputError("stream.secret_file is for stream.tcp only (a Unix socket is guarded by its file "
+                             "mode): remove it, or set stream.tcp")
+        address = Address(path=_path(section.get("socket", str(DEFAULT_SOCKET)), "stream.socket", base))
+    else:
+        if not isinstance(tcp, str):
+            raise InputError("stream.tcp must be host:port on loopback, such as 127.0.0.1:8090, got %r" % (tcp,))
+        address = tcp_address(tcp, "stream.tcp")
+        if secret_file is None:
+            raise InputError("stream.tcp needs stream.secret_file: a file holding the secret subscribers must prove")
+    return StreamConfig(
+        enabled, address, None if secret_file is None else _path(secret_file, "stream.secret_file", base),
+        _choice(section.get("dtype", "fp16"), "stream.dtype", tuple(DTYPES)),
+        _int_in(section.get("queue_length", 4), "stream.queue_length", 1, MAX_QUEUE_LENGTH,
+                "frames kept per subscriber"),
+        _int_in(section.get("max_frame_bytes", DEFAULT_MAX_FRAME_BYTES), "stream.max_frame_bytes",
+                *FRAME_BYTES_RANGE, "the largest frame's tokens in bytes"))

@@ -5,23 +5,26 @@ from __future__ import annotations
 import signal
 from typing import Any, Dict, Optional
 
+from ..bundle.facts import ModelFacts
 from ..bundle.manifest import Bundle
 from ..camera.pipelines import check_camera
 from ..camera.source import FrameSource
 from ..encoder.vision_encoder import VisionEncoder
 from ..engines.factory import open_engines
 from ..errors import InputError
-from .config import AgentConfig
+from ..stream.address import read_secret
+from ..stream.publisher import StreamPublisher
+from .config import AgentConfig, StreamConfig
 from .contracts import Sink, Source
 from .frame_reuse import FrameReuse
 from .pipeline import Pipeline
-from .sinks import NpySink
+from .sinks import NpySink, SinkSet
 
 
-def open_encoder(config: AgentConfig) -> VisionEncoder:
+def open_encoder(config: AgentConfig, bundle: Optional[Bundle] = None) -> VisionEncoder:
     """ONNX Runtime or TensorRT per module, at the precision per module the config gives (TensorRT engines come
-    from the engine cache)."""
-    bundle = Bundle.load(config.bundle)
+    from the engine cache); `bundle`: the config's, when already loaded."""
+    bundle = bundle or Bundle.load(config.bundle)
     encoder = VisionEncoder(bundle, open_engines(bundle, config.backend, config.precision, config.engine_cache),
                             config.resize)
     if config.max_slice_nums is not None:
@@ -33,21 +36,38 @@ def open_encoder(config: AgentConfig) -> VisionEncoder:
     return encoder
 
 
+def open_publisher(stream: StreamConfig, model: ModelFacts) -> StreamPublisher:
+    """The token stream the config describes, serving this bundle's model version and token width."""
+    secret = None if stream.secret_file is None else read_secret(stream.secret_file)
+    return StreamPublisher(stream.address, model.version, model.embed_dim, stream.dtype, stream.queue_length,
+                           stream.max_frame_bytes, secret).start()
+
+
 def make_pipeline(config: AgentConfig, reuse: Optional[bool] = None, max_frames: Optional[int] = None,
                   source: Optional[Source] = None, sink: Optional[Sink] = None) -> Pipeline:
     """Everything the config names, ready to run; `reuse`, `max_frames`, `source` and `sink` override the config.
 
     What can fail on bad input comes first (the camera's static checks: OpenCV, GStreamer, a missing file; the sink
-    folder), the engines last, so a mistake is reported before a TensorRT engine is built."""
+    folder, the stream's socket), the engines last, so a mistake is reported before a TensorRT engine is built. The
+    token stream, when the config enables it, gets the results too (not when `sink` is given: profile)."""
     if source is None:
         check_camera(config.camera)
         source = FrameSource(config.camera)
+    bundle = None
     if sink is None:
         sink = NpySink(config.sink.directory, config.sink.keep)
+        if config.stream.enabled:
+            bundle = Bundle.load(config.bundle)
+            sink = SinkSet([sink, open_publisher(config.stream, bundle.model)])
     enabled = config.reuse.enabled if reuse is None else reuse
     checker = FrameReuse.from_dict(config.reuse.settings) if enabled else None
-    return Pipeline(open_encoder(config), source, sink, checker,
-                    max_frames if max_frames is not None else config.max_frames)
+    try:
+        encoder = open_encoder(config, bundle)
+    except BaseException:
+        if bundle is not None:
+            sink.close()  # the stream's socket, bound above
+        raise
+    return Pipeline(encoder, source, sink, checker, max_frames if max_frames is not None else config.max_frames)
 
 
 def run_pipeline(pipeline: Pipeline) -> Dict[str, Any]:

@@ -1,12 +1,13 @@
-"""Sinks for frame results: the tokens as .npy files (`run`), or nowhere (`profile`)."""
+"""Sinks for frame results: the tokens as .npy files (`run`), or nowhere (`profile`), or to several sinks at once
+(the files and the token stream)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List
+from typing import List, Optional, Sequence
 
 from ..errors import InputError
 from ..fsutil import atomic_write_npy
-from .contracts import FrameResult
+from .contracts import FrameResult, Sink
 
 
 class NpySink:
@@ -47,3 +48,28 @@ class NullSink:
 
     def close(self) -> None:
         """Nothing to let go."""
+
+
+class SinkSet:
+    """Several sinks as one: each result goes to every sink, even when one of them fails (its error is raised
+    after the others have the result)."""
+
+    def __init__(self, sinks: Sequence[Sink]) -> None:
+        self.sinks = list(sinks)
+
+    def describe(self) -> str:
+        return " and ".join(sink.describe() for sink in self.sinks)
+
+    def write(self, result: FrameResult) -> None:
+        failed: Optional[Exception] = None
+        for sink in self.sinks:
+            try:
+                sink.write(result)
+            except Exception as exc:  # noqa: BLE001 - the other sinks still get the frame; raised below
+                failed = failed or exc
+        if failed is not None:
+            raise failed
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            sink.close()

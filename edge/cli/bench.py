@@ -1,4 +1,4 @@
-"""`minicpmv-edge bench preprocess | engines`: benchmarks that print figures (--json for machines)."""
+"""`minicpmv-edge bench preprocess | engines | stream`: benchmarks that print figures (--json for machines)."""
 from __future__ import annotations
 
 import argparse
@@ -37,10 +37,22 @@ def register(sub: argparse._SubParsersAction) -> Dict[str, Handler]:
                          help="timed frames per precision, after one warm-up (default 5)")
     common.add_cache_dir(engines)
     common.add_json(engines)
+    stream = bench_sub.add_parser("stream", help="the token stream vs a raw copy of the same bytes over a Unix "
+                                                 "socket: MB/s, frames/s, latency, for a 10-slice 2.6 frame")
+    stream.add_argument("--frames", type=common.positive_int, default=200,
+                        help="frames per measurement, after 10 of warm-up (default 200)")
+    stream.add_argument("--dtype", choices=("fp16", "fp32"), default="fp16", help="token dtype (default fp16)")
+    common.add_json(stream)
     return {"bench": bench_command}
 
 
 def bench_command(args: argparse.Namespace) -> int:
+    if args.bench == "stream":
+        from ..diagnostics import bench_stream
+
+        report = bench_stream.run_bench(args.frames, args.dtype)
+        print(json.dumps(report, indent=2) if args.json else bench_stream.format_report(report))
+        return 0
     if args.bench == "engines":
         from ..diagnostics.bench_engines import run_bench as run_engines
 

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.agent.config import AgentConfig, ReuseConfig, load_agent_config
+from edge.agent.config import AgentConfig, ReuseConfig, StreamConfig, load_agent_config
 from edge.camera.config import CameraConfig
 from edge.cli.main import main
+from edge.stream.address import Address
 from tests.edge.camera.fakes import moving_frames, write_video
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "configs" / "agent"
@@ -52,6 +53,21 @@ BAD_CONFIGS = [
     ("bundle: b\ncamera: {kind: csi, sensorid: 1}\n", "camera: unknown setting sensorid"),
     ("bundle: b\ncamera: {kind: usb, backend: gstreamer, device: '/dev/video0 ! fakesink'}\n", "camera.device"),
     ("bundle: b\ncamera: {kind: rtsp, url: 'rtsp://cam/live ! fakesink'}\n", "camera.url"),
+    (BASE + "stream: on\n", "stream must be a mapping"),
+    (BASE + "stream: {enabled: sometimes}\n", "stream.enabled must be true or false"),
+    (BASE + "stream: {sokcet: /run/t.sock}\n", "stream: unknown key 'sokcet'"),
+    (BASE + "stream: {socket: 5}\n", "stream.socket must be a path"),
+    (BASE + "stream: {dtype: bf16}\n", "stream.dtype must be one of fp16, fp32"),
+    (BASE + "stream: {queue_length: 0}\n", "stream.queue_length must be an integer in 1..1000"),
+    (BASE + "stream: {queue_length: 2.5}\n", "stream.queue_length must be an integer in 1..1000"),
+    (BASE + "stream: {max_frame_bytes: 100}\n", "stream.max_frame_bytes must be an integer in 1048576..1073741824"),
+    (BASE + "stream: {tcp: '0.0.0.0:8090', secret_file: s}\n", "stream.tcp: 0.0.0.0 is not a loopback address"),
+    (BASE + "stream: {tcp: '10.0.0.2:8090', secret_file: s}\n", "stream.tcp: 10.0.0.2 is not a loopback address"),
+    (BASE + "stream: {tcp: '127.0.0.1:99999', secret_file: s}\n", "stream.tcp must be host:port"),
+    (BASE + "stream: {tcp: 8090, secret_file: s}\n", "stream.tcp must be host:port"),
+    (BASE + "stream: {tcp: '127.0.0.1:8090'}\n", "stream.tcp needs stream.secret_file"),
+    (BASE + "stream: {socket: t.sock, tcp: '127.0.0.1:8090', secret_file: s}\n", "are both set: keep one"),
+    (BASE + "stream: {secret_file: s}\n", "stream.secret_file is for stream.tcp only"),
 ]
 
 
@@ -90,6 +106,19 @@ def test_frame_reuse_has_one_default_in_the_dataclass_and_the_loader(tmp_path):
     assert load_agent_config(config).reuse == ReuseConfig(False, {"threshold": 3.5})
 
 
+def test_the_stream_section_defaults_and_values(tmp_path):
+    config = tmp_path / "agent.yaml"
+    config.write_text(BASE)
+    assert load_agent_config(config).stream == StreamConfig()
+    assert StreamConfig().enabled is False and StreamConfig().address.path == Path("/run/minicpmv-edge/tokens.sock")
+    config.write_text(BASE + "stream: {enabled: true, tcp: '127.0.0.1:8090', secret_file: secret, dtype: fp32, "
+                             "queue_length: 8, max_frame_bytes: 16777216}\n")
+    stream = load_agent_config(config).stream
+    assert stream == StreamConfig(True, Address(host="127.0.0.1", port=8090), tmp_path / "secret", "fp32", 8, 1 << 24)
+    config.write_text(BASE + "stream: {enabled: true, socket: run/tokens.sock}\n")
+    assert load_agent_config(config).stream.address == Address(path=tmp_path / "run" / "tokens.sock")
+
+
 def test_relative_paths_are_taken_from_the_config_folder(tmp_path):
     folder = tmp_path / "etc"
     folder.mkdir()
@@ -119,6 +148,8 @@ def test_the_example_configs_load_as_documented():
     assert file.bundle == EXAMPLES / "bundle" and file.camera.path == str(EXAMPLES / "clip.avi")
     assert file.sink.directory == EXAMPLES / "tokens" and file.backend["vpm"] == "onnxruntime"
     assert all(config.reuse.enabled for config in configs.values())
+    assert csi.stream.enabled and csi.stream.address.path == Path("/run/minicpmv-edge/tokens.sock")
+    assert not file.stream.enabled
 
 
 def test_the_file_example_runs_next_to_a_bundle_and_a_clip(converted_bundle, tmp_path, capsys):

@@ -1,0 +1,176 @@
+"""``minicpmv-edge bench stream``: the token stream against a raw copy of the same bytes over the same kind of
+socket, in one run.
+
+The frame is a 10-slice MiniCPM-V 2.6 frame: [10, 64, 3584], 640 rows of width 3584, in fp16 by default (the
+tokens are made in that dtype, so no cast is timed; the cast an fp32 encoder output needs is reported apart).
+Each side is measured twice on a Unix socket in a temporary folder: throughput (a sender thread sends every frame
+as fast as it can, the main thread receives them all; the publisher's queue holds them all, so none is dropped)
+and latency (one frame at a time: handed over, then received whole). The stream's side includes everything the
+agent and an LLM process would do: encoding the header, the publisher's queue and sender thread, the handshake
+(once), and the subscriber's checks of every message.
+"""
+from __future__ import annotations
+
+import platform
+import queue
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+
+from ..agent.contracts import FrameResult
+from ..stream.address import Address
+from ..stream.protocol import DTYPES
+from ..stream.publisher import StreamPublisher
+from ..stream.subscriber import StreamSubscriber
+
+SHAPE = (10, 64, 3584)  # 2.6: overview + 9 tiles, Q = 64, D = 3584
+WAIT_S = 60.0
+WARM_UP = 10  # frames per side before the measured run
+
+
+def _figures(frames: int, frame_bytes: int, elapsed_s: float, latencies_s: List[float]) -> Dict[str, Any]:
+    latencies_ms = 1e3 * np.asarray(latencies_s)
+    return {"mb_per_s": frames * frame_bytes / elapsed_s / 1e6, "frames_per_s": frames / elapsed_s,
+            "latency_ms": {"p50": float(np.percentile(latencies_ms, 50)),
+                           "p99": float(np.percentile(latencies_ms, 99))}}
+
+
+def _timed(frames: int, send: Callable[[int], None], receive: Callable[[], None]) -> Dict[str, Any]:
+    """Throughput (every frame queued for the sender thread at once) and latency (one frame at a time: queued,
+    then received whole) of one transport; `send` runs in one sender thread, `receive` here."""
+    jobs: queue.Queue[Optional[int]] = queue.Queue()
+
+    def sender() -> None:
+        for job in iter(jobs.get, None):
+            send(job)
+
+    thread = threading.Thread(target=sender, name="bench-sender", daemon=True)
+    thread.start()
+    try:
+        start = time.perf_counter()
+        for i in range(frames):
+            jobs.put(i)
+        for _ in range(frames):
+            receive()
+        elapsed = time.perf_counter() - start
+        latencies = []
+        for i in range(frames):
+            start = time.perf_counter()
+            jobs.put(frames + i)
+            receive()
+            latencies.append(time.perf_counter() - start)
+    finally:
+        jobs.put(None)
+    thread.join(WAIT_S)
+    return {"elapsed_s": elapsed, "latencies_s": latencies}
+
+
+def bench_raw(folder: Path, payload: np.ndarray, frames: int) -> Dict[str, Any]:
+    """The same bytes with sendall / recv_into over a Unix stream socket, nothing else."""
+    data, path = memoryview(payload).cast("B"), folder / "raw.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.connect(str(path))
+    conn, _ = server.accept()
+    buffer = memoryview(bytearray(data.nbytes))
+
+    def send(_: int) -> None:
+        client.sendall(data)
+
+    def receive() -> None:
+        filled = 0
+        while filled < data.nbytes:
+            count = conn.recv_into(buffer[filled:])
+            if count == 0:
+                raise ConnectionError("the raw sender closed")
+            filled += count
+
+    try:
+        return _timed(frames, send, receive)
+    finally:
+        for sock in (conn, client, server):
+            sock.close()
+        path.unlink()
+
+
+def bench_stream(folder: Path, payload: np.ndarray, frames: int, dtype: str) -> Dict[str, Any]:
+    """FrameResults through a StreamPublisher (an agent sink) to a StreamSubscriber."""
+    address = Address(path=folder / "tokens.sock")
+    publisher = StreamPublisher(address, "2.6", SHAPE[-1], dtype=dtype, queue_length=2 * frames).start()
+    subscriber = StreamSubscriber(address, SHAPE[-1])
+    received: List[int] = []
+    try:
+        if not subscriber.connect(WAIT_S):
+            raise RuntimeError("the subscriber could not connect to %s" % address)
+        while not publisher.stats()["subscribers"]:
+            time.sleep(0.001)
+
+        def send(i: int) -> None:
+            publisher.write(FrameResult(i, time.monotonic(), (3, 3), payload, {}))
+
+        def receive() -> None:
+            frame = subscriber.receive(WAIT_S)
+            if frame is None:
+                raise RuntimeError("no frame from the stream in %.0f s" % WAIT_S)
+            received.append(frame.frame_id)
+
+        timed = _timed(frames, send, receive)
+        timed["dropped"], timed["rejected"] = publisher.stats()["dropped"], dict(subscriber.rejected)
+        timed["in_order"] = received == list(range(2 * frames))
+        return timed
+    finally:
+        subscriber.close()
+        publisher.close()
+
+
+def run_bench(frames: int = 200, dtype: str = "fp16") -> Dict[str, Any]:
+    """The report: per transport MB/s, frames/s, latency p50/p99, and stream / raw."""
+    payload = np.random.default_rng(0).standard_normal(SHAPE).astype(DTYPES[dtype])
+    folder = Path(tempfile.mkdtemp(prefix="mcv-bench-", dir="/tmp"))
+    try:
+        for side in ("warm-up", "measured"):  # the first run of each pays for first touches of memory
+            count = min(WARM_UP, frames) if side == "warm-up" else frames
+            raw, stream = bench_raw(folder, payload, count), bench_stream(folder, payload, count, dtype)
+    finally:
+        shutil.rmtree(str(folder), ignore_errors=True)
+    wide, casts = payload.astype(np.float32), []
+    for _ in range(5):
+        start = time.perf_counter()
+        wide.astype(np.float16)
+        casts.append(1e3 * (time.perf_counter() - start))
+    cast_ms = float(np.median(casts))
+    report = {
+        "frame": {"shape": list(SHAPE), "rows": SHAPE[0] * SHAPE[1], "width": SHAPE[2], "dtype": dtype,
+                  "bytes": payload.nbytes},
+        "frames": frames, "socket": "unix", "machine": {"python": platform.python_version(),
+                                                        "processor": platform.machine()},
+        "stream": _figures(frames, payload.nbytes, stream["elapsed_s"], stream["latencies_s"]),
+        "raw": _figures(frames, payload.nbytes, raw["elapsed_s"], raw["latencies_s"]),
+        "dropped": stream["dropped"], "rejected": stream["rejected"], "in_order": stream["in_order"],
+        "fp32_to_fp16_cast_ms": cast_ms}
+    report["throughput_ratio"] = report["stream"]["mb_per_s"] / report["raw"]["mb_per_s"]
+    return report
+
+
+def format_report(report: Dict[str, Any]) -> str:
+    frame = report["frame"]
+    lines = ["%d frames of %d x %d %s (%.2f MB) over a Unix socket" % (report["frames"], frame["rows"],
+                                                                       frame["width"], frame["dtype"],
+                                                                       frame["bytes"] / 1e6)]
+    for side in ("stream", "raw"):
+        figures = report[side]
+        lines.append("  %-6s %8.0f MB/s %8.1f frames/s  latency p50 %.2f ms, p99 %.2f ms"
+                     % (side, figures["mb_per_s"], figures["frames_per_s"], figures["latency_ms"]["p50"],
+                        figures["latency_ms"]["p99"]))
+    lines.append("  stream / raw throughput %.2f; dropped %d, rejected %d; an fp32 -> fp16 cast takes %.2f ms"
+                 % (report["throughput_ratio"], report["dropped"], sum(report["rejected"].values()),
+                    report["fp32_to_fp16_cast_ms"]))
+    return "\n".join(lines)

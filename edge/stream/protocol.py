@@ -1,0 +1,208 @@
+"""The token stream's wire format: length-prefixed messages, each a fixed prefix, a JSON header and raw bytes.
+
+Prefix (20 bytes, big-endian): magic ``MCVT``, protocol version (u16), message kind (u16), header length (u32),
+payload length (u64). Decoding checks the prefix before reading anything else, so a bad or oversized message never
+makes the reader allocate or read past the limits. Every problem is one `FrameError`; docs/stream.md has the bytes.
+"""
+from __future__ import annotations
+
+import json
+import math
+import socket
+import struct
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+
+import numpy as np
+
+MAGIC = b"MCVT"
+VERSION = 1
+PREFIX = struct.Struct(">4sHHIQ")
+MAX_HEADER_BYTES = 16 * 1024
+DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
+HELLO, SUBSCRIBE, ACCEPT, REFUSE, FRAME = 1, 2, 3, 4, 5
+KINDS = (HELLO, SUBSCRIBE, ACCEPT, REFUSE, FRAME)
+DTYPES = {"fp16": np.dtype("<f2"), "fp32": np.dtype("<f4")}
+FRAME_KEYS = ("frame_id", "timestamp_s", "model_version", "grid", "dtype", "shape", "reused_from")
+MAX_TEXT = 64  # model version, and any other short string in a header
+
+
+class FrameError(Exception):
+    """A message that breaks the protocol. `reason` is a short category (magic, version, kind, oversized,
+    truncated, header, payload); `resync` is True when the whole message was consumed, so the stream can go on."""
+
+    def __init__(self, reason: str, detail: str, resync: bool = False) -> None:
+        super().__init__("%s: %s" % (reason, detail))
+        self.reason, self.detail, self.resync = reason, detail, resync
+
+
+class ConnectionClosed(EOFError):
+    """The peer closed the connection between two messages."""
+
+
+class Message(NamedTuple):
+    kind: int
+    header: Dict[str, Any]
+    payload: Any  # bytes, or a memoryview of the reader's buffer
+
+
+class StreamFrame(NamedTuple):
+    """One frame's tokens as they travel: `tokens` is [rows, width] or [slices, query_num, width]."""
+
+    frame_id: int
+    timestamp_s: float
+    model_version: str
+    grid: Optional[Tuple[int, int]]
+    dtype: str
+    tokens: np.ndarray
+    reused_from: Optional[int] = None
+
+
+def pack(kind: int, header: Dict[str, Any], payload: Any = b"") -> bytes:
+    """One whole message as bytes (control messages, tests)."""
+    return b"".join(message_parts(kind, header, payload))
+
+
+def message_parts(kind: int, header: Dict[str, Any], payload: Any = b"") -> Tuple[bytes, memoryview]:
+    """Prefix + header as bytes, and the payload as a view (not copied): what a sender writes in turn."""
+    head = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    view = memoryview(payload).cast("B")
+    return PREFIX.pack(MAGIC, VERSION, kind, len(head), view.nbytes) + head, view
+
+
+def frame_parts(frame: StreamFrame) -> Tuple[bytes, memoryview]:
+    """A FRAME message for `frame`, its tokens cast to `frame.dtype` (little-endian)."""
+    tokens = np.ascontiguousarray(frame.tokens, dtype=DTYPES[frame.dtype])
+    header = {"frame_id": int(frame.frame_id), "timestamp_s": float(frame.timestamp_s),
+              "model_version": str(frame.model_version),
+              "grid": None if frame.grid is None else [int(v) for v in frame.grid], "dtype": frame.dtype,
+              "shape": [int(v) for v in tokens.shape],
+              "reused_from": None if frame.reused_from is None else int(frame.reused_from)}
+    return message_parts(FRAME, header, tokens)
+
+
+def encode_frame(frame: StreamFrame) -> bytes:
+    return b"".join(frame_parts(frame))
+
+
+def check_prefix(prefix: bytes, max_payload_bytes: int) -> Tuple[int, int, int]:
+    """(kind, header length, payload length) of a valid prefix; a FrameError otherwise."""
+    magic, version, kind, header_len, payload_len = PREFIX.unpack(prefix)
+    if magic != MAGIC:
+        raise FrameError("magic", "expected %r, got %r" % (MAGIC, magic))
+    if version != VERSION:
+        raise FrameError("version", "protocol version %d, this side speaks %d: run the same minicpmv-edge release "
+                                    "on both sides" % (version, VERSION))
+    if kind not in KINDS:
+        raise FrameError("kind", "unknown message kind %d" % kind)
+    if header_len > MAX_HEADER_BYTES:
+        raise FrameError("oversized", "header of %d bytes, limit %d" % (header_len, MAX_HEADER_BYTES))
+    limit = max_payload_bytes if kind == FRAME else 0
+    if payload_len > limit:
+        raise FrameError("oversized", "payload of %d bytes, limit %d for this kind" % (payload_len, limit))
+    return kind, header_len, payload_len
+
+
+def parse_header(data: bytes) -> Dict[str, Any]:
+    try:
+        header = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise FrameError("header", "not UTF-8 JSON (%s)" % type(exc).__name__, resync=True) from None
+    if not isinstance(header, dict):
+        raise FrameError("header", "not a JSON object", resync=True)
+    return header
+
+
+def decode(data: bytes, max_payload_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Message:
+    """One whole message from `data` (nothing before or after it)."""
+    if len(data) < PREFIX.size:
+        raise FrameError("truncated", "%d bytes, shorter than the %d-byte prefix" % (len(data), PREFIX.size))
+    kind, header_len, payload_len = check_prefix(data[:PREFIX.size], max_payload_bytes)
+    size = PREFIX.size + header_len + payload_len
+    if len(data) != size:
+        raise FrameError("truncated" if len(data) < size else "payload",
+                         "%d bytes, the prefix says %d" % (len(data), size))
+    return Message(kind, parse_header(data[PREFIX.size:PREFIX.size + header_len]), data[PREFIX.size + header_len:])
+
+
+def decode_frame(data: bytes, max_payload_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> StreamFrame:
+    message = decode(data, max_payload_bytes)
+    if message.kind != FRAME:
+        raise FrameError("kind", "expected a frame, got message kind %d" % message.kind, resync=True)
+    return frame_of(message)
+
+
+def _int(header: Dict[str, Any], key: str, low: int = 0) -> int:
+    value = header[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or value >= 1 << 63:
+        raise FrameError("header", "%s must be an integer >= %d, got %r" % (key, low, value), resync=True)
+    return value
+
+
+def _ints(value: Any, key: str, lengths: Tuple[int, ...]) -> List[int]:
+    if not isinstance(value, list) or len(value) not in lengths or any(
+            isinstance(v, bool) or not isinstance(v, int) or not 1 <= v < 1 << 31 for v in value):
+        raise FrameError("header", "%s must be a list of %s integers >= 1, got %r"
+                         % (key, " or ".join(map(str, lengths)), value), resync=True)
+    return value
+
+
+def frame_of(message: Message) -> StreamFrame:
+    """Check a FRAME message's header field by field and against its payload; the frame, tokens not copied."""
+    header = message.header
+    if sorted(header) != sorted(FRAME_KEYS):
+        raise FrameError("header", "keys %s, expected %s" % (sorted(header), ", ".join(FRAME_KEYS)), resync=True)
+    frame_id = _int(header, "frame_id")
+    timestamp = header["timestamp_s"]
+    if isinstance(timestamp, bool) or not isinstance(timestamp, (int, float)) or not math.isfinite(timestamp):
+        raise FrameError("header", "timestamp_s must be a finite number, got %r" % (timestamp,), resync=True)
+    version = header["model_version"]
+    if not isinstance(version, str) or not 0 < len(version) <= MAX_TEXT:
+        raise FrameError("header", "model_version must be a string of 1..%d characters" % MAX_TEXT, resync=True)
+    grid = None if header["grid"] is None else tuple(_ints(header["grid"], "grid", (2,)))
+    dtype = header["dtype"]
+    if not isinstance(dtype, str) or dtype not in DTYPES:
+        raise FrameError("header", "dtype must be fp16 or fp32, got %r" % (dtype,), resync=True)
+    shape = _ints(header["shape"], "shape", (2, 3))
+    reused_from = None if header["reused_from"] is None else _int(header, "reused_from")
+    expected = DTYPES[dtype].itemsize * math.prod(shape)  # Python ints: three sides < 2**31 cannot overflow
+    if expected != len(message.payload):
+        raise FrameError("payload", "%d bytes, but %s %s takes %d" % (len(message.payload), dtype, shape, expected),
+                         resync=True)
+    tokens = np.frombuffer(message.payload, dtype=DTYPES[dtype]).reshape(shape)
+    return StreamFrame(frame_id, float(timestamp), version, grid, dtype, tokens, reused_from)  # type: ignore[arg-type]
+
+
+class MessageReader:
+    """Reads whole messages from a socket, never more than the prefix allows. A socket timeout keeps what was read,
+    so the next `read` goes on where it stopped."""
+
+    def __init__(self, max_payload_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+        self.max_payload_bytes = max_payload_bytes
+        self._reset()
+
+    def _reset(self) -> None:
+        self._prefix = bytearray(PREFIX.size)
+        self._kind, self._body, self._filled, self._header_len = 0, memoryview(self._prefix), 0, -1
+
+    def read(self, sock: socket.socket) -> Message:
+        """The next message; raises FrameError, ConnectionClosed, or socket.timeout / OSError from the socket."""
+        while True:
+            while self._filled < len(self._body):
+                count = sock.recv_into(self._body[self._filled:])
+                if count == 0:
+                    partial = self._filled > 0 or self._header_len >= 0
+                    self._reset()
+                    if partial:
+                        raise FrameError("truncated", "the connection closed inside a message")
+                    raise ConnectionClosed("the publisher closed the connection")
+                self._filled += count
+            if self._header_len >= 0:
+                body, header_len, kind = self._body, self._header_len, self._kind
+                self._reset()
+                return Message(kind, parse_header(bytes(body[:header_len])), body[header_len:])
+            try:
+                self._kind, self._header_len, payload_len = check_prefix(bytes(self._prefix), self.max_payload_bytes)
+            except FrameError:
+                self._reset()
+                raise
+            self._body, self._filled = memoryview(bytearray(self._header_len + payload_len)), 0

@@ -1,0 +1,32 @@
+"""`minicpmv-edge bench stream`: a real run over real sockets reports both transports, the ratio, and no drops."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edge.cli.main import main
+
+
+@pytest.mark.parametrize("dtype,itemsize", [("fp16", 2), ("fp32", 4)])
+def test_bench_stream_reports_stream_and_raw(capsys, dtype, itemsize):
+    capsys.readouterr()
+    assert main(["bench", "stream", "--frames", "12", "--dtype", dtype, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["frame"] == {"shape": [10, 64, 3584], "rows": 640, "width": 3584, "dtype": dtype,
+                               "bytes": 640 * 3584 * itemsize}
+    for side in ("stream", "raw"):
+        figures = report[side]
+        assert figures["mb_per_s"] > 0 and figures["frames_per_s"] > 0
+        assert 0 < figures["latency_ms"]["p50"] <= figures["latency_ms"]["p99"]
+    assert report["throughput_ratio"] == pytest.approx(report["stream"]["mb_per_s"] / report["raw"]["mb_per_s"])
+    assert report["dropped"] == 0 and report["rejected"] == {} and report["in_order"] is True
+
+
+def test_bench_stream_text_and_bad_frames(capsys):
+    assert main(["bench", "stream", "--frames", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "stream / raw throughput" in out and "640 x 3584 fp16" in out
+    with pytest.raises(SystemExit) as stop:
+        main(["bench", "stream", "--frames", "0"])
+    assert stop.value.code == 2
