@@ -8,7 +8,7 @@ llama.cpp would hand back the previous logits as if nothing had happened (docs/l
 from __future__ import annotations
 
 import ctypes
-from typing import Any, List, Optional, Sequence
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -173,6 +173,48 @@ class EmbeddingLlm:
             raise LlmError("no logits to read: nothing was fed since the last reset, or the last decode failed")
         pointer = self._ll.llama_get_logits_ith(self._ctx, -1)
         return np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)).copy()
+
+    def truncate(self, n_keep: int) -> None:
+        """Forget every position from `n_keep` on and keep the KV cache of the first `n_keep` (a fixed prefix such
+        as the system prompt) for the next request."""
+        if not 0 <= n_keep <= self.n_past:
+            raise LlmError("cannot keep %d positions of %d fed: reset() instead" % (n_keep, self.n_past))
+        if not self._ll.llama_memory_seq_rm(self._ll.llama_get_memory(self._ctx), 0, n_keep, -1):
+            self.reset()
+            raise LlmError("llama.cpp could not drop positions %d.. of its memory; it was cleared" % n_keep)
+        self.n_past = n_keep
+        self._has_logits = False
+
+    def piece(self, token: int) -> bytes:
+        """The bytes of one generated token (special tokens render as nothing)."""
+        buffer = ctypes.create_string_buffer(256)
+        size = self._ll.llama_token_to_piece(self._vocab, int(token), buffer, len(buffer), 0, False)
+        if size < 0:
+            raise LlmError("llama.cpp could not render token %d" % token)
+        return buffer.raw[:size]
+
+    def is_end(self, token: int) -> bool:
+        """Whether `token` ends generation (end of turn or of text)."""
+        return bool(self._ll.llama_vocab_is_eog(self._vocab, int(token)))
+
+    def apply_template(self, messages: Sequence[Tuple[str, str]], add_assistant: bool) -> str:
+        """The GGUF's chat template rendered by llama.cpp around (role, content) messages; `add_assistant` opens
+        the assistant's turn."""
+        template = self._ll.llama_model_chat_template(self._model, None)
+        if not template:
+            raise InputError("the GGUF has no chat template (tokenizer.chat_template): use a GGUF converted with one")
+        keep = [(role.encode(), content.encode()) for role, content in messages]  # alive while llama.cpp reads
+        chat = (self._ll.llama_chat_message * len(keep))(*[self._ll.llama_chat_message(r, c) for r, c in keep])
+        capacity = 2 * sum(len(r) + len(c) for r, c in keep) + 256
+        for _ in range(2):
+            buffer = ctypes.create_string_buffer(capacity)
+            size = self._ll.llama_chat_apply_template(template, chat, len(keep), add_assistant, buffer, capacity)
+            if size < 0:
+                raise InputError("llama.cpp does not know this GGUF's chat template")
+            if size <= capacity:
+                return buffer.raw[:size].decode("utf-8", "replace")
+            capacity = size
+        raise LlmError("llama.cpp's chat template kept growing")
 
     def reset(self) -> None:
         """Forget everything fed (clear the KV memory) for the next request."""
