@@ -1,0 +1,102 @@
+"""The LLM process put together: the GGUF in llama.cpp, the bundle's VisionEncoder (for attached images), the frame
+follower on the agent's token stream, and the HTTP API; every input checked before anything is served."""
+from __future__ import annotations
+
+import ipaddress
+import logging
+from pathlib import Path
+from typing import Any, Optional, Tuple
+
+from ..errors import InputError
+from .api import DEFAULT_LIMITS, Limits
+from .embeddings import EmbeddingLlm
+from .follower import FrameFollower
+from .server import LlmServer
+from .service import ChatService
+
+log = logging.getLogger("minicpmv-edge.llm")
+DEFAULT_LISTEN = "127.0.0.1:8089"
+
+
+def listen_address(text: str) -> Tuple[str, int]:
+    """`host:port` ([::1]:port for IPv6) -> (host, port)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise InputError("--listen must be HOST:PORT with a port in 0..65535, got %r" % text)
+    return host.strip("[]"), int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def read_token(path: Path) -> str:
+    """The API token: the file's first line, at least 16 characters."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError("--token-file: cannot read %s (%s)" % (path, exc)) from None
+    token = lines[0].strip() if lines else ""
+    if len(token) < 16:
+        raise InputError("--token-file: %s must hold a token of at least 16 characters on its first line (for "
+                         "example `head -c 32 /dev/urandom | base64 > %s`)" % (path, path))
+    return token
+
+
+class LlmProcess:
+    """Everything the process owns; `close` frees it all. A context manager."""
+
+    def __init__(self, bundle: Path, gguf: Path, stream: Any = None, stream_secret: Optional[bytes] = None,
+                 listen: str = DEFAULT_LISTEN, token: Optional[str] = None, n_ctx: int = 4096,
+                 limits: Limits = DEFAULT_LIMITS, max_waiting: int = 2, backend: str = "onnxruntime") -> None:
+        from ..encoder.vision_encoder import VisionEncoder
+
+        host, port = listen_address(listen)
+        if token is None and not is_loopback(host):
+            raise InputError("--listen %s is not a loopback address: it needs --token-file, and clients must send "
+                             "Authorization: Bearer <token>" % host)
+        for flag, path in (("--bundle", bundle), ("--gguf", gguf)):
+            if not Path(path).exists():
+                raise InputError("%s: %s does not exist" % (flag, path))
+        self.llm = self.encoder = self.follower = self.server = None
+        try:
+            self.llm = EmbeddingLlm(str(gguf), n_ctx=n_ctx)
+            self.encoder = VisionEncoder.from_bundle(bundle, backend=backend)
+            width = self.encoder.bundle.model.embed_dim
+            if width != self.llm.n_embd:
+                raise InputError("token width mismatch: the bundle makes %d-wide tokens (MiniCPM-V %s), the GGUF "
+                                 "takes %d (n_embd): use the GGUF of the LLM this bundle was made for"
+                                 % (width, self.encoder.bundle.model.version, self.llm.n_embd))
+            if stream is not None:
+                self.follower = FrameFollower(stream, width, stream_secret).start()
+            service = ChatService(self.llm, self.encoder, self.follower, limits.max_tokens, max_waiting)
+            self.server = LlmServer((host, port), service, Path(gguf).stem, token, limits)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return "http://%s:%d" % ("[%s]" % host if ":" in host else host, port)
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.server_close()
+        if self.follower is not None:
+            self.follower.close()
+        if self.encoder is not None:
+            self.encoder.close()
+        if self.llm is not None:
+            self.llm.close()
+
+    def __enter__(self) -> LlmProcess:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()

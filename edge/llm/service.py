@@ -1,0 +1,69 @@
+"""The chat service: one LLM answering one request at a time, about the camera's newest frame or an attached image
+encoded by the one VisionEncoder the process owns; a bounded number of requests may wait for their turn."""
+from __future__ import annotations
+
+import threading
+from typing import Any, Dict, Iterator, NamedTuple, Optional
+
+import numpy as np
+
+from ..encoder.prompt import PromptLayout
+from ..errors import InputError
+from .api import ApiError, ChatRequest
+from .conversation import Image, build_prompt, with_system
+from .embeddings import EmbeddingLlm
+from .follower import FrameFollower
+from .generate import Answer, Generator
+
+
+class Reply(NamedTuple):
+    answer: Answer  # iterate it while holding the turn (Reply.pieces does)
+    frame: Optional[Dict[str, Any]]  # the camera frame answered about (frame_id, timestamp_s, reused_from), or None
+
+
+class ChatService:
+    """`encoder` (a VisionEncoder) encodes attached images; `follower` supplies the camera's newest frame."""
+
+    def __init__(self, llm: EmbeddingLlm, encoder: Any, follower: Optional[FrameFollower], max_tokens: int,
+                 max_waiting: int = 2) -> None:
+        self.llm, self.encoder, self.follower, self.max_tokens = llm, encoder, follower, max_tokens
+        self.layout = PromptLayout.from_facts(encoder.bundle.model)
+        self.generator = Generator(llm)
+        self.turn = threading.Lock()  # the model answers one request at a time
+        self.slots = threading.BoundedSemaphore(1 + max_waiting)  # the one answering and those waiting
+
+    def admit(self) -> None:
+        """Take a slot for a request, or ApiError 429 when the answering one and the waiting ones fill them."""
+        if not self.slots.acquire(blocking=False):
+            raise ApiError(429, "busy: the model answers one request at a time and the queue is full; retry later")
+
+    def release(self) -> None:
+        self.slots.release()
+
+    def answer(self, request: ChatRequest) -> Iterator[Any]:
+        """Within an admitted request: first the Reply (prompt fed), then the answer's text pieces. Holds the
+        turn until exhausted or closed."""
+        with self.turn:
+            image, frame = self._image(request)
+            try:
+                prompt = build_prompt(self.llm, self.layout, with_system(request.messages), image)
+                room = self.llm.n_ctx - prompt.n_tokens
+                max_tokens = request.max_tokens or max(1, min(self.max_tokens, room))
+                answer = self.generator.start(prompt, max_tokens, request.temperature, request.seed)
+            except InputError as exc:
+                raise ApiError(400, str(exc)) from None
+            yield Reply(answer, frame)
+            yield from answer
+
+    def _image(self, request: ChatRequest) -> Any:
+        """(Image, frame facts): the attached image encoded here, or the camera's newest frame (503 when none)."""
+        if request.image is not None:
+            encoded = self.encoder.encode(np.asarray(request.image))
+            return Image(encoded.tokens, encoded.grid), None
+        latest = None if self.follower is None else self.follower.latest
+        if latest is None:
+            why = "no token stream configured (--stream)" if self.follower is None else (
+                self.follower.error or "the agent has not published a frame yet")
+            raise ApiError(503, "no camera frame to answer about: %s; attach an image_url instead" % why)
+        facts = {"frame_id": latest.frame_id, "timestamp_s": latest.timestamp_s, "reused_from": latest.reused_from}
+        return Image(latest.tokens, latest.grid), facts
