@@ -45,7 +45,9 @@ setup(
         # follow llama.cpp's C API, which changes between releases. No wheel on PyPI: pip compiles it (minutes).
         "llm": ["llama-cpp-python==0.3.36", "gguf"],
         "trt-check": TRT_CHECK,
-        "dev": ["pytest", "ruff", "vermin", "transformers>=4.45", "pillow", "opencv-python-headless", *TRT_CHECK],
+        # openai: the client the LLM process's API is tested with.
+        "dev": ["pytest", "ruff", "vermin", "openai", "transformers>=4.45", "pillow", "opencv-python-headless",
+                *TRT_CHECK],
     },
     entry_points={
         "console_scripts": [

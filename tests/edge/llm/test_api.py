@@ -22,7 +22,7 @@ from .conftest import publish, scene  # noqa: E402
 WAIT_S = 60.0
 
 
-def _client(url: str, token: str = "none") -> "openai.OpenAI":
+def _client(url: str, token: str = "none") -> openai.OpenAI:
     return openai.OpenAI(base_url=url, api_key=token, max_retries=0, timeout=WAIT_S)
 
 
