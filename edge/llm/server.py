@@ -9,7 +9,7 @@ import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 from .api import DEFAULT_LIMITS, ApiError, Limits, parse_request
 from .embeddings import LlmError
@@ -48,7 +48,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self._guarded(self._chat if self.path.rstrip("/") == "/v1/chat/completions" else self._not_found)
 
-    def _guarded(self, action) -> None:
+    def _guarded(self, action: Callable[[], None]) -> None:
         try:
             if self.server.token is not None:
                 sent = self.headers.get("Authorization", "")
@@ -96,9 +96,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _discard(self, length: int) -> None:
         """Read a refused body away (up to DRAIN_BYTES) so that the client reads the 413 instead of a reset."""
         self.close_connection = True
-        if length <= DRAIN_BYTES:
-            while length > 0:
-                length -= len(self.rfile.read(min(length, 1 << 16)) or b"x" * length)
+        while 0 < length <= DRAIN_BYTES:
+            chunk = self.rfile.read(min(length, 1 << 16))
+            if not chunk:
+                break
+            length -= len(chunk)
 
     def _completion(self, reply: Reply, choice: Dict[str, Any], chunk: bool = False) -> Dict[str, Any]:
         answer = reply.answer
@@ -117,7 +119,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._request_id = "chatcmpl-" + uuid.uuid4().hex
         return self._request_id
 
-    def _stream(self, reply: Reply, pieces) -> None:
+    def _stream(self, reply: Reply, pieces: Iterator[str]) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
@@ -131,6 +133,9 @@ class _Handler(BaseHTTPRequestHandler):
         except LlmError as exc:  # the status line is sent: the error goes as an event
             log.error("llama.cpp failed: %s", exc)
             self._event({"error": {"message": "the LLM failed: %s" % exc, "type": "server_error", "code": 500}})
+            return
+        except (BrokenPipeError, ConnectionResetError):
+            log.info("the client left before the answer ended")
             return
         self._event(self._completion(reply, {"delta": {}}, chunk=True))
         self.wfile.write(b"data: [DONE]\n\n")

@@ -44,8 +44,8 @@ class ChatService:
         """Within an admitted request: first the Reply (prompt fed), then the answer's text pieces. Holds the
         turn until exhausted or closed."""
         with self.turn:
-            image, frame = self._image(request)
             try:
+                image, frame = self._image(request)
                 prompt = build_prompt(self.llm, self.layout, with_system(request.messages), image)
                 room = self.llm.n_ctx - prompt.n_tokens
                 max_tokens = request.max_tokens or max(1, min(self.max_tokens, room))
@@ -65,5 +65,12 @@ class ChatService:
             why = "no token stream configured (--stream)" if self.follower is None else (
                 self.follower.error or "the agent has not published a frame yet")
             raise ApiError(503, "no camera frame to answer about: %s; attach an image_url instead" % why)
+        version, blocks = self.encoder.bundle.model.version, latest.tokens.size // (self.layout.query_num *
+                                                                               latest.tokens.shape[-1])
+        expected = 1 + (0 if latest.grid is None else latest.grid[0] * latest.grid[1])
+        if latest.model_version != version or blocks != expected:
+            raise ApiError(503, "the newest camera frame does not fit this process: MiniCPM-V %s tokens in %d blocks "
+                                "for grid %s (this bundle is %s, and needs %d blocks)"
+                           % (latest.model_version, blocks, latest.grid, version, expected))
         facts = {"frame_id": latest.frame_id, "timestamp_s": latest.timestamp_s, "reused_from": latest.reused_from}
         return Image(latest.tokens, latest.grid), facts

@@ -154,3 +154,18 @@ def test_a_configured_token_is_required(start_llm, tmp_path: Path) -> None:
     status, body = _post(running.url, b"{}")
     assert status == 401 and "bearer token" in body["error"]["message"]
     assert _client(running.url, "s3cret-token-0123456789").models.list().data
+
+
+def test_a_frame_that_does_not_fit_the_bundle_is_503(start_llm) -> None:
+    import numpy as np
+
+    from edge.stream.protocol import StreamFrame
+
+    running = start_llm()
+    tokens = np.zeros((1, 64, 256), dtype=np.float32)  # one block, but the header says a 2x1 grid
+    running.publisher.publish(StreamFrame(3, 1.0, "2.6", (2, 1), "fp16", tokens))
+    _wait_for_frame(running, 3)
+    with pytest.raises(openai.APIStatusError) as error:
+        _client(running.url).chat.completions.create(model=running.process.server.model_id,
+                                                     messages=[{"role": "user", "content": "?"}])
+    assert error.value.status_code == 503 and "needs 3 blocks" in str(error.value)
