@@ -122,7 +122,9 @@ def decode_image(url: str, limits: Limits) -> Any:
             raise ApiError(413, "the image is %dx%d, over %d pixels" % (image.width, image.height,
                                                                          limits.max_image_pixels))
         return image.convert("RGB")
-    except (OSError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:  # Pillow's own limit, far above ours, met in the header
+        raise ApiError(413, "the image is too large: %s" % exc) from None
+    except OSError as exc:
         raise ApiError(400, "the image cannot be decoded: %s" % exc) from None
 
 
