@@ -75,7 +75,10 @@ class LlmProcess:
             if stream is not None:
                 self.follower = FrameFollower(stream, width, stream_secret).start()
             service = ChatService(self.llm, self.encoder, self.follower, limits.max_tokens, max_waiting)
-            self.server = LlmServer((host, port), service, Path(gguf).stem, token, limits)
+            try:
+                self.server = LlmServer((host, port), service, Path(gguf).stem, token, limits)
+            except OSError as exc:
+                raise InputError("--listen %s: cannot listen there (%s)" % (listen, exc.strerror or exc)) from None
         except BaseException:
             self.close()
             raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import socket
 import threading
 import time
 import uuid
@@ -26,6 +27,8 @@ class LlmServer(ThreadingHTTPServer):
 
     def __init__(self, address: Tuple[str, int], service: ChatService, model_id: str,
                  token: Optional[str] = None, limits: Limits = DEFAULT_LIMITS) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
         self.service, self.model_id, self.token, self.limits = service, model_id, token, limits
         self.created = int(time.time())

@@ -27,11 +27,19 @@ def _refused(capsys, *args: str) -> str:
     return err
 
 
+def _token(folder: Path) -> Path:
+    path = folder / "token"
+    path.write_text("0123456789abcdef0123\n")
+    return path
+
+
 def test_bad_input_is_one_line(make_bundle, make_gguf, tmp_path, capsys, monkeypatch) -> None:
     bundle, gguf = str(make_bundle("2.6")), str(make_gguf("2.6"))
     assert "--gguf" in _refused(capsys, "--bundle", bundle, "--gguf", str(tmp_path / "none.gguf"))
     assert "--bundle" in _refused(capsys, "--bundle", str(tmp_path / "none"), "--gguf", gguf)
     assert "--token-file" in _refused(capsys, "--bundle", bundle, "--gguf", gguf, "--listen", "0.0.0.0:0")
+    assert "cannot listen" in _refused(capsys, "--bundle", bundle, "--gguf", gguf, "--listen", "192.0.2.1:8089",
+                                       "--token-file", str(_token(tmp_path)))
     from converter import family
     from converter.gguf_writer import write_gguf
 

@@ -94,6 +94,12 @@ def test_an_answer_about_a_data_uri_image(start_llm) -> None:
         chunks = list(client.chat.completions.create(model=running.process.server.model_id, stream=True,
                                                      max_tokens=4, messages=[{"role": "user", "content": content}]))
         assert chunks[-1].choices[0].finish_reason in ("stop", "length") and chunks[-1].frame is None
+    body = json.dumps({"stream": True, "max_tokens": 3, "messages": [{"role": "user", "content": content}]}).encode()
+    request = urllib.request.Request(running.url + "/chat/completions", data=body, method="POST")
+    with urllib.request.urlopen(request, timeout=WAIT_S) as response:
+        assert response.headers["Content-Type"] == "text/event-stream"
+        events = response.read().decode().split("\n\n")
+    assert events[-2:] == ["data: [DONE]", ""] and all(e.startswith("data: {") for e in events[:-2])
 
 
 def test_models_and_bad_requests(start_llm) -> None:
