@@ -53,9 +53,13 @@ class EmbeddingLlm:
     """One GGUF model and one context: ``feed_tokens`` / ``feed_rows`` in prompt order, then ``logits``; ``reset``
     between requests. A context manager; ``close`` frees the model and the context."""
 
-    def __init__(self, gguf_path: str, n_ctx: int = 4096, n_batch: int = 512, n_threads: Optional[int] = None) -> None:
+    def __init__(self, gguf_path: str, n_ctx: int = 4096, n_batch: int = 512, n_threads: Optional[int] = None,
+                 repack: bool = True) -> None:
         self._ll = _llama_cpp()
         model_params = self._ll.llama_model_default_params()
+        # repack=False keeps the weights out of the CPU backend's repacked layouts (llama.cpp's --no-repack): on an
+        # x86 CPU that lists AMX but cannot run it, the AMX layout dies of an illegal instruction (docs/llamacpp.md).
+        model_params.use_extra_bufts = repack
         _errors.clear()
         self._model = self._ll.llama_model_load_from_file(str(gguf_path).encode(), model_params)
         if not self._model:
