@@ -1,4 +1,4 @@
-"""`minicpmv-edge bench preprocess | engines | stream`: benchmarks that print figures (--json for machines)."""
+"""`minicpmv-edge bench preprocess | engines | stream | llm`: benchmarks that print figures (--json for machines)."""
 from __future__ import annotations
 
 import argparse
@@ -43,10 +43,26 @@ def register(sub: argparse._SubParsersAction) -> Dict[str, Handler]:
                         help="frames per measurement, after 10 of warm-up (default 200)")
     stream.add_argument("--dtype", choices=("fp16", "fp32"), default="fp16", help="token dtype (default fp16)")
     common.add_json(stream)
+    llm = bench_sub.add_parser("llm", help="a GGUF LLM in llama.cpp: load time, image-row prefill, first token "
+                                           "cold and with the system prompt cached, decode, peak RSS")
+    llm.add_argument("--gguf", required=True, type=Path, help="the LLM as a GGUF file")
+    llm.add_argument("--rows", type=common.positive_int, default=640,
+                     help="random image rows to prefill (default 640: a 10-slice 2.6 frame)")
+    llm.add_argument("--tokens", type=common.positive_int, default=32, help="tokens to decode (default 32)")
+    llm.add_argument("--repeats", type=common.positive_int, default=3, help="timed runs (median; default 3)")
+    llm.add_argument("--no-repack", dest="repack", action="store_false",
+                     help="keep the weights out of llama.cpp's repacked CPU layouts (as llama.cpp's --no-repack)")
+    common.add_json(llm)
     return {"bench": bench_command}
 
 
 def bench_command(args: argparse.Namespace) -> int:
+    if args.bench == "llm":
+        from ..diagnostics import bench_llm
+
+        report = bench_llm.run_bench(args.gguf, args.rows, args.tokens, args.repeats, args.repack)
+        print(json.dumps(report, indent=2) if args.json else bench_llm.format_report(report))
+        return 0
     if args.bench == "stream":
         from ..diagnostics import bench_stream
 

@@ -1,0 +1,129 @@
+"""``minicpmv-edge bench llm``: a GGUF LLM in llama.cpp as the LLM process drives it, in one run.
+
+Model load (file to a ready context); prefill of image rows (``--rows`` random rows of the GGUF's input width, seeded,
+fed as raw embeddings: a 10-slice MiniCPM-V 2.6 frame is 640 rows); time to first token of one request (the LLM
+process's default system prompt, the rows, a question; no chat template, so that any GGUF serves) cold and again with
+the system prompt's KV cache kept, as the LLM process answers a second request (``edge.llm.generate``); greedy
+decode speed (``--tokens`` tokens, not stopping at an end of turn); peak resident memory (ru_maxrss). Timings are
+medians over ``--repeats``.
+"""
+from __future__ import annotations
+
+import platform
+import resource
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Tuple
+
+import numpy as np
+
+from ..errors import InputError
+from ..llm.conversation import DEFAULT_SYSTEM, Prompt
+from ..llm.embeddings import EmbeddingLlm
+from ..llm.generate import Generator
+
+GGUF_MAGIC = b"GGUF"
+QUESTION = "What do you see?"
+MIN_CTX = 4096  # the LLM process's default context
+TEXT_ROOM = 256  # context positions kept for the request's text around the rows
+SEED = 0
+
+
+def check_gguf(path: Path) -> None:
+    """InputError unless `path` is a file that starts as a GGUF does."""
+    if not path.is_file():
+        raise InputError("--gguf: %s does not exist or is not a file" % path)
+    with path.open("rb") as stream:
+        head = stream.read(len(GGUF_MAGIC))
+    if head != GGUF_MAGIC:
+        raise InputError("--gguf: %s is not a GGUF file (it starts with %r, not %r): pass a llama.cpp .gguf model"
+                         % (path, head, GGUF_MAGIC))
+
+
+def peak_rss_bytes() -> int:
+    """The peak resident set of this process so far (ru_maxrss is in KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _timed(step: Callable[..., Any], *args: Any) -> Tuple[float, Any]:
+    """Seconds `step(*args)` took, and what it returned."""
+    start = time.perf_counter()
+    result = step(*args)
+    return time.perf_counter() - start, result
+
+
+def _median(values: List[float]) -> float:
+    return float(np.median(values))
+
+
+def _prefill(llm: EmbeddingLlm, rows: np.ndarray) -> None:
+    llm.feed_rows(rows)
+    llm.logits()
+
+
+def _first_token(generator: Generator, prompt: Prompt, tokens: int) -> int:
+    """Feed `prompt` (keeping the cached prefix when it matches) and pick the first token greedily."""
+    generator.start(prompt, tokens)
+    return int(np.argmax(generator.llm.logits()))
+
+
+def _decode(llm: EmbeddingLlm, first: int, tokens: int) -> None:
+    """Feed `tokens` greedy tokens one at a time, starting from `first`."""
+    token = first
+    for _ in range(tokens):
+        llm.feed_tokens([token])
+        token = int(np.argmax(llm.logits()))
+
+
+def run_bench(gguf: Path, rows: int = 640, tokens: int = 32, repeats: int = 3, repack: bool = True) -> Dict[str, Any]:
+    """The report: load seconds, prefill rows/s, first token cold and cached (and their ratio), decode tokens/s,
+    peak RSS before and after loading."""
+    gguf = Path(gguf)
+    check_gguf(gguf)
+    rss_before = peak_rss_bytes()
+    start = time.perf_counter()
+    with EmbeddingLlm(str(gguf), n_ctx=max(MIN_CTX, rows + tokens + TEXT_ROOM), repack=repack) as llm:
+        load_s = time.perf_counter() - start
+        image_rows = np.random.default_rng(SEED).standard_normal((rows, llm.n_embd)).astype(np.float32)
+        prefill = []
+        for _ in range(repeats):
+            llm.reset()
+            prefill.append(_timed(_prefill, llm, image_rows)[0])
+        prompt = Prompt(llm.tokenize(DEFAULT_SYSTEM, add_special=True), [image_rows, llm.tokenize("\n" + QUESTION)])
+        cold, cached, decode, hits = [], [], [], 0
+        for _ in range(repeats):
+            generator = Generator(llm)  # no cached prefix: its first start clears the memory
+            cold.append(_timed(_first_token, generator, prompt, tokens)[0])
+            seconds, first = _timed(_first_token, generator, prompt, tokens)  # the system prompt's cache kept
+            cached.append(seconds)
+            decode.append(_timed(_decode, llm, first, tokens)[0])
+            hits += generator.prefix_hits
+        model = {"architecture": llm.metadata("general.architecture"), "n_embd": llm.n_embd,
+                 "n_vocab": llm.n_vocab, "n_ctx": llm.n_ctx, "file_bytes": gguf.stat().st_size}
+    return {
+        "benchmark": "llm", "gguf": str(gguf), "model": model, "rows": rows, "tokens": tokens, "repeats": repeats,
+        "repack": repack,
+        "machine": {"platform": platform.platform(), "processor": platform.machine(),
+                    "python": platform.python_version()},
+        "load_s": load_s,
+        "prefill": {"rows": rows, "median_s": _median(prefill), "rows_per_s": rows / _median(prefill)},
+        "first_token": {"prompt_tokens": prompt.n_tokens, "prefix_tokens": len(prompt.prefix),
+                        "prefix_hits": hits, "cold_ms": 1e3 * _median(cold),
+                        "cached_ms": 1e3 * _median(cached), "cached_over_cold": _median(cached) / _median(cold)},
+        "decode": {"tokens": tokens, "median_s": _median(decode), "tokens_per_s": tokens / _median(decode)},
+        "memory": {"peak_rss_before_load_bytes": rss_before, "peak_rss_bytes": peak_rss_bytes()}}
+
+
+def format_report(report: Dict[str, Any]) -> str:
+    model, first = report["model"], report["first_token"]
+    return "\n".join([
+        "%s (%s, n_embd %d, %.1f MB), median of %d" % (report["gguf"], model["architecture"], model["n_embd"],
+                                                       model["file_bytes"] / 1e6, report["repeats"]),
+        "  load %.2f s; prefill %d rows %.0f rows/s; decode %d tokens %.1f tokens/s"
+        % (report["load_s"], report["rows"], report["prefill"]["rows_per_s"], report["tokens"],
+           report["decode"]["tokens_per_s"]),
+        "  first token of a %d-token request: cold %.1f ms, %d-token system prefix kept %.1f ms (cached / cold %.2f)"
+        % (first["prompt_tokens"], first["cold_ms"], first["prefix_tokens"], first["cached_ms"],
+           first["cached_over_cold"]),
+        "  peak RSS %.1f MB (%.1f MB before loading)" % (report["memory"]["peak_rss_bytes"] / 1e6,
+                                                        report["memory"]["peak_rss_before_load_bytes"] / 1e6)])
