@@ -39,7 +39,7 @@ UP_PID=$!
 ready=
 for _ in $(seq 240); do  # up to 120 s for the agent's first frame to reach the LLM process
     kill -0 "$UP_PID" 2>/dev/null || { cat "$LOG"; echo "demo: minicpmv-edge up ended early (log above)"; exit 1; }
-    if curl -s -m 60 "$API/chat/completions" -d '{"messages": [{"role": "user", "content": "ready?"}],
+    if curl -s -m 20 "$API/chat/completions" -d '{"messages": [{"role": "user", "content": "ready?"}],
             "max_tokens": 1}' | grep -q '"frame": {'; then ready=1; break; fi
     sleep 0.5
 done
