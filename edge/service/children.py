@@ -66,10 +66,6 @@ class Child:
         for line in stream:
             self.say(line.rstrip("\n"))
 
-    @property
-    def pid(self) -> Optional[int]:
-        return None if self.process is None else self.process.pid
-
     def poll(self) -> Optional[int]:
         """None while it runs (or before it started), else its exit code (128 + N when killed by signal N)."""
         if self.process is None or self.process.poll() is None:

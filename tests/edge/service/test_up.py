@@ -1,7 +1,8 @@
 """`minicpmv-edge up` with real processes: the agent publishes a looping video's frames on the token stream, the LLM
 process answers about the newest one; kill -9 the LLM process and `up` restarts it while the agent keeps running,
 and the new one answers about a newer frame. SIGTERM stops both (exit 143, one line, no orphans); an agent that ends
-(max frames) ends `up` with its exit code. Generous time bounds, no timing thresholds."""
+(max frames) ends `up` with its exit code, and a killed `up` leaves no child behind. Generous time bounds, no timing
+thresholds."""
 from __future__ import annotations
 
 import json
@@ -133,6 +134,23 @@ def test_up_ends_with_the_agent(make_bundle, make_gguf, tmp_path, sock_dir):
     assert up.process.returncode == 0, (log, err)
     assert "[agent] frames 2 (encoded 2" in log and "[up] the agent ended with exit code 0" in log, log
     assert not any(alive(pid) for pid in up.pids("agent") + up.pids("llm"))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_children_do_not_outlive_a_killed_up(make_bundle, make_gguf, tmp_path, sock_dir):
+    config = write_config(tmp_path, make_bundle("2.6"), make_gguf("2.6"), sock_dir)
+    up = Up(config)
+    deadline = time.monotonic() + WAIT_S
+    while len(up.pids("agent") + up.pids("llm")) < 2:
+        assert time.monotonic() < deadline and up.process.poll() is None, up.lines
+        time.sleep(0.1)
+    children = up.pids("agent") + up.pids("llm")
+    up.process.kill()
+    up.finish()
+    deadline = time.monotonic() + WAIT_S
+    while any(alive(pid) for pid in children):  # the kernel sends them SIGTERM; they stop as they always do
+        assert time.monotonic() < deadline, "orphaned children %s" % children
+        time.sleep(0.2)
 
 
 def test_up_needs_an_llm_section_and_the_stream(tmp_path, capsys):
