@@ -49,9 +49,9 @@ echo
 echo "NOTE: the LLM and the vision encoder have RANDOM weights (synthetic checkpoint, make-gguf): the answers are"
 echo "      random tokens. They show that frames -> tokens -> stream -> llama.cpp -> API works, not what it sees."
 echo
-echo "curl -s $API/chat/completions -d '{\"messages\": [{\"role\": \"user\", \"content\": \"$QUESTION\"}]}'"
-curl -s -m 120 "$API/chat/completions" \
-    -d "{\"messages\": [{\"role\": \"user\", \"content\": \"$QUESTION\"}], \"max_tokens\": 16}" > "$DEMO/answer.json"
+BODY="{\"messages\": [{\"role\": \"user\", \"content\": \"$QUESTION\"}], \"max_tokens\": 16}"
+echo "curl -s $API/chat/completions -d '$BODY'"
+curl -s -m 120 "$API/chat/completions" -d "$BODY" > "$DEMO/answer.json"
 "$BIN/python" -c '
 import json, sys
 reply = json.load(open(sys.argv[1]))
