@@ -69,6 +69,6 @@ echo
 echo "stopping the agent and the LLM process (SIGTERM to up)"
 stop_up
 echo "statistics:"
-grep -E '^\[agent\] frames |token stream at .* closed|^\[up\]' "$LOG" | sed 's/^/  /'
+grep -E '^\[agent\] frames |token stream at .* closed|^\[up\]' "$LOG" | sed 's/^/  /' || echo "  (none in $LOG)"
 echo "profile of the agent on the clip (ONNX Runtime, 5 frames):"
 timeout 300 "$BIN/minicpmv-edge" profile --config "$DEMO/agent.yaml" --frames 5 | sed 's/^/  /'

@@ -3,6 +3,7 @@ it dies (the agent keeps running); when the agent ends, the LLM process is stopp
 from __future__ import annotations
 
 import signal
+import threading
 import time
 
 from .children import Child, Console
@@ -57,7 +58,18 @@ def supervise(agent: Child, llm: Child, console: Console, backoff: Backoff, grac
                 restart_at = None
             time.sleep(poll_s)
     finally:
-        for child in (llm, agent):
-            child.signal(signal.SIGTERM)
-        for child in (llm, agent):
-            child.wait(grace_s)
+        say("stopping the llm and the agent")
+        _stop(llm, agent, grace_s)
+
+
+def _stop(llm: Child, agent: Child, grace_s: float) -> None:
+    """SIGTERM to both, then wait for both (SIGKILL after `grace_s`). A second SIGINT or SIGTERM meanwhile (`timeout`
+    signals its process group too) is ignored rather than abandoning the children mid-stop; the caller's handlers
+    come back when its command ends (edge.cli.shell)."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
+    for child in (llm, agent):
+        child.signal(signal.SIGTERM)
+    for child in (llm, agent):
+        child.wait(grace_s)

@@ -115,6 +115,10 @@ def test_a_killed_llm_is_restarted_and_answers_about_a_newer_frame(make_bundle, 
         assert len(up.pids("llm")) == 2 and up.pids("agent") == [agent] and alive(agent)
     finally:
         up.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + WAIT_S
+        while "[up] stopping the llm and the agent" not in up.lines and time.monotonic() < deadline:
+            time.sleep(0.05)
+        up.process.send_signal(signal.SIGTERM)  # a second one (`timeout` sends two) does not cut the stop short
         err = up.finish()
     log = "\n".join(up.lines)
     assert after > before
