@@ -44,12 +44,19 @@ demo: $(STAMP)
 	$(BIN)/minicpmv-edge inspect --bundle $(DEMO)/bundle-2.6
 	$(BIN)/minicpmv-edge encode --bundle $(DEMO)/bundle-2.6 --scene 1920x1080 --out $(DEMO)/tokens-1920x1080.npy
 	$(BIN)/minicpmv-edge bench preprocess --sizes 1920x1080 --repeats 3 --bundle $(DEMO)/bundle-2.6
+	$(BIN)/minicpmv-convert make-gguf --model-version 2.6 --out $(DEMO)/llm-2.6.gguf --force
+	$(BIN)/python tools/make_clip.py --out $(DEMO)/clip.avi
+	bash tools/demo_up.sh $(BIN) $(DEMO)
 	@echo
 	@echo "make demo made, in $(abspath $(DEMO)):"
 	@echo "  checkpoint-2.6/            synthetic MiniCPM-V 2.6 checkpoint (tiny, vision weights only)"
 	@echo "  bundle-2.6/                bundle for orin-nano-8gb: fp32, fp16 and int8 ONNX graphs, manifest.yaml"
 	@echo "  bundle-2.6/report.html     verify's report: every precision against torch float32"
 	@echo "  tokens-1920x1080.npy       the int8 tokens of a 1920x1080 scene, one block per slice"
+	@echo "  llm-2.6.gguf               tiny LLM with random weights in 2.6's architecture (make-gguf)"
+	@echo "  clip.avi, agent.yaml       the demo's video (tools/make_clip.py) and agent config (llm:, api:, stream:)"
+	@echo "  up.log, answer.json        minicpmv-edge up's log (agent + llm), the API's answer (random weights)"
+	@echo "  tokens/                    the agent's newest tokens as .npy files"
 
 clean:
 	rm -rf build $(VENV) *.egg-info

@@ -2,9 +2,9 @@
 any engine is built or camera opened: every section and key, types and ranges, each mistake one line naming the key
 and the fix. docs/agent-config.md lists the keys; configs/agent/ has commented examples.
 
-Relative paths (bundle, camera.path, sink.directory, engine_cache) are taken from the config file's folder. What
-depends on the machine (is the bundle there, its precisions and slice bound, the video file, OpenCV's GStreamer) is
-checked when the agent starts, still before any engine is built.
+Relative paths (bundle, camera.path, sink.directory, engine_cache, llm.gguf, api.token_file) are taken from the
+config file's folder. What depends on the machine (is the bundle there, its precisions and slice bound, the video
+file, OpenCV's GStreamer) is checked when the agent starts, still before any engine is built.
 """
 from __future__ import annotations
 
@@ -21,16 +21,18 @@ from ..engines.base import BACKENDS
 from ..engines.tensorrt.cache import DEFAULT_CACHE_DIR
 from ..errors import InputError
 from ..preprocess.resize import MODES
-from ..stream.address import DEFAULT_SOCKET, Address, tcp_address
+from ..stream.address import DEFAULT_LISTEN, DEFAULT_SOCKET, Address, is_loopback, listen_address, tcp_address
 from ..stream.protocol import DEFAULT_MAX_FRAME_BYTES, DTYPES
 from .frame_reuse import SETTINGS as REUSE_SETTINGS
 from .frame_reuse import FrameReuse
 
 KEYS = ("bundle", "camera", "backend", "precision", "resize", "max_slice_nums", "reuse", "sink", "stream",
-        "engine_cache", "max_frames")
+        "engine_cache", "max_frames", "llm", "api")
 SINK_KINDS = ("npy",)
 SINK_KEYS = ("kind", "directory", "keep")
 STREAM_KEYS = ("enabled", "socket", "tcp", "secret_file", "dtype", "queue_length", "max_frame_bytes")
+LLM_KEYS = ("gguf", "ctx", "max_tokens", "threads")
+API_KEYS = ("listen", "token_file")
 MAX_QUEUE_LENGTH = 1000
 FRAME_BYTES_RANGE = (1 << 20, 1 << 30)  # 1 MiB .. 1 GiB: a 10-slice 4.5 frame in fp32 is about 10 MiB
 REUSE_ENABLED = True  # the one default for frame reuse: config, loader, run and profile
@@ -66,6 +68,24 @@ class StreamConfig:
 
 
 @dataclass(frozen=True)
+class LlmConfig:
+    """The `llm:` section: the LLM process (`minicpmv-edge llm --config`, `up`) and its GGUF (docs/llm.md)."""
+
+    gguf: Path
+    ctx: int = 4096
+    max_tokens: int = 256
+    threads: Optional[int] = None  # None: llama.cpp's default
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    """The `api:` section: where the LLM process serves its API; a non-loopback host needs a token file."""
+
+    listen: str = DEFAULT_LISTEN
+    token_file: Optional[Path] = None
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     bundle: Path
     camera: CameraConfig
@@ -78,6 +98,8 @@ class AgentConfig:
     stream: StreamConfig = field(default_factory=StreamConfig)
     engine_cache: Path = DEFAULT_CACHE_DIR
     max_frames: Optional[int] = None  # None: run until the source ends or the agent is stopped
+    llm: Optional[LlmConfig] = None  # None: no LLM process configured
+    api: ApiConfig = field(default_factory=ApiConfig)
 
 
 def load_agent_config(path: Path) -> AgentConfig:
@@ -115,7 +137,9 @@ def parse_agent_config(data: Mapping[str, Any], base: Path) -> AgentConfig:
         sink=_sink(_section(data, "sink"), base),
         stream=_stream(_section(data, "stream"), base),
         engine_cache=_path(data.get("engine_cache", str(DEFAULT_CACHE_DIR)), "engine_cache", base),
-        max_frames=_positive_or_null(data.get("max_frames"), "max_frames", "null to run until the source ends"))
+        max_frames=_positive_or_null(data.get("max_frames"), "max_frames", "null to run until the source ends"),
+        llm=_llm(data.get("llm"), base),
+        api=_api(_section(data, "api"), base))
 
 
 def _known(section: Mapping[str, Any], known: Sequence[str], where: str = "") -> None:
@@ -232,3 +256,30 @@ def _stream(section: Mapping[str, Any], base: Path) -> StreamConfig:
                 "frames kept per subscriber"),
         _int_in(section.get("max_frame_bytes", DEFAULT_MAX_FRAME_BYTES), "stream.max_frame_bytes",
                 *FRAME_BYTES_RANGE, "the largest frame's tokens in bytes"))
+
+
+def _llm(value: Any, base: Path) -> Optional[LlmConfig]:
+    if value is None:
+        return None
+    section = _section({"llm": value}, "llm")
+    _known(section, LLM_KEYS, "llm")
+    if section.get("gguf") is None:
+        raise InputError("llm.gguf is missing: the LLM as a GGUF file (or remove the llm: section)")
+    threads = section.get("threads")
+    return LlmConfig(
+        _path(section["gguf"], "llm.gguf", base),
+        _int_in(section.get("ctx", 4096), "llm.ctx", 1, 1 << 20, "context tokens"),
+        _int_in(section.get("max_tokens", 256), "llm.max_tokens", 1, 1 << 20, "the most tokens an answer may take"),
+        None if threads is None else _int_in(threads, "llm.threads", 1, 1024, "CPU threads, or null for llama.cpp's"))
+
+
+def _api(section: Mapping[str, Any], base: Path) -> ApiConfig:
+    _known(section, API_KEYS, "api")
+    listen, token_file = section.get("listen", DEFAULT_LISTEN), section.get("token_file")
+    if not isinstance(listen, str):
+        raise InputError("api.listen must be HOST:PORT such as %s, got %r" % (DEFAULT_LISTEN, listen))
+    host, _ = listen_address(listen, "api.listen")
+    if token_file is None and not is_loopback(host):
+        raise InputError("api.listen: %s is not a loopback address: set api.token_file (a file whose first line is "
+                         "the bearer token clients must send), or listen on 127.0.0.1" % host)
+    return ApiConfig(listen, None if token_file is None else _path(token_file, "api.token_file", base))

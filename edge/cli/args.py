@@ -36,8 +36,8 @@ def positive_int(text: str) -> int:
     return value
 
 
-def add_bundle(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bundle", required=True, type=Path,
+def add_bundle(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    parser.add_argument("--bundle", required=required, type=Path,
                         help="a bundle directory written by minicpmv-convert (manifest.yaml + graphs)")
 
 

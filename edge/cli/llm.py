@@ -1,34 +1,42 @@
-"""`minicpmv-edge llm`: the LLM process (frame follower + local OpenAI-style API) until SIGINT or SIGTERM."""
+"""`minicpmv-edge llm`: the LLM process (frame follower + local OpenAI-style API) until SIGINT or SIGTERM.
+
+Its settings come from the flags, or from an agent config (`--config`: bundle, stream, `llm:` and `api:`); a flag
+given beside `--config` wins."""
 from __future__ import annotations
 
 import argparse
 import logging
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from ..errors import InputError
 from . import args as common
 from .shell import Handler
 
+DEFAULT_CTX = 4096
+DEFAULT_MAX_TOKENS = 256
+
 
 def register(sub: argparse._SubParsersAction) -> Dict[str, Handler]:
-    from ..llm.process import DEFAULT_LISTEN
-    from ..stream.address import DEFAULT_SOCKET
+    from ..stream.address import DEFAULT_LISTEN, DEFAULT_SOCKET
 
     llm = sub.add_parser("llm", help="answer questions about the camera's newest frame (or an attached image) with "
                                      "a GGUF LLM in llama.cpp, over a local OpenAI-style API (docs/llm.md)")
-    common.add_bundle(llm)
-    llm.add_argument("--gguf", required=True, type=Path, help="the LLM as a GGUF file (its n_embd must be the "
-                                                               "bundle's token width)")
-    llm.add_argument("--stream", default=str(DEFAULT_SOCKET), help="the agent's token stream: a Unix socket path or "
-                     "a loopback HOST:PORT (default %s)" % DEFAULT_SOCKET)
+    llm.add_argument("--config", type=Path, help="an agent config: bundle, stream, llm: and api: from it (flags "
+                                                 "given as well win)")
+    common.add_bundle(llm, required=False)
+    llm.add_argument("--gguf", type=Path, help="the LLM as a GGUF file (its n_embd must be the bundle's token width); "
+                                               "required without --config")
+    llm.add_argument("--stream", help="the agent's token stream: a Unix socket path or a loopback HOST:PORT "
+                                      "(default: the config's, else %s)" % DEFAULT_SOCKET)
     llm.add_argument("--stream-secret-file", type=Path, help="the shared secret of a TCP stream")
-    llm.add_argument("--listen", default=DEFAULT_LISTEN, help="HOST:PORT of the API (default %s); anything but "
-                     "loopback needs --token-file" % DEFAULT_LISTEN)
+    llm.add_argument("--listen", help="HOST:PORT of the API (default %s); anything but loopback needs --token-file"
+                     % DEFAULT_LISTEN)
     llm.add_argument("--token-file", type=Path, help="a file whose first line is the bearer token clients must send")
-    llm.add_argument("--ctx", type=common.positive_int, default=4096, help="context tokens (default 4096)")
-    llm.add_argument("--max-tokens", type=common.positive_int, default=256,
-                     help="the most tokens an answer may take, and the default (256)")
+    llm.add_argument("--ctx", type=common.positive_int, help="context tokens (default %d)" % DEFAULT_CTX)
+    llm.add_argument("--max-tokens", type=common.positive_int,
+                     help="the most tokens an answer may take, and the default (%d)" % DEFAULT_MAX_TOKENS)
+    llm.add_argument("--threads", type=common.positive_int, help="CPU threads for llama.cpp (default: its own)")
     return {"llm": run_llm}
 
 
@@ -38,19 +46,40 @@ def stream_address(text: str) -> Any:
     return Address(path=Path(text)) if "/" in text or ":" not in text else tcp_address(text, "--stream")
 
 
+def _first(*values: Any) -> Any:
+    return next((v for v in values if v is not None), None)
+
+
 def run_llm(args: argparse.Namespace) -> int:
+    from ..agent.config import AgentConfig, ApiConfig, load_agent_config
     from ..llm.api import Limits
     from ..llm.process import LlmProcess, read_token
-    from ..stream.address import read_secret
+    from ..stream.address import DEFAULT_SOCKET, read_secret
 
-    address = stream_address(args.stream)
-    secret = read_secret(args.stream_secret_file) if args.stream_secret_file else None
+    config: Optional[AgentConfig] = load_agent_config(args.config) if args.config else None
+    section, api = (config.llm if config else None), (config.api if config else ApiConfig())
+    bundle = _first(args.bundle, config.bundle if config else None)
+    gguf = _first(args.gguf, section.gguf if section else None)
+    if bundle is None or gguf is None:
+        raise InputError("--%s is required, or --config with an agent config that has %s"
+                         % (("bundle", "bundle:") if bundle is None else ("gguf", "an llm: section with gguf:")))
+    if args.stream is not None:
+        address, secret_file = stream_address(args.stream), args.stream_secret_file
+    elif config is not None:
+        address, secret_file = config.stream.address, _first(args.stream_secret_file, config.stream.secret_file)
+    else:
+        address, secret_file = stream_address(str(DEFAULT_SOCKET)), args.stream_secret_file
+    secret = read_secret(secret_file) if secret_file else None
     if address.is_tcp and secret is None:
-        raise InputError("--stream %s is TCP: it needs --stream-secret-file" % args.stream)
-    token = read_token(args.token_file) if args.token_file else None
+        raise InputError("--stream %s is TCP: it needs --stream-secret-file" % address)
+    token_file = _first(args.token_file, api.token_file)
+    token = read_token(token_file) if token_file else None
+    ctx = _first(args.ctx, section.ctx if section else None, DEFAULT_CTX)
+    max_tokens = _first(args.max_tokens, section.max_tokens if section else None, DEFAULT_MAX_TOKENS)
+    threads = _first(args.threads, section.threads if section else None)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    with LlmProcess(args.bundle, args.gguf, address, secret, args.listen, token, args.ctx,
-                    Limits(max_tokens=args.max_tokens)) as process:
+    with LlmProcess(bundle, gguf, address, secret, _first(args.listen, api.listen), token, ctx,
+                    Limits(max_tokens=max_tokens), n_threads=threads) as process:
         print("serving %s at %s/v1 (frames from %s)" % (process.server.model_id, process.url, address), flush=True)
         process.server.serve_forever()
     return 0

@@ -2,12 +2,12 @@
 follower on the agent's token stream, and the HTTP API; every input checked before anything is served."""
 from __future__ import annotations
 
-import ipaddress
 import logging
 from pathlib import Path
-from typing import Any, Optional, Tuple
+from typing import Any, Optional
 
 from ..errors import InputError
+from ..stream.address import DEFAULT_LISTEN, is_loopback, listen_address
 from .api import DEFAULT_LIMITS, Limits
 from .embeddings import EmbeddingLlm
 from .follower import FrameFollower
@@ -15,24 +15,6 @@ from .server import LlmServer
 from .service import ChatService
 
 log = logging.getLogger("minicpmv-edge.llm")
-DEFAULT_LISTEN = "127.0.0.1:8089"
-
-
-def listen_address(text: str) -> Tuple[str, int]:
-    """`host:port` ([::1]:port for IPv6) -> (host, port)."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise InputError("--listen must be HOST:PORT with a port in 0..65535, got %r" % text)
-    return host.strip("[]"), int(port)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def read_token(path: Path) -> str:
@@ -53,7 +35,8 @@ class LlmProcess:
 
     def __init__(self, bundle: Path, gguf: Path, stream: Any = None, stream_secret: Optional[bytes] = None,
                  listen: str = DEFAULT_LISTEN, token: Optional[str] = None, n_ctx: int = 4096,
-                 limits: Limits = DEFAULT_LIMITS, max_waiting: int = 2, backend: str = "onnxruntime") -> None:
+                 limits: Limits = DEFAULT_LIMITS, max_waiting: int = 2, backend: str = "onnxruntime",
+                 n_threads: Optional[int] = None) -> None:
         from ..encoder.vision_encoder import VisionEncoder
 
         host, port = listen_address(listen)
@@ -65,7 +48,7 @@ class LlmProcess:
                 raise InputError("%s: %s does not exist" % (flag, path))
         self.llm = self.encoder = self.follower = self.server = None
         try:
-            self.llm = EmbeddingLlm(str(gguf), n_ctx=n_ctx)
+            self.llm = EmbeddingLlm(str(gguf), n_ctx=n_ctx, n_threads=n_threads)
             self.encoder = VisionEncoder.from_bundle(bundle, backend=backend)
             width = self.encoder.bundle.model.embed_dim
             if width != self.llm.n_embd:

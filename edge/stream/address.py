@@ -4,11 +4,12 @@ from __future__ import annotations
 import ipaddress
 import socket
 from pathlib import Path
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Tuple
 
 from ..errors import InputError
 
 DEFAULT_SOCKET = Path("/run/minicpmv-edge/tokens.sock")
+DEFAULT_LISTEN = "127.0.0.1:8089"  # the LLM process's API
 
 
 class Address(NamedTuple):
@@ -32,15 +33,27 @@ def tcp_address(text: str, key: str = "tcp") -> Address:
     host = host.strip("[]")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise InputError("%s must be host:port with a port in 1..65535, got %r" % (key, text))
-    if host != "localhost":
-        try:
-            loopback = ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            loopback = False
-        if not loopback:
-            raise InputError("%s: %s is not a loopback address: the stream is served on 127.0.0.1 or ::1 only "
-                             "(use a Unix socket, or an SSH tunnel, to reach it from elsewhere)" % (key, host))
+    if not is_loopback(host):
+        raise InputError("%s: %s is not a loopback address: the stream is served on 127.0.0.1 or ::1 only "
+                         "(use a Unix socket, or an SSH tunnel, to reach it from elsewhere)" % (key, host))
     return Address(host=host, port=int(port))
+
+
+def listen_address(text: str, key: str = "--listen") -> Tuple[str, int]:
+    """A server's `host:port` ([::1]:port for IPv6) -> (host, port); any host, port 0 = any free port."""
+    host, sep, port = str(text).rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise InputError("%s must be HOST:PORT with a port in 0..65535, got %r" % (key, text))
+    return host.strip("[]"), int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def read_secret(path: Path) -> bytes:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.agent.config import AgentConfig, ReuseConfig, StreamConfig, load_agent_config
+from edge.agent.config import AgentConfig, ApiConfig, LlmConfig, ReuseConfig, StreamConfig, load_agent_config
 from edge.camera.config import CameraConfig
 from edge.cli.main import main
 from edge.stream.address import Address
@@ -68,6 +68,18 @@ BAD_CONFIGS = [
     (BASE + "stream: {tcp: '127.0.0.1:8090'}\n", "stream.tcp needs stream.secret_file"),
     (BASE + "stream: {socket: t.sock, tcp: '127.0.0.1:8090', secret_file: s}\n", "are both set: keep one"),
     (BASE + "stream: {secret_file: s}\n", "stream.secret_file is for stream.tcp only"),
+    (BASE + "llm: model.gguf\n", "llm must be a mapping"),
+    (BASE + "llm: {ctx: 2048}\n", "llm.gguf is missing"),
+    (BASE + "llm: {gguf: 5}\n", "llm.gguf must be a path"),
+    (BASE + "llm: {gguf: m.gguf, ctx: 0}\n", "llm.ctx must be an integer in 1..1048576"),
+    (BASE + "llm: {gguf: m.gguf, max_tokens: many}\n", "llm.max_tokens must be an integer"),
+    (BASE + "llm: {gguf: m.gguf, threads: 0}\n", "llm.threads must be an integer in 1..1024"),
+    (BASE + "llm: {gguf: m.gguf, n_ctx: 2048}\n", "llm: unknown key 'n_ctx'"),
+    (BASE + "api: 8089\n", "api must be a mapping"),
+    (BASE + "api: {listen: 8089}\n", "api.listen must be HOST:PORT"),
+    (BASE + "api: {listen: '127.0.0.1:99999'}\n", "api.listen must be HOST:PORT with a port in 0..65535"),
+    (BASE + "api: {listen: '0.0.0.0:8089'}\n", "api.listen: 0.0.0.0 is not a loopback address: set api.token_file"),
+    (BASE + "api: {port: 8089}\n", "api: unknown key 'port'"),
 ]
 
 
@@ -117,6 +129,21 @@ def test_the_stream_section_defaults_and_values(tmp_path):
     assert stream == StreamConfig(True, Address(host="127.0.0.1", port=8090), tmp_path / "secret", "fp32", 8, 1 << 24)
     config.write_text(BASE + "stream: {enabled: true, socket: run/tokens.sock}\n")
     assert load_agent_config(config).stream.address == Address(path=tmp_path / "run" / "tokens.sock")
+
+
+def test_the_llm_and_api_sections_defaults_and_values(tmp_path):
+    config = tmp_path / "agent.yaml"
+    config.write_text(BASE)
+    loaded = load_agent_config(config)
+    assert loaded.llm is None and loaded.api == ApiConfig() == ApiConfig("127.0.0.1:8089", None)
+    config.write_text(BASE + "llm: {gguf: llm/m.gguf}\napi:\n")
+    loaded = load_agent_config(config)
+    assert loaded.llm == LlmConfig(tmp_path / "llm" / "m.gguf", 4096, 256, None) and loaded.api == ApiConfig()
+    config.write_text(BASE + "llm: {gguf: /m.gguf, ctx: 2048, max_tokens: 64, threads: 2}\n"
+                             "api: {listen: '0.0.0.0:9000', token_file: token}\n")
+    loaded = load_agent_config(config)
+    assert loaded.llm == LlmConfig(Path("/m.gguf"), 2048, 64, 2)
+    assert loaded.api == ApiConfig("0.0.0.0:9000", tmp_path / "token")
 
 
 def test_relative_paths_are_taken_from_the_config_folder(tmp_path):

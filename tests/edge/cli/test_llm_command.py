@@ -37,6 +37,12 @@ def test_bad_input_is_one_line(make_bundle, make_gguf, tmp_path, capsys, monkeyp
     bundle, gguf = str(make_bundle("2.6")), str(make_gguf("2.6"))
     assert "--gguf" in _refused(capsys, "--bundle", bundle, "--gguf", str(tmp_path / "none.gguf"))
     assert "--bundle" in _refused(capsys, "--bundle", str(tmp_path / "none"), "--gguf", gguf)
+    assert "--gguf is required, or --config" in _refused(capsys, "--bundle", bundle)
+    config = tmp_path / "agent.yaml"
+    config.write_text("bundle: %s\ncamera: {kind: file, path: clip.avi}\n" % bundle)
+    assert "an llm: section with gguf:" in _refused(capsys, "--config", str(config))
+    config.write_text("bundle: %s\ncamera: {kind: file, path: clip.avi}\nllm: {gguf: none.gguf}\n" % bundle)
+    assert "--gguf" in _refused(capsys, "--config", str(config))
     assert "--token-file" in _refused(capsys, "--bundle", bundle, "--gguf", gguf, "--listen", "0.0.0.0:0")
     assert "cannot listen" in _refused(capsys, "--bundle", bundle, "--gguf", gguf, "--listen", "192.0.2.1:8089",
                                        "--token-file", str(_token(tmp_path)))

@@ -1,0 +1,1 @@
+"""Running the device's processes together: `up` (agent + LLM process as supervised children)."""
