@@ -45,7 +45,6 @@ vision budget.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, Optional
@@ -54,11 +53,11 @@ from edge.bundle.manifest import MODULES
 from edge.device.profiles import PRECISIONS, DeviceProfile
 from edge.engines.tensorrt.workspace import VisionDims, strongly_typed_release, workspace_limit_bytes
 from edge.errors import InputError
+from edge.llm.gguf_file import gguf_file_bytes
 
 from .checkpoint_layout import VisionSpec, expected_shapes
 
 GIB = 1 << 30
-GGUF_MAGIC = b"GGUF"
 # fp16 K and V per token of the largest LLM MiniCPM-V pairs with (Qwen3-8B, 4.5): 2 x 36 layers x 8 KV heads
 # x 128 dims x 2 bytes = 144 KiB. Qwen2-7B (2.6) needs 56 KiB, Llama-3-8B (2.5) 128 KiB; an LLM without grouped
 # KV heads (e.g. Llama-2-7B, 512 KiB) needs --llm-bytes.
@@ -208,16 +207,7 @@ def llm_bytes_from_gguf(path: Path, context_tokens: int = DEFAULT_LLM_CONTEXT) -
     path = Path(path)
     if context_tokens < 0:
         raise InputError("--llm-context must be 0 or more tokens, got %d" % context_tokens)
-    try:
-        with open(path, "rb") as handle:
-            magic = handle.read(len(GGUF_MAGIC))
-            size = os.fstat(handle.fileno()).st_size
-    except OSError as error:
-        raise InputError("cannot read LLM file %s (%s): pass --llm-gguf with a llama.cpp GGUF model file"
-                         % (path, error.strerror or error)) from error
-    if magic != GGUF_MAGIC:
-        raise InputError("%s is not a GGUF file (it starts with %r, not b'GGUF'): pass the llama.cpp .gguf model, "
-                         "or its memory in bytes with --llm-bytes" % (path, magic))
+    size = gguf_file_bytes(path, "--llm-gguf", ", or its memory in bytes with --llm-bytes")
     return size + context_tokens * KV_BYTES_PER_TOKEN
 
 

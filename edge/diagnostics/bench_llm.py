@@ -17,27 +17,15 @@ from typing import Any, Callable, Dict, List, Tuple
 
 import numpy as np
 
-from ..errors import InputError
 from ..llm.conversation import DEFAULT_SYSTEM, Prompt
 from ..llm.embeddings import EmbeddingLlm
 from ..llm.generate import Generator
+from ..llm.gguf_file import gguf_file_bytes
 
-GGUF_MAGIC = b"GGUF"
 QUESTION = "What do you see?"
 MIN_CTX = 4096  # the LLM process's default context
 TEXT_ROOM = 256  # context positions kept for the request's text around the rows
 SEED = 0
-
-
-def check_gguf(path: Path) -> None:
-    """InputError unless `path` is a file that starts as a GGUF does."""
-    if not path.is_file():
-        raise InputError("--gguf: %s does not exist or is not a file" % path)
-    with path.open("rb") as stream:
-        head = stream.read(len(GGUF_MAGIC))
-    if head != GGUF_MAGIC:
-        raise InputError("--gguf: %s is not a GGUF file (it starts with %r, not %r): pass a llama.cpp .gguf model"
-                         % (path, head, GGUF_MAGIC))
 
 
 def peak_rss_bytes() -> int:
@@ -79,7 +67,7 @@ def run_bench(gguf: Path, rows: int = 640, tokens: int = 32, repeats: int = 3, r
     """The report: load seconds, prefill rows/s, first token cold and cached (and their ratio), decode tokens/s,
     peak RSS before and after loading."""
     gguf = Path(gguf)
-    check_gguf(gguf)
+    gguf_file_bytes(gguf, "--gguf")
     rss_before = peak_rss_bytes()
     start = time.perf_counter()
     with EmbeddingLlm(str(gguf), n_ctx=max(MIN_CTX, rows + tokens + TEXT_ROOM), repack=repack) as llm:
