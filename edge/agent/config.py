@@ -30,7 +30,8 @@ KEYS = ("bundle", "camera", "backend", "precision", "resize", "max_slice_nums", 
         "engine_cache", "max_frames", "llm", "api")
 SINK_KINDS = ("npy",)
 SINK_KEYS = ("kind", "directory", "keep")
-STREAM_KEYS = ("enabled", "socket", "tcp", "secret_file", "dtype", "queue_length", "max_frame_bytes")
+STREAM_KEYS = ("enabled", "socket", "tcp", "secret_file", "dtype", "queue_length", "max_frame_bytes",
+               "max_requests")
 LLM_KEYS = ("gguf", "ctx", "max_tokens", "threads")
 API_KEYS = ("listen", "token_file")
 MAX_QUEUE_LENGTH = 1000
@@ -64,7 +65,8 @@ class StreamConfig:
     secret_file: Optional[Path] = None  # TCP only: the shared secret subscribers must prove
     dtype: str = "fp16"
     queue_length: int = 4  # frames kept per subscriber; a full queue drops its oldest
-    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES  # also the largest image a subscriber may ask to encode
+    max_requests: int = 2  # images waiting to be encoded for subscribers; more are refused as busy
 
 
 @dataclass(frozen=True)
@@ -255,7 +257,9 @@ def _stream(section: Mapping[str, Any], base: Path) -> StreamConfig:
         _int_in(section.get("queue_length", 4), "stream.queue_length", 1, MAX_QUEUE_LENGTH,
                 "frames kept per subscriber"),
         _int_in(section.get("max_frame_bytes", DEFAULT_MAX_FRAME_BYTES), "stream.max_frame_bytes",
-                *FRAME_BYTES_RANGE, "the largest frame's tokens in bytes"))
+                *FRAME_BYTES_RANGE, "the largest frame's tokens in bytes"),
+        _int_in(section.get("max_requests", 2), "stream.max_requests", 1, 64,
+                "images that may wait to be encoded for subscribers"))
 
 
 def _llm(value: Any, base: Path) -> Optional[LlmConfig]:

@@ -2,11 +2,11 @@
 
 One `FrameResult` per handled frame goes to the sink: an encoded frame's own tokens, or, for a frame that frame
 reuse judged unchanged, the tokens of the earlier frame named by `reused_from`. The collaborators are Protocols, so
-a sink (the npy files today, the token stream later), a source or an encoder needs only these methods.
+a sink (the npy files, the token stream), a source or an encoder needs only these methods.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, NamedTuple, Optional, Protocol, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, NamedTuple, Optional, Protocol, Tuple
 
 import numpy as np
 
@@ -60,6 +60,23 @@ class Encoder(Protocol):
         """Free the engines."""
 
 
+class Requests(Protocol):
+    """Images others asked to have encoded (edge.stream.requests.EncodeRequests): served by the frame loop, the one
+    thread that uses the engines."""
+
+    def __len__(self) -> int:
+        """How many wait."""
+
+    def serve(self, encode: Callable[[Any], Any]) -> int:
+        """Encode every waiting image with `encode`, answering each requester; how many were served."""
+
+    def close(self) -> None:
+        """Refuse new images and fail the waiting ones."""
+
+    def stats(self) -> Dict[str, int]:
+        """served, failed, refused, waiting."""
+
+
 class ReuseCheck(Protocol):
     """Whether a frame must be encoded or the last encoded frame's result still stands for it
     (edge.agent.frame_reuse.FrameReuse)."""
@@ -81,6 +98,8 @@ class ReuseCheck(Protocol):
 class Sink(Protocol):
     """Where frame results go: each handled frame's result, in order."""
 
+    name: str  # its kind: "npy", "stream", ...
+
     def describe(self) -> str:
         """Where the tokens go, for the log and the summary."""
 
@@ -89,3 +108,6 @@ class Sink(Protocol):
 
     def close(self) -> None:
         """Flush and let go of what the sink holds (files, connections)."""
+
+    def stats(self) -> Dict[str, Any]:
+        """Its counters."""

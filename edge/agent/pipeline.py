@@ -1,5 +1,8 @@
 """The frame loop: camera -> (reuse check) -> preprocess -> VPM -> Resampler -> sink, with per-stage timings.
 
+Between camera frames it also encodes the images others asked for (`requests`: an LLM's attached photo), so the
+engines have one owner and one thread; while images wait it does not sit in the camera wait for long.
+
 Each handled frame becomes one `FrameResult` for the sink: the frame's own tokens, or those of the last encoded
 frame when frame reuse judges the picture unchanged. Faults while running are logged, counted and recovered from
 (the camera reconnects on its own; a failed reuse check, encode or sink write skips that frame); the loop ends only
@@ -15,11 +18,13 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from .contracts import Encoder, FrameResult, ReuseCheck, Sink, Source
+from .contracts import Encoder, FrameResult, Requests, ReuseCheck, Sink, Source
 
 ENCODE_STAGES = ("preprocess", "vpm", "resampler")
 STAGES = ("reuse_check",) + ENCODE_STAGES + ("sink",)  # the work of a frame
 WAIT = "capture_wait"  # time spent waiting for the camera: reported apart, it is idle time, not work
+REQUEST = "request"  # encoding a requested image: reported apart, it is not a camera frame's work
+REQUEST_POLL_S = 0.05  # the longest a requested image waits for the camera wait to end
 log = logging.getLogger("minicpmv-edge")
 
 
@@ -32,8 +37,9 @@ class Pipeline:
     the frame barely changed (no `reuse`: every frame is encoded)."""
 
     def __init__(self, encoder: Encoder, source: Source, sink: Sink, reuse: Optional[ReuseCheck] = None,
-                 max_frames: Optional[int] = None) -> None:
+                 max_frames: Optional[int] = None, requests: Optional[Requests] = None) -> None:
         self.encoder, self.source, self.sink, self.reuse = encoder, source, sink, reuse
+        self.requests = requests
         self.max_frames = max_frames
         self.times: Dict[str, List[float]] = defaultdict(list)
         self.counters: Dict[str, int] = defaultdict(int)
@@ -44,8 +50,9 @@ class Pipeline:
         while not self.stopping.is_set():
             if self.max_frames is not None and self.counters["frames"] >= self.max_frames:
                 break
+            self.serve_requests()
             start = time.perf_counter()
-            frame = self.source.latest(poll_s)
+            frame = self.source.latest(REQUEST_POLL_S if self.requests is not None else poll_s)
             if frame is None:
                 if self.source.finished:
                     break
@@ -58,11 +65,27 @@ class Pipeline:
         self.stopping.set()
 
     def close(self) -> None:
-        """Let go of the sink and free the encoder's engines (the source is stopped by whoever started it)."""
+        """Fail the images still waiting, let go of the sink and free the encoder's engines (the source is stopped
+        by whoever started it)."""
         try:
+            if self.requests is not None:
+                self.requests.close()
             self.sink.close()
         finally:
             self.encoder.close()
+
+    def serve_requests(self) -> None:
+        """Encode the images others asked for, each timed apart from the frames'."""
+        if self.requests is None or not len(self.requests):
+            return
+        def encode(image: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return self.encoder.encode(image, color="rgb")
+            finally:
+                self.times[REQUEST].append(_since_ms(start))
+
+        self.requests.serve(encode)
 
     def handle(self, frame: Any) -> None:
         """One frame to the sink; a fault is logged and counted, and the loop goes on."""
@@ -115,4 +138,7 @@ class Pipeline:
                 "encoded_ms": {s: round(float(np.mean(self.times[s])), 3) for s in ENCODE_STAGES
                                if self.times.get(s)},
                 "sink": self.sink.describe(),
+                "sinks": self.sink.stats(),
+                "requests": dict(self.requests.stats(), encode_ms=round(float(np.mean(self.times[REQUEST])), 3)
+                                 if self.times.get(REQUEST) else None) if self.requests is not None else None,
                 "source": source}

@@ -3,7 +3,7 @@ until done; the engines are freed when the run ends."""
 from __future__ import annotations
 
 import signal
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from ..bundle.facts import ModelFacts
 from ..bundle.manifest import Bundle
@@ -14,6 +14,7 @@ from ..engines.factory import open_engines
 from ..errors import InputError
 from ..stream.address import read_secret
 from ..stream.publisher import StreamPublisher
+from ..stream.requests import EncodeRequests
 from .config import AgentConfig, StreamConfig
 from .contracts import Sink, Source
 from .frame_reuse import FrameReuse
@@ -36,11 +37,13 @@ def open_encoder(config: AgentConfig, bundle: Optional[Bundle] = None) -> Vision
     return encoder
 
 
-def open_publisher(stream: StreamConfig, model: ModelFacts) -> StreamPublisher:
-    """The token stream the config describes, serving this bundle's model version and token width."""
+def open_publisher(stream: StreamConfig, model: ModelFacts, requests: Optional[EncodeRequests] = None
+                   ) -> StreamPublisher:
+    """The token stream the config describes, serving this bundle's model version and token width; subscribers'
+    images to encode go to `requests`."""
     secret = None if stream.secret_file is None else read_secret(stream.secret_file)
     return StreamPublisher(stream.address, model.version, model.embed_dim, stream.dtype, stream.queue_length,
-                           stream.max_frame_bytes, secret).start()
+                           stream.max_frame_bytes, secret, requests=requests).start()
 
 
 def make_pipeline(config: AgentConfig, reuse: Optional[bool] = None, max_frames: Optional[int] = None,
@@ -49,16 +52,18 @@ def make_pipeline(config: AgentConfig, reuse: Optional[bool] = None, max_frames:
 
     What can fail on bad input comes first (the camera's static checks: OpenCV, GStreamer, a missing file; the sink
     folder, the stream's socket), the engines last, so a mistake is reported before a TensorRT engine is built. The
-    token stream, when the config enables it, gets the results too (not when `sink` is given: profile)."""
+    token stream, when the config enables it, gets the results too (not when `sink` is given: profile), and its
+    subscribers' images are encoded by this pipeline's engines."""
     if source is None:
         check_camera(config.camera)
         source = FrameSource(config.camera)
-    bundle = None
+    bundle, requests = None, None
     if sink is None:
-        sink = NpySink(config.sink.directory, config.sink.keep)
+        sinks: List[Sink] = [NpySink(config.sink.directory, config.sink.keep)]
         if config.stream.enabled:
-            bundle = Bundle.load(config.bundle)
-            sink = SinkSet([sink, open_publisher(config.stream, bundle.model)])
+            bundle, requests = Bundle.load(config.bundle), EncodeRequests(config.stream.max_requests)
+            sinks.append(open_publisher(config.stream, bundle.model, requests))
+        sink = SinkSet(sinks)
     enabled = config.reuse.enabled if reuse is None else reuse
     checker = FrameReuse.from_dict(config.reuse.settings) if enabled else None
     try:
@@ -67,7 +72,8 @@ def make_pipeline(config: AgentConfig, reuse: Optional[bool] = None, max_frames:
         if bundle is not None:
             sink.close()  # the stream's socket, bound above
         raise
-    return Pipeline(encoder, source, sink, checker, max_frames if max_frames is not None else config.max_frames)
+    return Pipeline(encoder, source, sink, checker, max_frames if max_frames is not None else config.max_frames,
+                    requests)
 
 
 def run_pipeline(pipeline: Pipeline) -> Dict[str, Any]:

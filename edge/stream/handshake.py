@@ -27,15 +27,16 @@ def proof(secret: bytes, nonce: str) -> str:
     return hmac.new(secret, nonce.encode("ascii"), hashlib.sha256).hexdigest()
 
 
-def subscribe(offer: Message, token_width: int, secret: Optional[bytes]) -> bytes:
-    """The SUBSCRIBE message answering the publisher's HELLO `offer`."""
+def subscribe(offer: Message, token_width: int, secret: Optional[bytes], frames: bool = True) -> bytes:
+    """The SUBSCRIBE message answering the publisher's HELLO `offer`; `frames` False: a connection for encode
+    requests alone, to which the publisher sends no camera frames."""
     if offer.kind != HELLO:
         raise FrameError("kind", "expected the publisher's hello, got message kind %d" % offer.kind)
     nonce = offer.header.get("nonce")
     if nonce is not None and not secret:
         raise HandshakeRefused("the publisher requires a shared secret: pass the stream's secret file")
     auth = proof(secret, str(nonce)) if nonce is not None and secret else None
-    return pack(SUBSCRIBE, {"token_width": token_width, "auth": auth})
+    return pack(SUBSCRIBE, {"token_width": token_width, "auth": auth, "frames": frames})
 
 
 def answer(offer: Dict[str, Any], request: Message, secret: Optional[bytes]) -> Optional[str]:
@@ -46,6 +47,8 @@ def answer(offer: Dict[str, Any], request: Message, secret: Optional[bytes]) -> 
         auth = request.header.get("auth")
         if not isinstance(auth, str) or not hmac.compare_digest(auth, proof(secret, offer["nonce"])):
             return "wrong shared secret: give the subscriber the publisher's stream.secret_file"
+    if not isinstance(request.header.get("frames"), bool):
+        return "the subscribe message must say whether it takes frames (true or false)"
     width = request.header.get("token_width")
     if width != offer["token_width"]:
         return ("token width mismatch: the publisher sends %d-wide tokens (MiniCPM-V %s), the LLM takes %r: use "

@@ -15,14 +15,18 @@ from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 import numpy as np
 
 MAGIC = b"MCVT"
-VERSION = 1
+VERSION = 2
 PREFIX = struct.Struct(">4sHHIQ")
 MAX_HEADER_BYTES = 16 * 1024
 DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
-HELLO, SUBSCRIBE, ACCEPT, REFUSE, FRAME = 1, 2, 3, 4, 5
-KINDS = (HELLO, SUBSCRIBE, ACCEPT, REFUSE, FRAME)
+HELLO, SUBSCRIBE, ACCEPT, REFUSE, FRAME, ENCODE, FAILED = 1, 2, 3, 4, 5, 6, 7
+KINDS = (HELLO, SUBSCRIBE, ACCEPT, REFUSE, FRAME, ENCODE, FAILED)
+WITH_PAYLOAD = (FRAME, ENCODE)  # the kinds that carry bytes after the header
 DTYPES = {"fp16": np.dtype("<f2"), "fp32": np.dtype("<f4")}
-FRAME_KEYS = ("frame_id", "timestamp_s", "model_version", "grid", "dtype", "shape", "reused_from")
+FRAME_KEYS = ("frame_id", "timestamp_s", "model_version", "grid", "dtype", "shape", "reused_from", "request_id")
+ENCODE_KEYS = ("request_id", "shape", "dtype")
+FAILED_KEYS = ("request_id", "code", "reason")
+FAILURE_CODES = ("busy", "bad-image", "stopped", "error")
 MAX_TEXT = 64  # model version, and any other short string in a header
 
 
@@ -46,7 +50,8 @@ class Message(NamedTuple):
 
 
 class StreamFrame(NamedTuple):
-    """One frame's tokens as they travel: `tokens` is [rows, width] or [slices, query_num, width]."""
+    """One frame's tokens as they travel: `tokens` is [rows, width] or [slices, query_num, width]. A camera frame
+    has `request_id` None; the answer to a subscriber's ENCODE request carries the request's id."""
 
     frame_id: int
     timestamp_s: float
@@ -55,6 +60,15 @@ class StreamFrame(NamedTuple):
     dtype: str
     tokens: np.ndarray
     reused_from: Optional[int] = None
+    request_id: Optional[int] = None
+
+
+class Failure(NamedTuple):
+    """A FAILED message: the ENCODE request `request_id` was not served; `code` is one of FAILURE_CODES."""
+
+    request_id: int
+    code: str
+    reason: str
 
 
 def pack(kind: int, header: Dict[str, Any], payload: Any = b"") -> bytes:
@@ -76,8 +90,21 @@ def frame_parts(frame: StreamFrame) -> Tuple[bytes, memoryview]:
               "model_version": str(frame.model_version),
               "grid": None if frame.grid is None else [int(v) for v in frame.grid], "dtype": frame.dtype,
               "shape": [int(v) for v in tokens.shape],
-              "reused_from": None if frame.reused_from is None else int(frame.reused_from)}
+              "reused_from": None if frame.reused_from is None else int(frame.reused_from),
+              "request_id": None if frame.request_id is None else int(frame.request_id)}
     return message_parts(FRAME, header, tokens)
+
+
+def encode_request(request_id: int, image: np.ndarray) -> Tuple[bytes, memoryview]:
+    """An ENCODE message: ask the publisher to encode `image` (uint8 RGB [height, width, 3]) with its engines."""
+    pixels = np.ascontiguousarray(image, dtype=np.uint8)
+    header = {"request_id": int(request_id), "shape": [int(v) for v in pixels.shape], "dtype": "uint8"}
+    return message_parts(ENCODE, header, pixels)
+
+
+def failed(request_id: int, code: str, reason: str) -> bytes:
+    """A FAILED message answering the ENCODE request `request_id`."""
+    return pack(FAILED, {"request_id": int(request_id), "code": code, "reason": reason[:1000]})
 
 
 def encode_frame(frame: StreamFrame) -> bytes:
@@ -96,7 +123,7 @@ def check_prefix(prefix: bytes, max_payload_bytes: int) -> Tuple[int, int, int]:
         raise FrameError("kind", "unknown message kind %d" % kind)
     if header_len > MAX_HEADER_BYTES:
         raise FrameError("oversized", "header of %d bytes, limit %d" % (header_len, MAX_HEADER_BYTES))
-    limit = max_payload_bytes if kind == FRAME else 0
+    limit = max_payload_bytes if kind in WITH_PAYLOAD else 0
     if payload_len > limit:
         raise FrameError("oversized", "payload of %d bytes, limit %d for this kind" % (payload_len, limit))
     return kind, header_len, payload_len
@@ -146,11 +173,15 @@ def _ints(value: Any, key: str, lengths: Tuple[int, ...]) -> List[int]:
     return value
 
 
+def _keys(header: Dict[str, Any], expected: Tuple[str, ...]) -> None:
+    if sorted(header) != sorted(expected):
+        raise FrameError("header", "keys %s, expected %s" % (sorted(header), ", ".join(expected)), resync=True)
+
+
 def frame_of(message: Message) -> StreamFrame:
     """Check a FRAME message's header field by field and against its payload; the frame, tokens not copied."""
     header = message.header
-    if sorted(header) != sorted(FRAME_KEYS):
-        raise FrameError("header", "keys %s, expected %s" % (sorted(header), ", ".join(FRAME_KEYS)), resync=True)
+    _keys(header, FRAME_KEYS)
     frame_id = _int(header, "frame_id")
     timestamp = header["timestamp_s"]
     if isinstance(timestamp, bool) or not isinstance(timestamp, (int, float)) or not math.isfinite(timestamp):
@@ -164,12 +195,40 @@ def frame_of(message: Message) -> StreamFrame:
         raise FrameError("header", "dtype must be fp16 or fp32, got %r" % (dtype,), resync=True)
     shape = _ints(header["shape"], "shape", (2, 3))
     reused_from = None if header["reused_from"] is None else _int(header, "reused_from")
+    request_id = None if header["request_id"] is None else _int(header, "request_id")
     expected = DTYPES[dtype].itemsize * math.prod(shape)  # Python ints: three sides < 2**31 cannot overflow
     if expected != len(message.payload):
         raise FrameError("payload", "%d bytes, but %s %s takes %d" % (len(message.payload), dtype, shape, expected),
                          resync=True)
     tokens = np.frombuffer(message.payload, dtype=DTYPES[dtype]).reshape(shape)
-    return StreamFrame(frame_id, float(timestamp), version, grid, dtype, tokens, reused_from)  # type: ignore[arg-type]
+    return StreamFrame(frame_id, float(timestamp), version, grid, dtype, tokens,  # type: ignore[arg-type]
+                       reused_from, request_id)
+
+
+def image_of(message: Message) -> Tuple[int, np.ndarray]:
+    """(request id, uint8 RGB image [height, width, 3], not copied) of an ENCODE message, checked."""
+    header = message.header
+    _keys(header, ENCODE_KEYS)
+    request_id = _int(header, "request_id")
+    shape = _ints(header["shape"], "shape", (3,))
+    if shape[2] != 3 or header["dtype"] != "uint8":
+        raise FrameError("header", "an image to encode is uint8 [height, width, 3], got %r %s"
+                         % (header["dtype"], shape), resync=True)
+    if math.prod(shape) != len(message.payload):
+        raise FrameError("payload", "%d bytes, but uint8 %s takes %d" % (len(message.payload), shape,
+                                                                         math.prod(shape)), resync=True)
+    return request_id, np.frombuffer(message.payload, dtype=np.uint8).reshape(shape)
+
+
+def failure_of(message: Message) -> Failure:
+    """The Failure a FAILED message carries, checked."""
+    header = message.header
+    _keys(header, FAILED_KEYS)
+    code, reason = header["code"], header["reason"]
+    if code not in FAILURE_CODES or not isinstance(reason, str):
+        raise FrameError("header", "code must be one of %s and reason a string" % ", ".join(FAILURE_CODES),
+                         resync=True)
+    return Failure(_int(header, "request_id"), code, reason)
 
 
 class MessageReader:

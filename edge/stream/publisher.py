@@ -1,8 +1,10 @@
 """The publisher: serves frames to any number of subscribers, each with its own bounded queue and sender thread.
 
-`write` (the agent's frame loop) only encodes the frame once and appends it to every queue; a full queue drops its
-oldest frame and counts it, so a slow or dead subscriber never holds the loop up. A new subscriber gets the newest
-frame at once. It is an agent sink (edge/agent/contracts.py: describe, write, close).
+`write` (the agent's frame loop) only hands the frame over: a packing thread casts it to the stream's dtype once
+(once only for a reused frame's tokens too) and appends it to every queue; a full queue drops its oldest frame and
+counts it, so a slow or dead subscriber never holds the loop up. Nobody subscribed: nothing is packed. A new
+subscriber gets the newest frame at once. A reader thread per subscriber takes its ENCODE requests to the agent's
+EncodeRequests and queues each answer ahead of the frames. It is an agent sink (edge/agent/contracts.py).
 """
 from __future__ import annotations
 
@@ -13,12 +15,26 @@ import os
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Tuple, Union
+
+import numpy as np
 
 from ..errors import InputError
 from .address import Address
 from .handshake import answer, hello, reply
-from .protocol import DEFAULT_MAX_FRAME_BYTES, DTYPES, FrameError, MessageReader, StreamFrame, frame_parts
+from .protocol import (
+    DEFAULT_MAX_FRAME_BYTES,
+    DTYPES,
+    ENCODE,
+    ConnectionClosed,
+    FrameError,
+    MessageReader,
+    StreamFrame,
+    failed,
+    frame_parts,
+    image_of,
+)
+from .requests import EncodeRequests, Failure
 
 if TYPE_CHECKING:  # annotations only: the stream sits below the agent
     from ..agent.contracts import FrameResult
@@ -26,6 +42,8 @@ if TYPE_CHECKING:  # annotations only: the stream sits below the agent
 log = logging.getLogger("minicpmv-edge.stream")
 SOCKET_MODE = 0o660  # owner and group (the LLM and page services' group) may connect, as jtop's socket
 Parts = Tuple[bytes, memoryview]
+Reply = Union[StreamFrame, bytes]  # an encoded image (packed by the sender), or a FAILED message
+MAX_REPLIES = 64  # answers a subscriber leaves unread before it is disconnected
 
 
 class _Subscriber:
@@ -33,7 +51,9 @@ class _Subscriber:
 
     def __init__(self, sock: socket.socket, name: str, queue_length: int) -> None:
         self.sock, self.name = sock, name
+        self.wants_frames = True  # False: a connection for encode requests alone
         self.queue: Deque[Parts] = collections.deque()
+        self.replies: Deque[Reply] = collections.deque()  # sent before any frame, never dropped
         self.queue_length = queue_length
         self.ready = threading.Condition()
         self.sent = self.dropped = 0
@@ -48,11 +68,24 @@ class _Subscriber:
             self.queue.append(parts)
             self.ready.notify()
 
-    def take(self) -> Optional[Parts]:
+    def reply(self, item: Reply) -> None:
+        """Queue an answer to one of this subscriber's requests; one that leaves too many unread is dropped."""
         with self.ready:
-            while not self.queue and not self.closed and not self.draining:
+            if len(self.replies) >= MAX_REPLIES:
+                log.warning("%s leaves its answers unread; disconnecting it", self.name)
+                self.closed = True
+            self.replies.append(item)
+            self.ready.notify()
+
+    def take(self) -> Optional[Union[Parts, Reply]]:
+        with self.ready:
+            while not self.queue and not self.replies and not self.closed and not self.draining:
                 self.ready.wait()
-            return None if self.closed or not self.queue else self.queue.popleft()
+            if self.closed:
+                return None
+            if self.replies:
+                return self.replies.popleft()
+            return self.queue.popleft() if self.queue else None
 
     def drain(self) -> None:
         """Send what is queued, then stop."""
@@ -68,33 +101,45 @@ class _Subscriber:
             self.sock.shutdown(socket.SHUT_RDWR)
 
     def stats(self) -> Dict[str, Any]:
-        return {"name": self.name, "sent": self.sent, "dropped": self.dropped, "queued": len(self.queue)}
+        return {"name": self.name, "frames": self.wants_frames, "sent": self.sent, "dropped": self.dropped,
+                "queued": len(self.queue)}
 
 
 class StreamPublisher:
-    """Serve `model_version` tokens of width `token_width` at `address`; `start()` binds and starts accepting."""
+    """Serve `model_version` tokens of width `token_width` at `address`; `start()` binds and starts accepting.
+    `requests`: where subscribers' ENCODE requests go (the agent's frame loop serves them); None refuses them."""
+
+    name = "stream"
 
     def __init__(self, address: Address, model_version: str, token_width: int, dtype: str = "fp16",
                  queue_length: int = 4, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
-                 secret: Optional[bytes] = None, handshake_timeout_s: float = 10.0, drain_s: float = 2.0) -> None:
+                 secret: Optional[bytes] = None, handshake_timeout_s: float = 10.0, drain_s: float = 2.0,
+                 requests: Optional[EncodeRequests] = None) -> None:
         if dtype not in DTYPES:
             raise InputError("stream.dtype must be fp16 or fp32, got %r" % (dtype,))
         if address.is_tcp and not secret:
             raise InputError("stream.tcp needs stream.secret_file: TCP subscribers must prove the shared secret")
-        self.address, self.dtype, self.secret = address, dtype, secret
+        self.address, self.dtype, self.secret, self.requests = address, dtype, secret, requests
         self.model_version, self.token_width = str(model_version), int(token_width)
         self.queue_length, self.max_frame_bytes = queue_length, max_frame_bytes
         self.handshake_timeout_s, self.drain_s = handshake_timeout_s, drain_s
         self.subscribers: List[_Subscriber] = []
-        self.gone: Dict[str, int] = collections.Counter()  # dropped frames of subscribers that left, and refusals
-        self.latest: Optional[Parts] = None
+        self.counters: Dict[str, int] = collections.Counter()  # published, packed, skipped, refused, rejected ...
+        self.latest: Optional[Parts] = None  # the newest frame as packed, or None
         self.lock = threading.Lock()
         self.listener: Optional[socket.socket] = None
         self.accepted = 0
+        self._unpacked: Deque[StreamFrame] = collections.deque()  # handed over, not yet packed (the newest few)
+        self._latest_frame: Optional[StreamFrame] = None  # the newest frame when nobody was there to take it
+        self._packable = threading.Condition()
+        self._packing = True
+        self._cast: Tuple[Optional[np.ndarray], Optional[np.ndarray]] = (None, None)  # (tokens, as cast)
+        self._packer = threading.Thread(target=self._pack_loop, name="stream-pack", daemon=True)
 
     def start(self) -> StreamPublisher:
         self.listener = self._tcp_listener() if self.address.is_tcp else self._unix_listener()
         self.listener.listen(16)
+        self._packer.start()
         threading.Thread(target=self._accept_loop, name="stream-accept", daemon=True).start()
         return self
 
@@ -147,22 +192,31 @@ class StreamPublisher:
                              name="stream-send", daemon=True).start()
 
     def _serve(self, sock: socket.socket, name: str) -> None:
-        """Handshake, then send the subscriber's queue until it or the publisher goes away."""
+        """Handshake, then send the subscriber's answers and frames until it or the publisher goes away."""
         subscriber = _Subscriber(sock, name, self.queue_length)
         try:
-            if not self._handshake(sock, name):
+            wants_frames = self._handshake(sock, name)
+            if wants_frames is None:
                 return
+            subscriber.wants_frames = wants_frames
             sock.settimeout(None)
             with self.lock:
                 if self.listener is None:
                     return
+                if wants_frames and self._latest_frame is not None:  # published while nobody listened
+                    self.latest, self._latest_frame = self._packed(self._latest_frame), None
                 self.subscribers.append(subscriber)
-                if self.latest is not None:
+                if wants_frames and self.latest is not None:
                     subscriber.put(self.latest)
+            threading.Thread(target=self._receive, args=(subscriber,), name="stream-receive", daemon=True).start()
             while True:
-                parts = subscriber.take()
-                if parts is None:
+                item = subscriber.take()
+                if item is None:
                     return
+                if isinstance(item, bytes):
+                    sock.sendall(item)
+                    continue
+                parts = frame_parts(item) if isinstance(item, StreamFrame) else item
                 sock.sendall(parts[0])
                 sock.sendall(parts[1])
                 subscriber.sent += 1
@@ -172,60 +226,141 @@ class StreamPublisher:
             with self.lock:
                 if subscriber in self.subscribers:
                     self.subscribers.remove(subscriber)
-                    self.gone["dropped"] += subscriber.dropped
+                    self.counters["dropped"] += subscriber.dropped
             subscriber.close()
             sock.close()
 
-    def _handshake(self, sock: socket.socket, name: str) -> bool:
+    def _handshake(self, sock: socket.socket, name: str) -> Optional[bool]:
+        """Whether the accepted subscriber takes camera frames; None when it was refused."""
         sock.settimeout(self.handshake_timeout_s)
         offer, message = hello(self.model_version, self.token_width, self.dtype, self.secret)
         sock.sendall(message)
-        reason = answer(offer, MessageReader(0).read(sock), self.secret)
+        request = MessageReader(0).read(sock)
+        reason = answer(offer, request, self.secret)
         if reason is not None:
-            self.gone["refused"] += 1
+            self.counters["refused"] += 1
             log.warning("%s refused: %s", name, reason)
         sock.sendall(reply(reason))
-        return reason is None
+        return None if reason is not None else bool(request.header["frames"])
+
+    def _receive(self, subscriber: _Subscriber) -> None:
+        """The subscriber's requests, until it goes: each ENCODE to `requests`, anything else rejected and logged
+        (a message that breaks the prefix ends the connection)."""
+        reader = MessageReader(self.max_frame_bytes)
+        while not subscriber.closed:
+            try:
+                message = reader.read(subscriber.sock)
+                if message.kind != ENCODE:
+                    raise FrameError("kind", "a subscriber may send only encode requests, got kind %d"
+                                     % message.kind, resync=True)
+                request_id, image = image_of(message)
+            except FrameError as exc:
+                self.counters["rejected"] += 1
+                log.warning("%s sent a message that was rejected (%s)", subscriber.name, exc)
+                if not exc.resync:
+                    break
+                continue
+            except (ConnectionClosed, OSError):
+                break
+            self._request(subscriber, request_id, image)
+        subscriber.close()
+
+    def _request(self, subscriber: _Subscriber, request_id: int, image: np.ndarray) -> None:
+        """Hand `image` to the agent's frame loop; its tokens (or why not) go back to `subscriber` alone."""
+        def done(encoded: Any, failure: Optional[Failure]) -> None:
+            if failure is not None:
+                subscriber.reply(failed(request_id, *failure))
+                return
+            subscriber.reply(StreamFrame(request_id, time.monotonic(), self.model_version, encoded.grid,
+                                         self.dtype, encoded.tokens, None, request_id))
+
+        refused = ("error", "this publisher encodes no images (only the agent's does)") if self.requests is None \
+            else self.requests.submit(image, done)
+        if refused is not None:
+            subscriber.reply(failed(request_id, *refused))
 
     def describe(self) -> str:
         return "the token stream at %s (%s, %d frames queued per subscriber)" % (self.address, self.dtype,
                                                                                  self.queue_length)
 
     def publish(self, frame: StreamFrame) -> None:
-        """Queue `frame` for every subscriber, dropping each full queue's oldest; never blocks on a subscriber."""
-        parts = frame_parts(frame)
-        if len(parts[1]) > self.max_frame_bytes:
+        """Hand `frame` to the packing thread (when `queue_length` frames wait for it, the oldest is skipped and
+        counted); never blocks on a subscriber."""
+        size = DTYPES[frame.dtype].itemsize * int(np.prod(frame.tokens.shape))
+        if size > self.max_frame_bytes:
             raise ValueError("frame %d is %d bytes, over stream.max_frame_bytes %d"
-                             % (frame.frame_id, len(parts[1]), self.max_frame_bytes))
-        with self.lock:
-            self.latest = parts
-            subscribers = list(self.subscribers)
-        for subscriber in subscribers:
-            subscriber.put(parts)
+                             % (frame.frame_id, size, self.max_frame_bytes))
+        with self._packable:
+            if len(self._unpacked) >= self.queue_length:
+                self._unpacked.popleft()
+                self.counters["skipped"] += 1
+            self._unpacked.append(frame)
+            self.counters["published"] += 1
+            self._packable.notify()
 
     def write(self, result: FrameResult) -> None:
         """The sink's method: one frame's result as a FRAME (tokens [slices, query_num, width] in self.dtype)."""
         self.publish(StreamFrame(result.sequence, result.timestamp_s, self.model_version, result.grid, self.dtype,
                                  result.tokens, result.reused_from))
 
+    def _pack_loop(self) -> None:
+        """Pack each handed frame once and queue it for every subscriber; with none, keep it unpacked as the newest
+        (a subscriber that comes packs it then)."""
+        while True:
+            with self._packable:
+                while not self._unpacked and self._packing:
+                    self._packable.wait()
+                if not self._unpacked:
+                    return  # closing, and nothing left to pack
+                frame = self._unpacked.popleft()
+            with self.lock:
+                if not any(s.wants_frames for s in self.subscribers):
+                    self.latest, self._latest_frame = None, frame
+                    continue
+            parts = self._packed(frame)
+            with self.lock:
+                self.latest, self._latest_frame = parts, None
+                subscribers = [s for s in self.subscribers if s.wants_frames]
+            for subscriber in subscribers:
+                subscriber.put(parts)
+
+    def _packed(self, frame: StreamFrame) -> Parts:
+        """`frame` as a FRAME message; a reused frame's tokens (the same array again) are cast only once."""
+        source, cast = self._cast
+        if frame.tokens is not source or cast is None:
+            cast = np.ascontiguousarray(frame.tokens, dtype=DTYPES[frame.dtype])
+            self._cast = (frame.tokens, cast)
+            self.counters["packed"] += 1
+        return frame_parts(frame._replace(tokens=cast))
+
     def stats(self) -> Dict[str, Any]:
         with self.lock:
             current = [s.stats() for s in self.subscribers]
-        return {"subscribers": current, "dropped": sum(s["dropped"] for s in current) + self.gone["dropped"],
-                "refused": self.gone["refused"], "accepted": self.accepted}
+        counters = self.counters
+        stats = {"subscribers": current, "dropped": sum(s["dropped"] for s in current) + counters["dropped"],
+                 "refused": counters["refused"], "accepted": self.accepted, "published": counters["published"],
+                 "packed": counters["packed"], "skipped": counters["skipped"], "rejected": counters["rejected"]}
+        if self.requests is not None:
+            stats["requests"] = self.requests.stats()
+        return stats
 
     def close(self) -> None:
-        """Stop accepting, give each subscriber up to `drain_s` seconds to take what is queued for it, disconnect
-        them, remove the socket file."""
+        """Stop accepting, pack the last frame, give each subscriber up to `drain_s` seconds to take what is queued
+        for it, disconnect them, remove the socket file."""
         with self.lock:
             listener, self.listener = self.listener, None
-            subscribers = list(self.subscribers)
         if listener is None:
             return
         with contextlib.suppress(OSError):
             listener.shutdown(socket.SHUT_RDWR)
         listener.close()
+        with self._packable:
+            self._packing = False
+            self._packable.notify()
         deadline = time.monotonic() + self.drain_s
+        self._packer.join(self.drain_s)
+        with self.lock:
+            subscribers = list(self.subscribers)
         for subscriber in subscribers:
             subscriber.drain()
         for subscriber in subscribers:

@@ -9,7 +9,7 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import List
+from typing import Any, Dict, List
 
 import pytest
 
@@ -27,6 +27,8 @@ pytest.importorskip("cv2")
 class ListSink:
     """A sink by the Sink protocol that keeps every result, as a token stream would receive them."""
 
+    name = "list"
+
     def __init__(self) -> None:
         self.results: List[FrameResult] = []
         self.closed = False
@@ -39,6 +41,9 @@ class ListSink:
 
     def close(self) -> None:
         self.closed = True
+
+    def stats(self) -> Dict[str, Any]:
+        return {"kept": len(self.results)}
 
 
 def _config(tmp_path: Path, bundle: Path, frames: int, static: bool, fps: float = 10, extra: str = "") -> Path:
@@ -99,7 +104,7 @@ def test_a_failing_encode_or_sink_write_is_counted_and_the_loop_goes_on(converte
     if fault == "encode":
         pipeline.encoder.close()  # every encode now raises
     else:
-        shutil.rmtree(pipeline.sink.directory)  # every write now fails
+        shutil.rmtree(pipeline.sink.sinks[0].directory)  # every write now fails
     report = run_pipeline(pipeline)
     assert report["frames"] >= 2 and report["errors"] == report["frames"]
     assert report["frames"] + report["dropped"] == 6, "every frame of the file was handled or dropped, none lost"

@@ -42,6 +42,7 @@ def cases(rng: random.Random, count: int) -> List[Case]:
     bad_values = {"frame_id": [None, "x", -1, 1.5, True, 2 ** 70], "timestamp_s": [None, "x", True, [], float("nan")],
                   "model_version": [None, 5, "", "v" * 65, []], "grid": ["x", [1], [0, 1], [1, 2, 3], True, {}],
                   "dtype": [None, "fp64", [0, 1], 16], "reused_from": ["x", -1, 1.5, True],
+                  "request_id": ["x", -1, 1.5, True, [1]],
                   "shape": [None, [1], [0, 4, 64], [1, 2, 3, 4], "x", [2 ** 31, 1]]}
     for i in range(count):
         kind = i % 9
@@ -53,13 +54,13 @@ def cases(rng: random.Random, count: int) -> List[Case]:
         elif kind == 1:  # truncated: the connection ends inside the message
             out.append((data[:rng.randint(1, len(data) - 1)], "truncated", True))
         elif kind == 2:  # another protocol version
-            version = rng.choice([0, 2, 7, 65535])
+            version = rng.choice([0, wire.VERSION - 1, wire.VERSION + 1, 65535])
             out.append((PREFIX.pack(wire.MAGIC, version, wire.FRAME, 2, 0) + b"{}", "version", True))
         elif kind == 3:  # oversized payload or header (only the prefix is sent: the subscriber must not wait)
             too_long = (10, MAX_FRAME_BYTES + rng.randint(1, 1 << 40)) if i % 2 else (wire.MAX_HEADER_BYTES + 1, 0)
             out.append((PREFIX.pack(wire.MAGIC, wire.VERSION, wire.FRAME, *too_long), "oversized", True))
         elif kind == 4:  # an unknown message kind
-            out.append((PREFIX.pack(wire.MAGIC, wire.VERSION, rng.randint(6, 65535), 2, 0) + b"{}", "kind", True))
+            out.append((PREFIX.pack(wire.MAGIC, wire.VERSION, rng.randint(max(wire.KINDS) + 1, 65535), 2, 0) + b"{}", "kind", True))
         elif kind == 5:  # a header that is not JSON, or not an object
             body = rng.choice([b"\xff\xfe", b"{", b"[1, 2]", b"nul", b"[" * 5000])
             out.append((PREFIX.pack(wire.MAGIC, wire.VERSION, wire.FRAME, len(body), 0) + body, "header", False))
@@ -78,8 +79,10 @@ def cases(rng: random.Random, count: int) -> List[Case]:
             expected = itemsize * int(np.prod(header["shape"]))
             wrong = rng.choice([0, expected - 1, expected + 1, expected // 2])
             out.append((wire.pack(wire.FRAME, header, b"\0" * wrong), "payload", False))
-        else:  # a control message where a frame belongs
-            out.append((wire.pack(wire.HELLO, {}), "kind", False))
+        else:  # a control message, or a subscriber's encode request, where a frame belongs
+            image = np.zeros((2, 2, 3), np.uint8)
+            out.append((rng.choice([wire.pack(wire.HELLO, {}), b"".join(wire.encode_request(i, image))]), "kind",
+                        False))
     return out
 
 

@@ -87,16 +87,17 @@ def test_a_slow_subscriber_loses_its_oldest_frames_and_the_publisher_goes_on(soc
             wait_for_subscribers(publisher, 1)
             for sequence in range(count):
                 publisher.write(result(sequence))  # returns although nobody reads
-            dropped = publisher.stats()["dropped"]
             received = []
             while not received or received[-1] != count - 1:
                 frame = subscriber.receive(WAIT_S)
                 assert frame is not None
                 received.append(frame.frame_id)
+            stats = publisher.stats()
     finally:
         publisher.close()
     assert received == sorted(received) and received[-1] == count - 1  # in order, ending with the newest
-    assert dropped > 0 and len(received) + dropped == count
+    lost = stats["dropped"] + stats["skipped"]  # from the subscriber's queue, or before packing: each counted once
+    assert stats["dropped"] > 0 and len(received) + lost == count and stats["published"] == count
     assert received[-3:] == [count - 3, count - 2, count - 1]  # the queue kept the newest: the oldest were dropped
 
 
@@ -165,12 +166,40 @@ def test_tcp_takes_loopback_only_and_refuses_a_wrong_secret(sock_dir):
     assert frame is not None and frame.frame_id == 7
 
 
-def test_a_publisher_with_nobody_listening_never_blocks(sock_dir: Path):
-    publisher = StreamPublisher(Address(path=sock_dir / "tokens.sock"), "2.6", WIDTH).start()
+def test_a_publisher_with_nobody_listening_never_blocks_and_packs_only_for_a_subscriber(sock_dir: Path):
+    address = Address(path=sock_dir / "tokens.sock")
+    publisher = StreamPublisher(address, "2.6", WIDTH).start()
     try:
         for sequence in range(5):
             publisher.write(result(sequence))
-        assert publisher.stats() == {"subscribers": [], "dropped": 0, "refused": 0, "accepted": 0}
+        deadline = time.monotonic() + WAIT_S
+        while publisher._unpacked:  # the packing thread has taken every frame
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        stats = publisher.stats()
+        assert (stats["subscribers"], stats["dropped"], stats["accepted"], stats["published"]) == ([], 0, 0, 5)
+        assert stats["packed"] == 0  # nobody to send to: no frame was cast
+        with StreamSubscriber(address, WIDTH) as subscriber:
+            frame = subscriber.receive(WAIT_S)  # the newest, packed when the subscriber came
+        assert frame is not None and frame.frame_id == 4 and publisher.stats()["packed"] == 1
+    finally:
+        publisher.close()
+
+
+def test_a_reused_frames_tokens_are_cast_once(sock_dir: Path):
+    address = Address(path=sock_dir / "tokens.sock")
+    publisher = StreamPublisher(address, "2.6", WIDTH).start()
+    try:
+        with StreamSubscriber(address, WIDTH) as subscriber:
+            assert subscriber.connect(WAIT_S)
+            wait_for_subscribers(publisher, 1)
+            first = result(0)
+            publisher.write(first)
+            publisher.write(first._replace(sequence=1, reused_from=0))  # the same tokens array, as reuse hands on
+            frames = [subscriber.receive(WAIT_S) for _ in range(2)]
+        assert [(f.frame_id, f.reused_from) for f in frames] == [(0, None), (1, 0)]
+        np.testing.assert_array_equal(frames[1].tokens, first.tokens.astype(np.float16))
+        assert publisher.stats()["packed"] == 1
     finally:
         publisher.close()
 
