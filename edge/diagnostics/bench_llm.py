@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, List, Tuple
 
 import numpy as np
 
-from ..llm.conversation import DEFAULT_SYSTEM, Prompt
+from ..llm.conversation import DEFAULT_SYSTEM, Prompt, rows_part, text_part
 from ..llm.embeddings import EmbeddingLlm
 from ..llm.generate import Generator
 from ..llm.gguf_file import gguf_file_bytes
@@ -77,15 +77,17 @@ def run_bench(gguf: Path, rows: int = 640, tokens: int = 32, repeats: int = 3, r
         for _ in range(repeats):
             llm.reset()
             prefill.append(_timed(_prefill, llm, image_rows)[0])
-        prompt = Prompt(llm.tokenize(DEFAULT_SYSTEM, add_special=True), [image_rows, llm.tokenize("\n" + QUESTION)])
+        system = text_part(llm.tokenize(DEFAULT_SYSTEM, add_special=True))
+        prompt, new_frame = (Prompt([system, rows_part(("frame", 1, frame_id), 0, image_rows),
+                                     text_part(llm.tokenize("\n" + QUESTION))]) for frame_id in (1, 2))
         cold, cached, decode, hits = [], [], [], 0
         for _ in range(repeats):
-            generator = Generator(llm)  # no cached prefix: its first start clears the memory
+            generator = Generator(llm)  # nothing cached: its first start clears the memory
             cold.append(_timed(_first_token, generator, prompt, tokens)[0])
-            seconds, first = _timed(_first_token, generator, prompt, tokens)  # the system prompt's cache kept
+            seconds, first = _timed(_first_token, generator, new_frame, tokens)  # the system prompt's cache kept
             cached.append(seconds)
             decode.append(_timed(_decode, llm, first, tokens)[0])
-            hits += generator.prefix_hits
+            hits += generator.kept_parts
         model = {"architecture": llm.metadata("general.architecture"), "n_embd": llm.n_embd,
                  "n_vocab": llm.n_vocab, "n_ctx": llm.n_ctx, "file_bytes": gguf.stat().st_size}
     return {
@@ -95,7 +97,7 @@ def run_bench(gguf: Path, rows: int = 640, tokens: int = 32, repeats: int = 3, r
                     "python": platform.python_version()},
         "load_s": load_s,
         "prefill": {"rows": rows, "median_s": _median(prefill), "rows_per_s": rows / _median(prefill)},
-        "first_token": {"prompt_tokens": prompt.n_tokens, "prefix_tokens": len(prompt.prefix),
+        "first_token": {"prompt_tokens": prompt.n_tokens, "prefix_tokens": system.n_tokens,
                         "prefix_hits": hits, "cold_ms": 1e3 * _median(cold),
                         "cached_ms": 1e3 * _median(cached), "cached_over_cold": _median(cached) / _median(cold)},
         "decode": {"tokens": tokens, "median_s": _median(decode), "tokens_per_s": tokens / _median(decode)},
