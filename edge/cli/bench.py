@@ -44,7 +44,8 @@ def register(sub: argparse._SubParsersAction) -> Dict[str, Handler]:
     stream.add_argument("--dtype", choices=("fp16", "fp32"), default="fp16", help="token dtype (default fp16)")
     common.add_json(stream)
     llm = bench_sub.add_parser("llm", help="a GGUF LLM in llama.cpp: load time, image-row prefill, first token "
-                                           "cold and with the system prompt cached, decode, peak RSS")
+                                           "cold, with the system prompt cached and with the image rows cached, "
+                                           "decode, peak RSS")
     llm.add_argument("--gguf", required=True, type=Path, help="the LLM as a GGUF file")
     llm.add_argument("--rows", type=common.positive_int, default=640,
                      help="random image rows to prefill (default 640: a 10-slice 2.6 frame)")

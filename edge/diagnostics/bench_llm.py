@@ -1,11 +1,12 @@
 """``minicpmv-edge bench llm``: a GGUF LLM in llama.cpp as the LLM process drives it, in one run.
 
 Model load (file to a ready context); prefill of image rows (``--rows`` random rows of the GGUF's input width, seeded,
-fed as raw embeddings: a 10-slice MiniCPM-V 2.6 frame is 640 rows); time to first token of one request (the LLM
-process's default system prompt, the rows, a question; no chat template, so that any GGUF serves) cold and again with
-the system prompt's KV cache kept, as the LLM process answers a second request (``edge.llm.generate``); greedy
-decode speed (``--tokens`` tokens, not stopping at an end of turn); peak resident memory (ru_maxrss). Timings are
-medians over ``--repeats``.
+fed as raw embeddings: a 10-slice MiniCPM-V 2.6 frame is 640 rows); time to first token of a request (the LLM
+process's default system prompt, the rows, a question; no chat template, so that any GGUF serves) as the LLM
+process's part cache (``edge.llm.generate``) meets it: cold, then the same question about a new frame (the system
+prompt's KV cache kept), then another question about that frame (its image rows kept too); greedy decode speed
+(``--tokens`` tokens, not stopping at an end of turn); peak resident memory (ru_maxrss). Timings are medians over
+``--repeats``.
 """
 from __future__ import annotations
 
@@ -17,12 +18,13 @@ from typing import Any, Callable, Dict, List, Tuple
 
 import numpy as np
 
-from ..llm.conversation import DEFAULT_SYSTEM, Prompt
+from ..llm.conversation import DEFAULT_SYSTEM, Prompt, rows_part, text_part
 from ..llm.embeddings import EmbeddingLlm
 from ..llm.generate import Generator
 from ..llm.gguf_file import gguf_file_bytes
 
-QUESTION = "What do you see?"
+QUESTIONS = ("What do you see?", "What else is there?")
+REQUESTS = ("cold", "cached", "image_cached")  # nothing kept; the system prompt kept; the image rows kept too
 MIN_CTX = 4096  # the LLM process's default context
 TEXT_ROOM = 256  # context positions kept for the request's text around the rows
 SEED = 0
@@ -49,8 +51,19 @@ def _prefill(llm: EmbeddingLlm, rows: np.ndarray) -> None:
     llm.logits()
 
 
+def _requests(llm: EmbeddingLlm, image_rows: np.ndarray) -> Tuple[Prompt, ...]:
+    """The REQUESTS: a question about frame 1, the same question about frame 2, another question about frame 2."""
+    system = text_part(llm.tokenize(DEFAULT_SYSTEM, add_special=True))
+
+    def request(frame_id: int, question: str) -> Prompt:
+        return Prompt([system, rows_part(("frame", 1, frame_id), 0, image_rows),
+                       text_part(llm.tokenize("\n" + question))])
+
+    return request(1, QUESTIONS[0]), request(2, QUESTIONS[0]), request(2, QUESTIONS[1])
+
+
 def _first_token(generator: Generator, prompt: Prompt, tokens: int) -> int:
-    """Feed `prompt` (keeping the cached prefix when it matches) and pick the first token greedily."""
+    """Feed `prompt` (keeping the cached parts it starts with) and pick the first token greedily."""
     generator.start(prompt, tokens)
     return int(np.argmax(generator.llm.logits()))
 
@@ -64,8 +77,8 @@ def _decode(llm: EmbeddingLlm, first: int, tokens: int) -> None:
 
 
 def run_bench(gguf: Path, rows: int = 640, tokens: int = 32, repeats: int = 3, repack: bool = True) -> Dict[str, Any]:
-    """The report: load seconds, prefill rows/s, first token cold and cached (and their ratio), decode tokens/s,
-    peak RSS before and after loading."""
+    """The report: load seconds, prefill rows/s, first token cold, with the system prompt cached and with the image
+    rows cached too (and their ratios to cold), decode tokens/s, peak RSS before and after loading."""
     gguf = Path(gguf)
     gguf_file_bytes(gguf, "--gguf")
     rss_before = peak_rss_bytes()
@@ -77,17 +90,21 @@ def run_bench(gguf: Path, rows: int = 640, tokens: int = 32, repeats: int = 3, r
         for _ in range(repeats):
             llm.reset()
             prefill.append(_timed(_prefill, llm, image_rows)[0])
-        prompt = Prompt(llm.tokenize(DEFAULT_SYSTEM, add_special=True), [image_rows, llm.tokenize("\n" + QUESTION)])
-        cold, cached, decode, hits = [], [], [], 0
+        prompts = _requests(llm, image_rows)
+        seconds: Dict[str, List[float]] = {name: [] for name in REQUESTS}
+        kept: Dict[str, List[int]] = {name: [] for name in REQUESTS}  # positions kept, per repeat
+        decode = []
         for _ in range(repeats):
-            generator = Generator(llm)  # no cached prefix: its first start clears the memory
-            cold.append(_timed(_first_token, generator, prompt, tokens)[0])
-            seconds, first = _timed(_first_token, generator, prompt, tokens)  # the system prompt's cache kept
-            cached.append(seconds)
+            generator = Generator(llm)  # nothing cached: its first start clears the memory
+            for name, prompt in zip(REQUESTS, prompts):
+                before = generator.kept_tokens
+                took, first = _timed(_first_token, generator, prompt, tokens)
+                seconds[name].append(took)
+                kept[name].append(generator.kept_tokens - before)
             decode.append(_timed(_decode, llm, first, tokens)[0])
-            hits += generator.prefix_hits
         model = {"architecture": llm.metadata("general.architecture"), "n_embd": llm.n_embd,
                  "n_vocab": llm.n_vocab, "n_ctx": llm.n_ctx, "file_bytes": gguf.stat().st_size}
+    cold, cached, image_cached = (_median(seconds[name]) for name in REQUESTS)
     return {
         "benchmark": "llm", "gguf": str(gguf), "model": model, "rows": rows, "tokens": tokens, "repeats": repeats,
         "repack": repack,
@@ -95,9 +112,10 @@ def run_bench(gguf: Path, rows: int = 640, tokens: int = 32, repeats: int = 3, r
                     "python": platform.python_version()},
         "load_s": load_s,
         "prefill": {"rows": rows, "median_s": _median(prefill), "rows_per_s": rows / _median(prefill)},
-        "first_token": {"prompt_tokens": prompt.n_tokens, "prefix_tokens": len(prompt.prefix),
-                        "prefix_hits": hits, "cold_ms": 1e3 * _median(cold),
-                        "cached_ms": 1e3 * _median(cached), "cached_over_cold": _median(cached) / _median(cold)},
+        "first_token": {"prompt_tokens": prompts[0].n_tokens, "prefix_tokens": prompts[0].parts[0].n_tokens,
+                        "image_cached_prompt_tokens": prompts[2].n_tokens, "kept_tokens": kept,
+                        "cold_ms": 1e3 * cold, "cached_ms": 1e3 * cached, "cached_over_cold": cached / cold,
+                        "image_cached_ms": 1e3 * image_cached, "image_cached_over_cold": image_cached / cold},
         "decode": {"tokens": tokens, "median_s": _median(decode), "tokens_per_s": tokens / _median(decode)},
         "memory": {"peak_rss_before_load_bytes": rss_before, "peak_rss_bytes": peak_rss_bytes()}}
 
@@ -110,8 +128,11 @@ def format_report(report: Dict[str, Any]) -> str:
         "  load %.2f s; prefill %d rows %.0f rows/s; decode %d tokens %.1f tokens/s"
         % (report["load_s"], report["rows"], report["prefill"]["rows_per_s"], report["tokens"],
            report["decode"]["tokens_per_s"]),
-        "  first token of a %d-token request: cold %.1f ms, %d-token system prefix kept %.1f ms (cached / cold %.2f)"
+        "  first token of a %d-token request: cold %.1f ms, %d-token system prompt kept %.1f ms (cached / cold %.2f)"
         % (first["prompt_tokens"], first["cold_ms"], first["prefix_tokens"], first["cached_ms"],
            first["cached_over_cold"]),
+        "  another question about the same image rows: %d of %d tokens kept, %.1f ms (image cached / cold %.2f)"
+        % (first["kept_tokens"]["image_cached"][-1], first["image_cached_prompt_tokens"], first["image_cached_ms"],
+           first["image_cached_over_cold"]),
         "  peak RSS %.1f MB (%.1f MB before loading)" % (report["memory"]["peak_rss_bytes"] / 1e6,
                                                         report["memory"]["peak_rss_before_load_bytes"] / 1e6)])

@@ -1,5 +1,6 @@
-"""A chat request as the LLM takes it: the GGUF's chat template around the messages, one image's rows where the
-prompt layout puts them (``edge.encoder.prompt``), and the system prompt apart as a prefix whose KV cache is kept.
+"""A chat request as the LLM takes it: the GGUF's chat template around the messages and one image's rows where the
+prompt layout puts them (``edge.encoder.prompt``), as parts that each carry a key naming what they hold, so that
+the generator can keep the KV cache of the leading parts a new prompt shares with the last one.
 
 The image goes at the start of the message that carries it, followed by a newline, as the official MiniCPM-V chat
 puts it. Wrapper tags (``<image>``, ``<slice>`` ...) go through the tokenizer as special tokens; the token blocks go
@@ -7,7 +8,8 @@ in as raw rows (``EmbeddingLlm.feed_rows``).
 """
 from __future__ import annotations
 
-from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
+import hashlib
+from typing import Hashable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -18,23 +20,55 @@ from .embeddings import EmbeddingLlm
 IMAGE_MARK = "<|minicpmv-edge:image|>"  # stands for the image while the template is rendered
 DEFAULT_SYSTEM = "You are a helpful assistant. You see the scene through a camera; answer about what it shows."
 
-Part = Union[List[int], np.ndarray]  # text token ids, or image rows [n, width]
+Key = Tuple[Hashable, ...]  # equal keys: equal content
 
 
-class Image(NamedTuple):
-    """An image's tokens [blocks, Q, width] (overview first, then tiles row-major) and its grid (cols, rows)."""
+class Part(NamedTuple):
+    """One piece of a prompt: text token ids or image rows [n, width], and the key of what it holds."""
 
-    tokens: np.ndarray
-    grid: Optional[Tuple[int, int]]
-
-
-class Prompt(NamedTuple):
-    prefix: List[int]  # the system prompt's tokens (may be empty): their KV cache is kept between requests
-    parts: List[Part]  # the rest, in order
+    key: Key  # ("text", ids) or ("rows", the image's source, block index)
+    content: Union[List[int], np.ndarray]
 
     @property
     def n_tokens(self) -> int:
-        return len(self.prefix) + sum(len(p) for p in self.parts)
+        return len(self.content)
+
+    @property
+    def is_rows(self) -> bool:
+        return isinstance(self.content, np.ndarray)
+
+
+class Image(NamedTuple):
+    """An image's tokens [blocks, Q, width] (overview first, then tiles row-major), its grid (cols, rows), and the
+    key of where the tokens came from: ("frame", connection, frame id) for a camera frame, `digest_source` else."""
+
+    tokens: np.ndarray
+    grid: Optional[Tuple[int, int]]
+    source: Key
+
+
+class Prompt(NamedTuple):
+    parts: List[Part]  # in order; the system prompt's tokens (when there is one) are the first part
+
+    @property
+    def n_tokens(self) -> int:
+        return sum(p.n_tokens for p in self.parts)
+
+
+def text_part(ids: Sequence[int]) -> Part:
+    return Part(("text", tuple(ids)), list(ids))
+
+
+def rows_part(source: Key, block: int, rows: np.ndarray) -> Part:
+    return Part(("rows", source, block), rows)
+
+
+def digest_source(tokens: np.ndarray) -> Key:
+    """The source key of tokens that came from no camera frame (an attached image): a digest of their bytes."""
+    array = np.ascontiguousarray(tokens)
+    digest = hashlib.blake2b(repr((array.dtype.str, array.shape)).encode(), digest_size=16)
+    digest.update(memoryview(array).cast("B"))
+    return ("digest", digest.hexdigest())
 
 
 def with_system(messages: Sequence[Tuple[str, str]]) -> List[Tuple[str, str]]:
@@ -50,16 +84,17 @@ def build_prompt(llm: EmbeddingLlm, layout: PromptLayout, messages: Sequence[Tup
     if marks != (0 if image is None else 1):
         raise InputError("a request takes at most one image (and the text may not contain %s)" % IMAGE_MARK)
     rendered = llm.apply_template(messages, add_assistant=True)
-    prefix_text = ""
+    system_text = ""
     if messages and messages[0][0] == "system":
-        prefix_text = llm.apply_template(messages[:1], add_assistant=False)
-        prefix_text = prefix_text if rendered.startswith(prefix_text) else ""
-    prefix = llm.tokenize(prefix_text, add_special=True) if prefix_text else []
-    before, _, after = rendered[len(prefix_text):].partition(IMAGE_MARK)
-    parts: List[Part] = [llm.tokenize(before, add_special=not prefix)]
+        system_text = llm.apply_template(messages[:1], add_assistant=False)
+        system_text = system_text if rendered.startswith(system_text) else ""
+    system = llm.tokenize(system_text, add_special=True) if system_text else []
+    before, _, after = rendered[len(system_text):].partition(IMAGE_MARK)
+    parts = [text_part(system), text_part(llm.tokenize(before, add_special=not system))]
     if image is not None:
         blocks = image.tokens.reshape(-1, layout.query_num, image.tokens.shape[-1])
         for segment in layout.segments(image.grid):
-            parts.append(blocks[segment] if isinstance(segment, int) else llm.tokenize(segment))
-        parts.append(llm.tokenize(after))
-    return Prompt(prefix, [p for p in parts if len(p)])
+            parts.append(rows_part(image.source, segment, blocks[segment]) if isinstance(segment, int)
+                         else text_part(llm.tokenize(segment)))
+        parts.append(text_part(llm.tokenize(after)))
+    return Prompt([p for p in parts if p.n_tokens])

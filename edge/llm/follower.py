@@ -1,13 +1,15 @@
 """The frame follower: a thread on the token stream that keeps only the newest frame (tokens and header).
 
 When the stream goes away the last frame stays and the subscriber reconnects (``edge.stream.subscriber``); a refused
-handshake (token width, secret) ends the thread and is kept in `error`.
+handshake (token width, secret) ends the thread and is kept in `error`. Each frame is kept with the number of the
+connection it came on: frame ids start over when the agent restarts, so a frame id names a frame within one
+connection only.
 """
 from __future__ import annotations
 
 import logging
 import threading
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -26,7 +28,7 @@ class FrameFollower:
         self.subscriber = StreamSubscriber(address, token_width, secret)
         self.received = 0
         self.error: Optional[str] = None
-        self._latest: Optional[StreamFrame] = None
+        self._newest: Optional[Tuple[StreamFrame, int]] = None
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._follow, name="frame-follower", daemon=True)
 
@@ -36,15 +38,20 @@ class FrameFollower:
 
     @property
     def latest(self) -> Optional[StreamFrame]:
+        newest = self.newest()
+        return None if newest is None else newest[0]
+
+    def newest(self) -> Optional[Tuple[StreamFrame, int]]:
+        """The newest frame and the number of the connection it came on (1, 2, ...), or None."""
         with self._lock:
-            return self._latest
+            return self._newest
 
     def _follow(self) -> None:
         try:
             for frame in self.subscriber.frames():
                 tokens = np.array(frame.tokens, dtype=np.float32)  # a copy: the frame is a view of the read buffer
                 with self._lock:
-                    self._latest = frame._replace(tokens=tokens, dtype="fp32")
+                    self._newest = frame._replace(tokens=tokens, dtype="fp32"), self.subscriber.connections
                     self.received += 1
         except HandshakeRefused as exc:
             self.error = str(exc)

@@ -1,15 +1,15 @@
-"""Generation with llama.cpp's low-level API: feed a prompt (keeping the system prompt's KV cache when it is the one
-already there), then sample token by token, greedy or with a temperature, and yield text as it decodes."""
+"""Generation with llama.cpp's low-level API: feed a prompt (keeping the KV cache of the leading parts it shares
+with the last prompt), then sample token by token, greedy or with a temperature, and yield text as it decodes."""
 from __future__ import annotations
 
 import codecs
 import functools
-from typing import Callable, Iterator, List, Optional
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..errors import InputError
-from .conversation import Prompt
+from .conversation import Key, Part, Prompt
 from .embeddings import EmbeddingLlm, LlmError
 
 
@@ -57,13 +57,14 @@ class Answer:
 
 
 class Generator:
-    """One EmbeddingLlm answering one prompt at a time (the caller serialises); `prefix_hits` counts prompts whose
-    system prompt was already in the KV cache."""
+    """One EmbeddingLlm answering one prompt at a time (the caller serialises). A prompt's leading parts whose keys
+    match those of the parts already in the KV cache are kept, not fed again; the counters say what was kept and how
+    many image rows were fed, summed over prompts."""
 
     def __init__(self, llm: EmbeddingLlm) -> None:
         self.llm = llm
-        self.cached_prefix: List[int] = []  # the prefix whose KV cache sits at positions 0..len-1
-        self.prefix_hits = 0
+        self.cached_parts: List[Tuple[Key, int]] = []  # (key, tokens) of the parts at positions 0, 1, ... in order
+        self.kept_parts = self.kept_tokens = self.kept_image_rows = self.fed_image_rows = 0
 
     def start(self, prompt: Prompt, max_tokens: int, temperature: float = 0.0, seed: Optional[int] = None) -> Answer:
         """Feed `prompt` and return its Answer; PromptTooLong when prompt + max_tokens exceed the context."""
@@ -72,29 +73,43 @@ class Generator:
                                 "(shorten the conversation, lower max_tokens, use fewer image slices or a larger "
                                 "--ctx)" % (prompt.n_tokens, max_tokens, prompt.n_tokens + max_tokens,
                                             self.llm.n_ctx))
-        if prompt.prefix and prompt.prefix == self.cached_prefix and self.llm.n_past >= len(prompt.prefix):
-            self.feed(lambda: self.llm.truncate(len(prompt.prefix)))
-            self.prefix_hits += 1
+        kept = prompt.parts[:self._shared(prompt.parts)]
+        n_kept = sum(part.n_tokens for part in kept)
+        if kept:
+            self.feed(functools.partial(self.llm.truncate, n_kept))
         else:
-            self.cached_prefix = []
             self.llm.reset()
-            self.feed(lambda: self.llm.feed_tokens(prompt.prefix))
-            self.cached_prefix = list(prompt.prefix)
-        self.feed(lambda: self._feed_parts(prompt))
+        del self.cached_parts[len(kept):]
+        self.kept_parts += len(kept)
+        self.kept_tokens += n_kept
+        self.kept_image_rows += sum(part.n_tokens for part in kept if part.is_rows)
+        for part in prompt.parts[len(kept):]:
+            self.feed(functools.partial(self._feed_part, part))
+            self.cached_parts.append((part.key, part.n_tokens))
         return Answer(self, prompt.n_tokens, max_tokens, temperature, seed)
 
-    def _feed_parts(self, prompt: Prompt) -> None:
-        for part in prompt.parts:
-            if isinstance(part, np.ndarray):
-                self.llm.feed_rows(part)
-            else:
-                self.llm.feed_tokens(part)
+    def _shared(self, parts: Sequence[Part]) -> int:
+        """How many leading `parts` are in the KV cache as they are; never the last, whose logits the answer needs."""
+        count = 0
+        for cached, part in zip(self.cached_parts, parts[:-1]):
+            if cached != (part.key, part.n_tokens):
+                break
+            count += 1
+        in_memory = sum(n_tokens for _, n_tokens in self.cached_parts[:count]) <= self.llm.n_past
+        return count if in_memory else 0
+
+    def _feed_part(self, part: Part) -> None:
+        if part.is_rows:
+            self.llm.feed_rows(part.content)
+            self.fed_image_rows += part.n_tokens
+        else:
+            self.llm.feed_tokens(part.content)
 
     def feed(self, step: Callable[[], None]) -> None:
-        """Run one feeding step; a failure forgets the cached prefix so that the next prompt starts clean."""
+        """Run one feeding step; a failure forgets the cached parts so that the next prompt starts clean."""
         try:
             step()
         except (LlmError, InputError):
-            self.cached_prefix = []
+            self.cached_parts = []
             self.llm.reset()
             raise

@@ -3,14 +3,14 @@ encoded by the one VisionEncoder the process owns; a bounded number of requests 
 from __future__ import annotations
 
 import threading
-from typing import Any, Dict, Iterator, NamedTuple, Optional
+from typing import Any, Dict, Iterator, NamedTuple, Optional, Tuple
 
 import numpy as np
 
 from ..encoder.prompt import PromptLayout
 from ..errors import InputError
 from .api import ApiError, ChatRequest
-from .conversation import Image, build_prompt, with_system
+from .conversation import Image, build_prompt, digest_source, with_system
 from .embeddings import EmbeddingLlm
 from .follower import FrameFollower
 from .generate import Answer, Generator
@@ -55,16 +55,18 @@ class ChatService:
             yield Reply(answer, frame)
             yield from answer
 
-    def _image(self, request: ChatRequest) -> Any:
-        """(Image, frame facts): the attached image encoded here, or the camera's newest frame (503 when none)."""
+    def _image(self, request: ChatRequest) -> Tuple[Image, Optional[Dict[str, Any]]]:
+        """(Image, frame facts): the attached image encoded here, or the camera's newest frame (503 when none). A
+        frame's source is the frame its tokens were encoded for (`reused_from` when the agent reused them)."""
         if request.image is not None:
             encoded = self.encoder.encode(np.asarray(request.image))
-            return Image(encoded.tokens, encoded.grid), None
-        latest = None if self.follower is None else self.follower.latest
-        if latest is None:
+            return Image(encoded.tokens, encoded.grid, digest_source(encoded.tokens)), None
+        newest = None if self.follower is None else self.follower.newest()
+        if newest is None:
             why = "no token stream configured (--stream)" if self.follower is None else (
                 self.follower.error or "the agent has not published a frame yet")
             raise ApiError(503, "no camera frame to answer about: %s; attach an image_url instead" % why)
+        latest, connection = newest
         version, blocks = self.encoder.bundle.model.version, latest.tokens.size // (self.layout.query_num *
                                                                                latest.tokens.shape[-1])
         expected = 1 + (0 if latest.grid is None else latest.grid[0] * latest.grid[1])
@@ -73,4 +75,5 @@ class ChatService:
                                 "for grid %s (this bundle is %s, and needs %d blocks)"
                            % (latest.model_version, blocks, latest.grid, version, expected))
         facts = {"frame_id": latest.frame_id, "timestamp_s": latest.timestamp_s, "reused_from": latest.reused_from}
-        return Image(latest.tokens, latest.grid), facts
+        encoded_for = latest.frame_id if latest.reused_from is None else latest.reused_from
+        return Image(latest.tokens, latest.grid, ("frame", connection, encoded_for)), facts

@@ -1,5 +1,5 @@
-"""`minicpmv-edge bench llm` on a tiny GGUF: the report's structure, positive figures, the prefix kept; bad input is
-one line with exit code 2."""
+"""`minicpmv-edge bench llm` on a tiny GGUF: the report's structure, positive figures, what each request kept (the
+system prompt, then the image rows too); bad input is one line with exit code 2."""
 from __future__ import annotations
 
 import json
@@ -24,9 +24,12 @@ def test_bench_llm_reports_positive_figures(capsys, make_gguf):
     assert report["load_s"] > 0 and report["prefill"]["rows_per_s"] > 0 and report["decode"]["tokens_per_s"] > 0
     first = report["first_token"]
     assert first["prefix_tokens"] > 0 and first["prompt_tokens"] > first["prefix_tokens"] + 64
-    assert first["prefix_hits"] == 2  # the second request of every repeat kept the system prompt's cache
-    assert first["cold_ms"] > 0 and first["cached_ms"] > 0
+    prefix = first["prefix_tokens"]
+    assert first["kept_tokens"] == {"cold": [0, 0], "cached": [prefix] * 2, "image_cached": [prefix + 64] * 2}
+    assert first["image_cached_prompt_tokens"] > prefix + 64
+    assert first["cold_ms"] > 0 and first["cached_ms"] > 0 and first["image_cached_ms"] > 0
     assert first["cached_over_cold"] == pytest.approx(first["cached_ms"] / first["cold_ms"])
+    assert first["image_cached_over_cold"] == pytest.approx(first["image_cached_ms"] / first["cold_ms"])
     memory = report["memory"]
     assert memory["peak_rss_bytes"] >= memory["peak_rss_before_load_bytes"] > 0
 
@@ -36,6 +39,7 @@ def test_bench_llm_text_and_no_repack(capsys, make_gguf):
                  "--no-repack"]) == 0
     out = capsys.readouterr().out
     assert "prefill 8 rows" in out and "cached / cold" in out and "peak RSS" in out
+    assert "image cached / cold" in out
 
 
 @pytest.mark.parametrize("content", [None, b"not a model"])

@@ -73,7 +73,35 @@ def test_a_streamed_answer_about_the_cameras_newest_frame(start_llm) -> None:
     whole = client.chat.completions.create(model=model, max_tokens=8,
                                            messages=[{"role": "user", "content": "what is there?"}])
     assert whole.choices[0].message.content == text  # greedy: the same answer, streamed or whole
-    assert whole.frame["frame_id"] == 2 and running.process.server.service.generator.prefix_hits >= 1
+    generator = running.process.server.service.generator
+    assert whole.frame["frame_id"] == 2 and generator.kept_image_rows == generator.fed_image_rows == 3 * 64
+
+
+def test_frame_ids_of_a_restarted_agent_name_new_frames(start_llm, sock_dir: Path) -> None:
+    """A restarted agent numbers its frames from the start again: its frame 1 is fed, not taken for the cached
+    frame 1 of the earlier connection."""
+    from edge.stream.address import Address
+    from edge.stream.publisher import StreamPublisher
+
+    running = start_llm()
+    publish(running, 1, seed=1)
+    _wait_for_frame(running, 1)
+    ask = dict(model=running.process.server.model_id, max_tokens=2, messages=[{"role": "user", "content": "?"}])
+    _client(running.url).chat.completions.create(**ask)
+    generator = running.process.server.service.generator
+    rows = generator.fed_image_rows
+    running.publisher.close()
+    restarted = StreamPublisher(Address(path=sock_dir / "tokens.sock"), "2.6", 256).start()
+    try:
+        publish(running, 1, seed=2, publisher=restarted)
+        deadline = time.monotonic() + WAIT_S
+        while running.process.follower.newest()[1] != 2:
+            assert time.monotonic() < deadline, "the follower never reconnected"
+            time.sleep(0.02)
+        assert _client(running.url).chat.completions.create(**ask).frame["frame_id"] == 1
+    finally:
+        restarted.close()
+    assert generator.fed_image_rows == 2 * rows and generator.kept_image_rows == 0
 
 
 def test_the_last_frame_stays_while_the_stream_is_away(start_llm) -> None:
