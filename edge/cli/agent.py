@@ -39,8 +39,21 @@ def run_agent(args: argparse.Namespace) -> int:
     pipeline = make_pipeline(config, max_frames=args.max_frames)
     logging.getLogger("minicpmv-edge").info("tokens go to %s", pipeline.sink.describe())
     report = run_pipeline(pipeline)
-    print(json.dumps(report, indent=2) if args.json else "frames %d (encoded %d, reused %d, errors %d), dropped %d"
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print("frames %d (encoded %d, reused %d, errors %d), dropped %d"
           % (report["frames"], report["encoded"], report["reused"], report["errors"], report["dropped"]))
+    stream, requests = report["sinks"].get("stream"), report["requests"]
+    if stream is not None:
+        print("stream: %d frames published, %d cast, %d skipped before packing, %d dropped from subscriber queues, "
+              "%d subscribers now (%d accepted, %d refused), %d bad messages from subscribers"
+              % (stream["published"], stream["packed"], stream["skipped"], stream["dropped"],
+                 len(stream["subscribers"]), stream["accepted"], stream["refused"], stream["rejected"]))
+    if requests is not None:
+        print("images encoded for subscribers: %d (%d failed, %d refused as busy or stopping)%s"
+              % (requests["served"], requests["failed"], requests["refused"],
+                 "" if requests["encode_ms"] is None else ", %.1f ms each" % requests["encode_ms"]))
     return 0
 
 

@@ -1,16 +1,20 @@
-"""The LLM process put together: the GGUF in llama.cpp, the bundle's VisionEncoder (for attached images), the frame
-follower on the agent's token stream, and the HTTP API; every input checked before anything is served."""
+"""The LLM process put together: the GGUF in llama.cpp, the bundle's facts (no engines: attached images are encoded
+by the agent), the frame follower and the encode client on the agent's token stream, and the HTTP API; every input
+checked before anything is served."""
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 from typing import Any, Optional
 
+from ..bundle.manifest import Bundle
 from ..errors import InputError
-from ..stream.address import DEFAULT_LISTEN, is_loopback, listen_address
+from ..stream.address import DEFAULT_LISTEN, Address, is_loopback, listen_address
+from ..stream.encode_client import EncodeClient
 from .api import DEFAULT_LIMITS, Limits
 from .embeddings import EmbeddingLlm
 from .follower import FrameFollower
+from .images import through_agent
 from .server import LlmServer
 from .service import ChatService
 
@@ -33,12 +37,9 @@ def read_token(path: Path) -> str:
 class LlmProcess:
     """Everything the process owns; `close` frees it all. A context manager."""
 
-    def __init__(self, bundle: Path, gguf: Path, stream: Any = None, stream_secret: Optional[bytes] = None,
+    def __init__(self, bundle: Path, gguf: Path, stream: Address, stream_secret: Optional[bytes] = None,
                  listen: str = DEFAULT_LISTEN, token: Optional[str] = None, n_ctx: int = 4096,
-                 limits: Limits = DEFAULT_LIMITS, max_waiting: int = 2, backend: str = "onnxruntime",
-                 n_threads: Optional[int] = None) -> None:
-        from ..encoder.vision_encoder import VisionEncoder
-
+                 limits: Limits = DEFAULT_LIMITS, max_waiting: int = 2, n_threads: Optional[int] = None) -> None:
         host, port = listen_address(listen)
         if token is None and not is_loopback(host):
             raise InputError("--listen %s is not a loopback address: it needs --token-file, and clients must send "
@@ -46,18 +47,18 @@ class LlmProcess:
         for flag, path in (("--bundle", bundle), ("--gguf", gguf)):
             if not Path(path).exists():
                 raise InputError("%s: %s does not exist" % (flag, path))
-        self.llm = self.encoder = self.follower = self.server = None
+        self.llm = self.follower = self.server = self.images = None
         try:
+            model = Bundle.load(bundle, verify=False).model  # the facts only: the graphs are the agent's
             self.llm = EmbeddingLlm(str(gguf), n_ctx=n_ctx, n_threads=n_threads)
-            self.encoder = VisionEncoder.from_bundle(bundle, backend=backend)
-            width = self.encoder.bundle.model.embed_dim
-            if width != self.llm.n_embd:
+            if model.embed_dim != self.llm.n_embd:
                 raise InputError("token width mismatch: the bundle makes %d-wide tokens (MiniCPM-V %s), the GGUF "
                                  "takes %d (n_embd): use the GGUF of the LLM this bundle was made for"
-                                 % (width, self.encoder.bundle.model.version, self.llm.n_embd))
-            if stream is not None:
-                self.follower = FrameFollower(stream, width, stream_secret).start()
-            service = ChatService(self.llm, self.encoder, self.follower, limits.max_tokens, max_waiting)
+                                 % (model.embed_dim, model.version, self.llm.n_embd))
+            self.follower = FrameFollower(stream, model.embed_dim, stream_secret).start()
+            self.images = EncodeClient(stream, model.embed_dim, stream_secret)
+            service = ChatService(self.llm, model, through_agent(self.images), self.follower, limits.max_tokens,
+                                  max_waiting)
             try:
                 self.server = LlmServer((host, port), service, Path(gguf).stem, token, limits)
             except OSError as exc:
@@ -76,8 +77,8 @@ class LlmProcess:
             self.server.server_close()
         if self.follower is not None:
             self.follower.close()
-        if self.encoder is not None:
-            self.encoder.close()
+        if self.images is not None:
+            self.images.close()
         if self.llm is not None:
             self.llm.close()
 

@@ -1,5 +1,5 @@
 """The chat service: one LLM answering one request at a time, about the camera's newest frame or an attached image
-encoded by the one VisionEncoder the process owns; a bounded number of requests may wait for their turn."""
+(encoded by the agent's engines, edge.llm.images); a bounded number of requests may wait for their turn."""
 from __future__ import annotations
 
 import threading
@@ -7,6 +7,7 @@ from typing import Any, Dict, Iterator, NamedTuple, Optional, Tuple
 
 import numpy as np
 
+from ..bundle.facts import ModelFacts
 from ..encoder.prompt import PromptLayout
 from ..errors import InputError
 from .api import ApiError, ChatRequest
@@ -14,6 +15,7 @@ from .conversation import Image, build_prompt, digest_source, with_system
 from .embeddings import EmbeddingLlm
 from .follower import FrameFollower
 from .generate import Answer, Generator
+from .images import ImageEncoder
 
 
 class Reply(NamedTuple):
@@ -22,12 +24,14 @@ class Reply(NamedTuple):
 
 
 class ChatService:
-    """`encoder` (a VisionEncoder) encodes attached images; `follower` supplies the camera's newest frame."""
+    """For the bundle's `model`: `encode_image` makes an attached image's tokens; `follower` supplies the camera's
+    newest frame."""
 
-    def __init__(self, llm: EmbeddingLlm, encoder: Any, follower: Optional[FrameFollower], max_tokens: int,
-                 max_waiting: int = 2) -> None:
-        self.llm, self.encoder, self.follower, self.max_tokens = llm, encoder, follower, max_tokens
-        self.layout = PromptLayout.from_facts(encoder.bundle.model)
+    def __init__(self, llm: EmbeddingLlm, model: ModelFacts, encode_image: ImageEncoder,
+                 follower: Optional[FrameFollower], max_tokens: int, max_waiting: int = 2) -> None:
+        self.llm, self.model, self.encode_image, self.follower = llm, model, encode_image, follower
+        self.max_tokens = max_tokens
+        self.layout = PromptLayout.from_facts(model)
         self.generator = Generator(llm)
         self.turn = threading.Lock()  # the model answers one request at a time
         self.slots = threading.BoundedSemaphore(1 + max_waiting)  # the one answering and those waiting
@@ -56,18 +60,18 @@ class ChatService:
             yield from answer
 
     def _image(self, request: ChatRequest) -> Tuple[Image, Optional[Dict[str, Any]]]:
-        """(Image, frame facts): the attached image encoded here, or the camera's newest frame (503 when none). A
+        """(Image, frame facts): the attached image encoded, or the camera's newest frame (503 when none). A
         frame's source is the frame its tokens were encoded for (`reused_from` when the agent reused them)."""
         if request.image is not None:
-            encoded = self.encoder.encode(np.asarray(request.image))
-            return Image(encoded.tokens, encoded.grid, digest_source(encoded.tokens)), None
+            tokens, grid = self.encode_image(np.asarray(request.image))
+            return Image(tokens, grid, digest_source(tokens)), None
         newest = None if self.follower is None else self.follower.newest()
         if newest is None:
             why = "no token stream configured (--stream)" if self.follower is None else (
                 self.follower.error or "the agent has not published a frame yet")
             raise ApiError(503, "no camera frame to answer about: %s; attach an image_url instead" % why)
         latest, connection = newest
-        version, blocks = self.encoder.bundle.model.version, latest.tokens.size // (self.layout.query_num *
+        version, blocks = self.model.version, latest.tokens.size // (self.layout.query_num *
                                                                                latest.tokens.shape[-1])
         expected = 1 + (0 if latest.grid is None else latest.grid[0] * latest.grid[1])
         if latest.model_version != version or blocks != expected:

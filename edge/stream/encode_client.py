@@ -117,3 +117,9 @@ class EncodeClient:
         if self.sock is not None:
             self.sock.close()
         self.sock = None
+
+    def __enter__(self) -> EncodeClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,11 +1,14 @@
 """An LLM process on the real llama.cpp: a tiny 2.6 bundle, its tiny GGUF, a token stream publisher at a short
-socket path, the API on a free loopback port."""
+socket path, the API on a free loopback port; beside it the agent's frame loop (a real Pipeline on the bundle, with
+an idle camera: tests publish the frames) serving the LLM's encode requests."""
 from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
+import time
 from pathlib import Path
-from typing import Callable, Iterator, NamedTuple, Optional
+from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional
 
 import numpy as np
 import pytest
@@ -16,6 +19,7 @@ pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip 
 from edge.stream.address import Address  # noqa: E402
 from edge.stream.protocol import StreamFrame  # noqa: E402
 from edge.stream.publisher import StreamPublisher  # noqa: E402
+from edge.stream.requests import EncodeRequests  # noqa: E402
 
 
 @pytest.fixture
@@ -31,39 +35,62 @@ def scene(seed: int, size=(480, 640)) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, size + (3,), dtype=np.uint8)
 
 
+class IdleCamera:
+    """A source by the agent's Source protocol that never has a frame: the agent's loop only serves requests."""
+
+    finished = False
+
+    def start(self) -> IdleCamera:
+        return self
+
+    def stop(self) -> None:
+        """Nothing runs."""
+
+    def latest(self, timeout: Optional[float] = None) -> None:
+        time.sleep(timeout or 0.0)
+
+    def stats(self) -> Dict[str, Any]:
+        return {}
+
+
 class Running(NamedTuple):
     process: object  # LlmProcess
     publisher: StreamPublisher
     url: str
+    agent: object  # the agent's Pipeline: its encoder encodes the frames tests publish and the images asked for
 
 
 @pytest.fixture
 def start_llm(make_bundle: Callable[..., Path], make_gguf: Callable[..., Path],
               sock_dir: Path) -> Iterator[Callable[..., Running]]:
-    """Start the LLM process (options go to LlmProcess) following a live publisher's stream."""
+    """Start the agent's loop and the LLM process (options go to LlmProcess) following its stream."""
+    from edge.agent.pipeline import Pipeline
+    from edge.encoder.vision_encoder import VisionEncoder
     from edge.llm.process import LlmProcess
 
-    started = []
+    stops: List[Callable[[], None]] = []  # in the order things started
 
     def start(**options) -> Running:
         address = Address(path=sock_dir / "tokens.sock")
-        publisher = StreamPublisher(address, "2.6", 256).start()
-        started.append(publisher)
+        requests = EncodeRequests()
+        publisher = StreamPublisher(address, "2.6", 256, requests=requests).start()
+        agent = Pipeline(VisionEncoder.from_bundle(make_bundle("2.6")), IdleCamera(), publisher, requests=requests)
+        loop = threading.Thread(target=agent.run, name="agent", daemon=True)
+        loop.start()
+        stops.append(lambda: (agent.stop(), loop.join(60), agent.close()))
         process = LlmProcess(make_bundle("2.6"), make_gguf("2.6"), address, listen="127.0.0.1:0", **options)
-        started.append(process)
+        stops.append(lambda: (process.server.shutdown(), process.close()))
         process.server.start()
-        return Running(process, publisher, process.url + "/v1")
+        return Running(process, publisher, process.url + "/v1", agent)
 
     yield start
-    for thing in reversed(started):
-        if hasattr(thing, "server"):
-            thing.server.shutdown()
-        thing.close()
+    for stop in reversed(stops):
+        stop()
 
 
 def publish(running: Running, frame_id: int, seed: int, publisher: Optional[StreamPublisher] = None) -> None:
     """Encode a scene with the process's own tiny bundle and publish its tokens as camera frame `frame_id` (through
     `publisher`, else the running one's)."""
-    encoded = running.process.encoder.encode(scene(seed))
+    encoded = running.agent.encoder.encode(scene(seed))
     frame = StreamFrame(frame_id, 100.0 + frame_id, "2.6", encoded.grid, "fp16", encoded.tokens)
     (publisher or running.publisher).publish(frame)

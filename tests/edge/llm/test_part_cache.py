@@ -136,14 +136,19 @@ class _Follower:
 
 
 @pytest.fixture
-def served(make_bundle: Callable[..., Path], llms) -> Iterator[Tuple[ChatService, _Follower, EmbeddingLlm]]:
-    """A ChatService on a tiny 2.6 bundle's encoder and a stand-in follower, and the reference LLM."""
+def served(make_bundle: Callable[..., Path], llms) -> Iterator[Tuple[ChatService, _Follower, EmbeddingLlm, Any]]:
+    """A ChatService on a tiny 2.6 bundle (its encoder standing in for the agent's) and a stand-in follower, the
+    reference LLM, and the encoder."""
     import edge
 
     llm, reference = llms
     follower = _Follower()
     with edge.VisionEncoder.from_bundle(make_bundle("2.6")) as encoder:
-        yield ChatService(llm, encoder, follower, TOKENS), follower, reference
+        def encode(image: np.ndarray) -> Tuple[np.ndarray, Any]:
+            encoded = encoder.encode(image)
+            return encoded.tokens, encoded.grid
+
+        yield ChatService(llm, encoder.bundle.model, encode, follower, TOKENS), follower, reference, encoder
 
 
 def _ask(service: ChatService, question: str, image: Any = None) -> Tuple[np.ndarray, str, Any]:
@@ -161,21 +166,21 @@ def _reference(service: ChatService, reference: EmbeddingLlm, question: str, tok
     return _cold(reference, build_prompt(reference, service.layout, _messages(question), image))
 
 
-def _publish(follower: _Follower, service: ChatService, frame_id: int, seed: int,
+def _publish(follower: _Follower, encoder: Any, frame_id: int, seed: int,
              reused_from: Optional[int] = None) -> StreamFrame:
-    encoded = service.encoder.encode(scene(seed))
+    encoded = encoder.encode(scene(seed))
     follower.frame = StreamFrame(frame_id, 100.0 + frame_id, "2.6", encoded.grid, "fp32", encoded.tokens, reused_from)
     return follower.frame
 
 
 def test_a_frame_reused_by_the_agent_is_not_fed_again(served) -> None:
-    service, follower, reference = served
+    service, follower, reference, encoder = served
     generator = service.generator
-    _publish(follower, service, 1, seed=1)
+    _publish(follower, encoder, 1, seed=1)
     _ask(service, "what is it?")
     rows = generator.fed_image_rows
     assert rows > 0
-    frame = _publish(follower, service, 2, seed=1, reused_from=1)  # the same tokens, re-published as frame 2
+    frame = _publish(follower, encoder, 2, seed=1, reused_from=1)  # the same tokens, re-published as frame 2
     logits, text, facts = _ask(service, "what is it?")
     assert facts["frame_id"] == 2 and facts["reused_from"] == 1
     assert generator.fed_image_rows == rows and generator.kept_image_rows == rows
@@ -187,16 +192,16 @@ def test_a_frame_reused_by_the_agent_is_not_fed_again(served) -> None:
 def test_another_frame_is_fed_even_with_equal_tokens(served) -> None:
     """Frames are told apart by id, not by content: a frame encoded anew is fed, and so is frame 1 of another
     connection (an agent that restarted numbers its frames from the start again)."""
-    service, follower, reference = served
+    service, follower, reference, encoder = served
     generator = service.generator
-    _publish(follower, service, 1, seed=1)
+    _publish(follower, encoder, 1, seed=1)
     _ask(service, "what is it?")
     rows = generator.fed_image_rows
-    _publish(follower, service, 3, seed=1)  # not reused: fed
+    _publish(follower, encoder, 3, seed=1)  # not reused: fed
     _ask(service, "what is it?")
     assert generator.fed_image_rows == 2 * rows and generator.kept_image_rows == 0
     follower.connection = 2
-    frame = _publish(follower, service, 3, seed=2)
+    frame = _publish(follower, encoder, 3, seed=2)
     logits, text, _ = _ask(service, "what is it?")
     assert generator.fed_image_rows == 3 * rows and generator.kept_image_rows == 0
     cold_logits, cold_text = _reference(service, reference, "what is it?", frame.tokens, frame.grid)
@@ -207,14 +212,14 @@ def test_another_frame_is_fed_even_with_equal_tokens(served) -> None:
 def test_the_same_attached_image_is_kept_and_another_is_fed(served) -> None:
     from PIL import Image as PilImage
 
-    service, follower, reference = served
+    service, follower, reference, encoder = served
     generator = service.generator
     same = [PilImage.fromarray(scene(4, (96, 128))) for _ in range(2)]  # two objects, the same pixels
     _ask(service, "what is it?", same[0])
     rows = generator.fed_image_rows
     logits, text, facts = _ask(service, "and now?", same[1])
     assert facts is None and generator.fed_image_rows == rows and generator.kept_image_rows == rows
-    encoded = service.encoder.encode(np.asarray(same[1]))
+    encoded = encoder.encode(np.asarray(same[1]))
     cold_logits, cold_text = _reference(service, reference, "and now?", encoded.tokens, encoded.grid)
     np.testing.assert_allclose(logits, cold_logits, rtol=0, atol=1e-4)
     assert text == cold_text

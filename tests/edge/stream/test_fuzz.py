@@ -60,7 +60,8 @@ def cases(rng: random.Random, count: int) -> List[Case]:
             too_long = (10, MAX_FRAME_BYTES + rng.randint(1, 1 << 40)) if i % 2 else (wire.MAX_HEADER_BYTES + 1, 0)
             out.append((PREFIX.pack(wire.MAGIC, wire.VERSION, wire.FRAME, *too_long), "oversized", True))
         elif kind == 4:  # an unknown message kind
-            out.append((PREFIX.pack(wire.MAGIC, wire.VERSION, rng.randint(max(wire.KINDS) + 1, 65535), 2, 0) + b"{}", "kind", True))
+            unknown = rng.randint(max(wire.KINDS) + 1, 65535)
+            out.append((PREFIX.pack(wire.MAGIC, wire.VERSION, unknown, 2, 0) + b"{}", "kind", True))
         elif kind == 5:  # a header that is not JSON, or not an object
             body = rng.choice([b"\xff\xfe", b"{", b"[1, 2]", b"nul", b"[" * 5000])
             out.append((PREFIX.pack(wire.MAGIC, wire.VERSION, wire.FRAME, len(body), 0) + body, "header", False))
