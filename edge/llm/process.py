@@ -1,5 +1,6 @@
 """The LLM process put together: the GGUF in llama.cpp, the bundle's VisionEncoder (for attached images), the frame
-follower on the agent's token stream, and the HTTP API; every input checked before anything is served."""
+follower on the agent's token stream, the HTTP API and, when configured, the standing question; every input checked
+before anything is served."""
 from __future__ import annotations
 
 import logging
@@ -11,6 +12,7 @@ from ..stream.address import DEFAULT_LISTEN, is_loopback, listen_address
 from .api import DEFAULT_LIMITS, Limits
 from .embeddings import EmbeddingLlm
 from .follower import FrameFollower
+from .schedule import ScheduleConfig, StandingQuestion
 from .server import LlmServer
 from .service import ChatService
 
@@ -36,7 +38,7 @@ class LlmProcess:
     def __init__(self, bundle: Path, gguf: Path, stream: Any = None, stream_secret: Optional[bytes] = None,
                  listen: str = DEFAULT_LISTEN, token: Optional[str] = None, n_ctx: int = 4096,
                  limits: Limits = DEFAULT_LIMITS, max_waiting: int = 2, backend: str = "onnxruntime",
-                 n_threads: Optional[int] = None) -> None:
+                 n_threads: Optional[int] = None, schedule: Optional[ScheduleConfig] = None) -> None:
         from ..encoder.vision_encoder import VisionEncoder
 
         host, port = listen_address(listen)
@@ -47,6 +49,7 @@ class LlmProcess:
             if not Path(path).exists():
                 raise InputError("%s: %s does not exist" % (flag, path))
         self.llm = self.encoder = self.follower = self.server = None
+        self.schedule: Optional[StandingQuestion] = None
         try:
             self.llm = EmbeddingLlm(str(gguf), n_ctx=n_ctx, n_threads=n_threads)
             self.encoder = VisionEncoder.from_bundle(bundle, backend=backend)
@@ -58,10 +61,14 @@ class LlmProcess:
             if stream is not None:
                 self.follower = FrameFollower(stream, width, stream_secret).start()
             service = ChatService(self.llm, self.encoder, self.follower, limits.max_tokens, max_waiting)
+            if schedule is not None:
+                self.schedule = StandingQuestion(service, schedule)
             try:
-                self.server = LlmServer((host, port), service, Path(gguf).stem, token, limits)
+                self.server = LlmServer((host, port), service, Path(gguf).stem, token, limits, self.schedule)
             except OSError as exc:
                 raise InputError("--listen %s: cannot listen there (%s)" % (listen, exc.strerror or exc)) from None
+            if self.schedule is not None:
+                self.schedule.start()
         except BaseException:
             self.close()
             raise
@@ -74,6 +81,8 @@ class LlmProcess:
     def close(self) -> None:
         if self.server is not None:
             self.server.server_close()
+        if self.schedule is not None:
+            self.schedule.close()
         if self.follower is not None:
             self.follower.close()
         if self.encoder is not None:

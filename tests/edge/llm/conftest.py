@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator, NamedTuple
+from typing import Callable, Iterator, NamedTuple, Optional
 
 import numpy as np
 import pytest
@@ -61,7 +61,9 @@ def start_llm(make_bundle: Callable[..., Path], make_gguf: Callable[..., Path],
         thing.close()
 
 
-def publish(running: Running, frame_id: int, seed: int) -> None:
-    """Encode a scene with the process's own tiny bundle and publish its tokens as camera frame `frame_id`."""
+def publish(running: Running, frame_id: int, seed: int, reused_from: Optional[int] = None) -> None:
+    """Encode a scene with the process's own tiny bundle and publish its tokens as camera frame `frame_id` (as the
+    agent's reuse of frame `reused_from`, when given)."""
     encoded = running.process.encoder.encode(scene(seed))
-    running.publisher.publish(StreamFrame(frame_id, 100.0 + frame_id, "2.6", encoded.grid, "fp16", encoded.tokens))
+    running.publisher.publish(StreamFrame(frame_id, 100.0 + frame_id, "2.6", encoded.grid, "fp16", encoded.tokens,
+                                          reused_from))
