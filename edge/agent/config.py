@@ -2,9 +2,10 @@
 any engine is built or camera opened: every section and key, types and ranges, each mistake one line naming the key
 and the fix. docs/agent-config.md lists the keys; configs/agent/ has commented examples.
 
-Relative paths (bundle, camera.path, sink.directory, engine_cache, llm.gguf, api.token_file) are taken from the
-config file's folder. What depends on the machine (is the bundle there, its precisions and slice bound, the video
-file, OpenCV's GStreamer) is checked when the agent starts, still before any engine is built.
+Relative paths (bundle, camera.path, sink.directory, engine_cache, llm.gguf, llm.schedule.answers_file,
+api.token_file) are taken from the config file's folder. What depends on the machine (is the bundle there, its
+precisions and slice bound, the video file, OpenCV's GStreamer) is checked when the agent starts, still before any
+engine is built.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from ..device.profiles import PRECISIONS
 from ..engines.base import BACKENDS
 from ..engines.tensorrt.cache import DEFAULT_CACHE_DIR
 from ..errors import InputError
+from ..llm.schedule import MAX_EVERY_S, ScheduleConfig
 from ..preprocess.resize import MODES
 from ..stream.address import DEFAULT_LISTEN, DEFAULT_SOCKET, Address, is_loopback, listen_address, tcp_address
 from ..stream.protocol import DEFAULT_MAX_FRAME_BYTES, DTYPES
@@ -32,7 +34,8 @@ SINK_KINDS = ("npy",)
 SINK_KEYS = ("kind", "directory", "keep")
 STREAM_KEYS = ("enabled", "socket", "tcp", "secret_file", "dtype", "queue_length", "max_frame_bytes",
                "max_requests")
-LLM_KEYS = ("gguf", "ctx", "max_tokens", "threads")
+LLM_KEYS = ("gguf", "ctx", "max_tokens", "threads", "schedule")
+SCHEDULE_KEYS = ("question", "every_s", "answers_file")
 API_KEYS = ("listen", "token_file")
 MAX_QUEUE_LENGTH = 1000
 FRAME_BYTES_RANGE = (1 << 20, 1 << 30)  # 1 MiB .. 1 GiB: a 10-slice 4.5 frame in fp32 is about 10 MiB
@@ -77,6 +80,7 @@ class LlmConfig:
     ctx: int = 4096
     max_tokens: int = 256
     threads: Optional[int] = None  # None: llama.cpp's default
+    schedule: Optional[ScheduleConfig] = None  # None: answers on request only
 
 
 @dataclass(frozen=True)
@@ -274,7 +278,25 @@ def _llm(value: Any, base: Path) -> Optional[LlmConfig]:
         _path(section["gguf"], "llm.gguf", base),
         _int_in(section.get("ctx", 4096), "llm.ctx", 1, 1 << 20, "context tokens"),
         _int_in(section.get("max_tokens", 256), "llm.max_tokens", 1, 1 << 20, "the most tokens an answer may take"),
-        None if threads is None else _int_in(threads, "llm.threads", 1, 1024, "CPU threads, or null for llama.cpp's"))
+        None if threads is None else _int_in(threads, "llm.threads", 1, 1024, "CPU threads, or null for llama.cpp's"),
+        _schedule(section.get("schedule"), base))
+
+
+def _schedule(value: Any, base: Path) -> Optional[ScheduleConfig]:
+    """`llm.schedule`: the standing question, its period and its answers file."""
+    if value is None:
+        return None
+    section = _section({"llm.schedule": value}, "llm.schedule")
+    _known(section, SCHEDULE_KEYS, "llm.schedule")
+    question, every_s, answers_file = section.get("question"), section.get("every_s"), section.get("answers_file")
+    if not isinstance(question, str) or not question.strip():
+        raise InputError("llm.schedule.question must be the question to ask about each new frame, a non-empty "
+                         "string such as \"What is on the table?\", got %r" % (question,))
+    if isinstance(every_s, bool) or not isinstance(every_s, (int, float)) or not 0 < every_s <= MAX_EVERY_S:
+        raise InputError("llm.schedule.every_s must be the seconds between questions, a number > 0 and at most %d, "
+                         "got %r" % (MAX_EVERY_S, every_s))
+    return ScheduleConfig(question, float(every_s),
+                          None if answers_file is None else _path(answers_file, "llm.schedule.answers_file", base))
 
 
 def _api(section: Mapping[str, Any], base: Path) -> ApiConfig:

@@ -36,6 +36,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError("expected a number greater than 0, got %r" % text)
+    return value
+
+
 def add_bundle(parser: argparse.ArgumentParser, required: bool = True) -> None:
     parser.add_argument("--bundle", required=required, type=Path,
                         help="a bundle directory written by minicpmv-convert (manifest.yaml + graphs)")

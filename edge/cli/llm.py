@@ -1,17 +1,21 @@
 """`minicpmv-edge llm`: the LLM process (frame follower + local OpenAI-style API) until SIGINT or SIGTERM.
 
 Its settings come from the flags, or from an agent config (`--config`: bundle, stream, `llm:` and `api:`); a flag
-given beside `--config` wins."""
+given beside `--config` wins. `--ask` and `--every` (or `llm.schedule`) add a standing question about the newest
+frame."""
 from __future__ import annotations
 
 import argparse
 import logging
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from ..errors import InputError
 from . import args as common
 from .shell import Handler
+
+if TYPE_CHECKING:
+    from ..llm.schedule import ScheduleConfig
 
 DEFAULT_CTX = 4096
 DEFAULT_MAX_TOKENS = 256
@@ -37,6 +41,10 @@ def register(sub: argparse._SubParsersAction) -> Dict[str, Handler]:
     llm.add_argument("--max-tokens", type=common.positive_int,
                      help="the most tokens an answer may take, and the default (%d)" % DEFAULT_MAX_TOKENS)
     llm.add_argument("--threads", type=common.positive_int, help="CPU threads for llama.cpp (default: its own)")
+    llm.add_argument("--ask", metavar="QUESTION", help="a standing question, asked about the newest frame every "
+                                                       "--every seconds when the scene has changed (docs/llm.md)")
+    llm.add_argument("--every", metavar="S", type=common.positive_float, help="seconds between standing questions")
+    llm.add_argument("--answers-file", type=Path, help="append each standing answer to this file as a JSON line")
     return {"llm": run_llm}
 
 
@@ -48,6 +56,26 @@ def stream_address(text: str) -> Any:
 
 def _first(*values: Any) -> Any:
     return next((v for v in values if v is not None), None)
+
+
+def schedule_of(args: argparse.Namespace, configured: Optional[ScheduleConfig]) -> Optional[ScheduleConfig]:
+    """The standing question (a ScheduleConfig, or None): the flags over the config's `llm.schedule`."""
+    from ..llm.schedule import MAX_EVERY_S, ScheduleConfig
+
+    question = _first(args.ask, configured.question if configured else None)
+    every_s = _first(args.every, configured.every_s if configured else None)
+    answers_file = _first(args.answers_file, configured.answers_file if configured else None)
+    if question is None and every_s is None and answers_file is None:
+        return None
+    missing = [flag for flag, value in (('--ask "QUESTION"', question), ("--every SECONDS", every_s)) if value is None]
+    if missing:
+        raise InputError("a standing question needs %s as well (or llm.schedule in the config: docs/llm.md)"
+                         % " and ".join(missing))
+    if not question.strip():
+        raise InputError('--ask: the question is empty: ask something, such as --ask "What is on the table?"')
+    if every_s > MAX_EVERY_S:
+        raise InputError("--every %g: at most %d seconds (a day)" % (every_s, MAX_EVERY_S))
+    return ScheduleConfig(question, every_s, answers_file)
 
 
 def run_llm(args: argparse.Namespace) -> int:
@@ -77,9 +105,11 @@ def run_llm(args: argparse.Namespace) -> int:
     ctx = _first(args.ctx, section.ctx if section else None, DEFAULT_CTX)
     max_tokens = _first(args.max_tokens, section.max_tokens if section else None, DEFAULT_MAX_TOKENS)
     threads = _first(args.threads, section.threads if section else None)
+    schedule = schedule_of(args, section.schedule if section else None)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("minicpmv-edge.llm.schedule").setLevel(logging.INFO)  # each standing answer: one line
     with LlmProcess(bundle, gguf, address, secret, _first(args.listen, api.listen), token, ctx,
-                    Limits(max_tokens=max_tokens), n_threads=threads) as process:
+                    Limits(max_tokens=max_tokens), n_threads=threads, schedule=schedule) as process:
         print("serving %s at %s/v1 (frames from %s)" % (process.server.model_id, process.url, address), flush=True)
         process.server.serve_forever()
     return 0

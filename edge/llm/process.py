@@ -1,6 +1,6 @@
 """The LLM process put together: the GGUF in llama.cpp, the bundle's facts (no engines: attached images are encoded
-by the agent), the frame follower and the encode client on the agent's token stream, and the HTTP API; every input
-checked before anything is served."""
+by the agent), the frame follower and the encode client on the agent's token stream, the HTTP API and, when
+configured, the standing question; every input checked before anything is served."""
 from __future__ import annotations
 
 import logging
@@ -15,6 +15,7 @@ from .api import DEFAULT_LIMITS, Limits
 from .embeddings import EmbeddingLlm
 from .follower import FrameFollower
 from .images import through_agent
+from .schedule import ScheduleConfig, StandingQuestion
 from .server import LlmServer
 from .service import ChatService
 
@@ -39,7 +40,8 @@ class LlmProcess:
 
     def __init__(self, bundle: Path, gguf: Path, stream: Address, stream_secret: Optional[bytes] = None,
                  listen: str = DEFAULT_LISTEN, token: Optional[str] = None, n_ctx: int = 4096,
-                 limits: Limits = DEFAULT_LIMITS, max_waiting: int = 2, n_threads: Optional[int] = None) -> None:
+                 limits: Limits = DEFAULT_LIMITS, max_waiting: int = 2, n_threads: Optional[int] = None,
+                 schedule: Optional[ScheduleConfig] = None) -> None:
         host, port = listen_address(listen)
         if token is None and not is_loopback(host):
             raise InputError("--listen %s is not a loopback address: it needs --token-file, and clients must send "
@@ -48,6 +50,7 @@ class LlmProcess:
             if not Path(path).exists():
                 raise InputError("%s: %s does not exist" % (flag, path))
         self.llm = self.follower = self.server = self.images = None
+        self.schedule: Optional[StandingQuestion] = None
         try:
             model = Bundle.load(bundle, verify=False).model  # the facts only: the graphs are the agent's
             self.llm = EmbeddingLlm(str(gguf), n_ctx=n_ctx, n_threads=n_threads)
@@ -59,10 +62,14 @@ class LlmProcess:
             self.images = EncodeClient(stream, model.embed_dim, stream_secret)
             service = ChatService(self.llm, model, through_agent(self.images), self.follower, limits.max_tokens,
                                   max_waiting)
+            if schedule is not None:
+                self.schedule = StandingQuestion(service, schedule)
             try:
-                self.server = LlmServer((host, port), service, Path(gguf).stem, token, limits)
+                self.server = LlmServer((host, port), service, Path(gguf).stem, token, limits, self.schedule)
             except OSError as exc:
                 raise InputError("--listen %s: cannot listen there (%s)" % (listen, exc.strerror or exc)) from None
+            if self.schedule is not None:
+                self.schedule.start()
         except BaseException:
             self.close()
             raise
@@ -75,6 +82,8 @@ class LlmProcess:
     def close(self) -> None:
         if self.server is not None:
             self.server.server_close()
+        if self.schedule is not None:
+            self.schedule.close()
         if self.follower is not None:
             self.follower.close()
         if self.images is not None:

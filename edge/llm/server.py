@@ -1,5 +1,6 @@
 """The local HTTP API: ``POST /v1/chat/completions`` (JSON, or server-sent events with ``stream: true``) and
-``GET /v1/models``, OpenAI's shapes, on a ThreadingHTTPServer; a bearer token when one is configured."""
+``GET /v1/models``, OpenAI's shapes, and ``GET /v1/scene/latest`` (the standing question's newest answer), on a
+ThreadingHTTPServer; a bearer token when one is configured."""
 from __future__ import annotations
 
 import hmac
@@ -14,6 +15,7 @@ from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 from .api import DEFAULT_LIMITS, ApiError, Limits, parse_request
 from .embeddings import LlmError
+from .schedule import StandingQuestion
 from .service import ChatService, Reply
 
 log = logging.getLogger("minicpmv-edge.llm")
@@ -21,16 +23,19 @@ DRAIN_BYTES = 64 << 20  # a refused body up to this size is read away; a larger 
 
 
 class LlmServer(ThreadingHTTPServer):
-    """Serves `service` as model `model_id` at `address`; `token`, when set, must come as a bearer token."""
+    """Serves `service` as model `model_id` at `address`, and `schedule`'s newest answer; `token`, when set, must
+    come as a bearer token."""
 
     daemon_threads = True
 
     def __init__(self, address: Tuple[str, int], service: ChatService, model_id: str,
-                 token: Optional[str] = None, limits: Limits = DEFAULT_LIMITS) -> None:
+                 token: Optional[str] = None, limits: Limits = DEFAULT_LIMITS,
+                 schedule: Optional[StandingQuestion] = None) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
         self.service, self.model_id, self.token, self.limits = service, model_id, token, limits
+        self.schedule = schedule
         self.created = int(time.time())
 
     def start(self) -> LlmServer:
@@ -46,7 +51,8 @@ class _Handler(BaseHTTPRequestHandler):
         log.info("%s %s", self.address_string(), format % args)
 
     def do_GET(self) -> None:
-        self._guarded(self._models if self.path.rstrip("/") == "/v1/models" else self._not_found)
+        routes = {"/v1/models": self._models, "/v1/scene/latest": self._scene}
+        self._guarded(routes.get(self.path.rstrip("/"), self._not_found))
 
     def do_POST(self) -> None:
         self._guarded(self._chat if self.path.rstrip("/") == "/v1/chat/completions" else self._not_found)
@@ -63,11 +69,22 @@ class _Handler(BaseHTTPRequestHandler):
                                               "code": exc.status}})
 
     def _not_found(self) -> None:
-        raise ApiError(404, "no such endpoint: %s (POST /v1/chat/completions, GET /v1/models)" % self.path)
+        raise ApiError(404, "no such endpoint: %s (POST /v1/chat/completions, GET /v1/models, GET /v1/scene/latest)"
+                       % self.path)
 
     def _models(self) -> None:
         self._json(200, {"object": "list", "data": [{"id": self.server.model_id, "object": "model",
                                                      "created": self.server.created, "owned_by": "minicpmv-edge"}]})
+
+    def _scene(self) -> None:
+        schedule = self.server.schedule
+        if schedule is None:
+            raise ApiError(404, "no standing question is configured (--ask and --every, or llm.schedule)")
+        latest = schedule.latest
+        if latest is None:
+            raise ApiError(404, "no answer to the standing question yet: it comes every %g s once a camera frame "
+                                "has arrived" % schedule.config.every_s)
+        self._json(200, latest)
 
     def _chat(self) -> None:
         length = self.headers.get("Content-Length")

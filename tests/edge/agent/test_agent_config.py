@@ -13,6 +13,7 @@ import pytest
 from edge.agent.config import AgentConfig, ApiConfig, LlmConfig, ReuseConfig, StreamConfig, load_agent_config
 from edge.camera.config import CameraConfig
 from edge.cli.main import main
+from edge.llm.schedule import ScheduleConfig
 from edge.stream.address import Address
 from tests.edge.camera.fakes import moving_frames, write_video
 
@@ -75,6 +76,20 @@ BAD_CONFIGS = [
     (BASE + "llm: {gguf: m.gguf, max_tokens: many}\n", "llm.max_tokens must be an integer"),
     (BASE + "llm: {gguf: m.gguf, threads: 0}\n", "llm.threads must be an integer in 1..1024"),
     (BASE + "llm: {gguf: m.gguf, n_ctx: 2048}\n", "llm: unknown key 'n_ctx'"),
+    (BASE + "llm: {gguf: m.gguf, schedule: ask}\n", "llm.schedule must be a mapping"),
+    (BASE + "llm: {gguf: m.gguf, schedule: {question: hi, every: 5}}\n", "llm.schedule: unknown key 'every'"),
+    (BASE + "llm: {gguf: m.gguf, schedule: {every_s: 5}}\n", "llm.schedule.question must be the question"),
+    (BASE + "llm: {gguf: m.gguf, schedule: {question: '  ', every_s: 5}}\n", "llm.schedule.question must be"),
+    (BASE + "llm: {gguf: m.gguf, schedule: {question: 7, every_s: 5}}\n", "llm.schedule.question must be"),
+    (BASE + "llm: {gguf: m.gguf, schedule: {question: hi}}\n", "llm.schedule.every_s must be the seconds"),
+    (BASE + "llm: {gguf: m.gguf, schedule: {question: hi, every_s: 0}}\n", "llm.schedule.every_s must be"),
+    (BASE + "llm: {gguf: m.gguf, schedule: {question: hi, every_s: -1}}\n", "llm.schedule.every_s must be"),
+    (BASE + "llm: {gguf: m.gguf, schedule: {question: hi, every_s: 5s}}\n", "llm.schedule.every_s must be"),
+    (BASE + "llm: {gguf: m.gguf, schedule: {question: hi, every_s: true}}\n", "llm.schedule.every_s must be"),
+    (BASE + "llm: {gguf: m.gguf, schedule: {question: hi, every_s: .nan}}\n", "llm.schedule.every_s must be"),
+    (BASE + "llm: {gguf: m.gguf, schedule: {question: hi, every_s: 86401}}\n", "and at most 86400"),
+    (BASE + "llm: {gguf: m.gguf, schedule: {question: hi, every_s: 5, answers_file: 5}}\n",
+     "llm.schedule.answers_file must be a path"),
     (BASE + "api: 8089\n", "api must be a mapping"),
     (BASE + "api: {listen: 8089}\n", "api.listen must be HOST:PORT"),
     (BASE + "api: {listen: '127.0.0.1:99999'}\n", "api.listen must be HOST:PORT with a port in 0..65535"),
@@ -144,6 +159,16 @@ def test_the_llm_and_api_sections_defaults_and_values(tmp_path):
     loaded = load_agent_config(config)
     assert loaded.llm == LlmConfig(Path("/m.gguf"), 2048, 64, 2)
     assert loaded.api == ApiConfig("0.0.0.0:9000", tmp_path / "token")
+
+
+def test_the_llm_schedule_values(tmp_path):
+    config = tmp_path / "agent.yaml"
+    config.write_text(BASE + "llm: {gguf: m.gguf, schedule: {question: 'What changed?', every_s: 10}}\n")
+    assert load_agent_config(config).llm.schedule == ScheduleConfig("What changed?", 10.0, None)
+    config.write_text(BASE + "llm:\n  gguf: m.gguf\n  schedule:\n    question: Who is at the door?\n"
+                             "    every_s: 2.5\n    answers_file: out/answers.jsonl\n")
+    assert load_agent_config(config).llm == LlmConfig(
+        tmp_path / "m.gguf", schedule=ScheduleConfig("Who is at the door?", 2.5, tmp_path / "out" / "answers.jsonl"))
 
 
 def test_relative_paths_are_taken_from_the_config_folder(tmp_path):

@@ -88,9 +88,10 @@ def start_llm(make_bundle: Callable[..., Path], make_gguf: Callable[..., Path],
         stop()
 
 
-def publish(running: Running, frame_id: int, seed: int, publisher: Optional[StreamPublisher] = None) -> None:
-    """Encode a scene with the process's own tiny bundle and publish its tokens as camera frame `frame_id` (through
-    `publisher`, else the running one's)."""
+def publish(running: Running, frame_id: int, seed: int, reused_from: Optional[int] = None,
+            publisher: Optional[StreamPublisher] = None) -> None:
+    """Encode a scene with the agent's encoder and publish its tokens as camera frame `frame_id` (as the agent's
+    reuse of frame `reused_from`, when given; through `publisher`, else the running one's)."""
     encoded = running.agent.encoder.encode(scene(seed))
-    frame = StreamFrame(frame_id, 100.0 + frame_id, "2.6", encoded.grid, "fp16", encoded.tokens)
-    (publisher or running.publisher).publish(frame)
+    (publisher or running.publisher).publish(StreamFrame(frame_id, 100.0 + frame_id, "2.6", encoded.grid, "fp16",
+                                                         encoded.tokens, reused_from))
