@@ -21,12 +21,15 @@ def test_bench_stream_reports_stream_and_raw(capsys, dtype, itemsize):
         assert 0 < figures["latency_ms"]["p50"] <= figures["latency_ms"]["p99"]
     assert report["throughput_ratio"] == pytest.approx(report["stream"]["mb_per_s"] / report["raw"]["mb_per_s"])
     assert report["dropped"] == 0 and report["rejected"] == {} and report["in_order"] is True
+    handover = report["handover"]
+    assert 0 < handover["write_ms_p50"] <= handover["write_ms_p99"] and handover["cast_ms_p50"] > 0
+    assert handover["write_over_cast"] == pytest.approx(handover["write_ms_p50"] / handover["cast_ms_p50"])
 
 
 def test_bench_stream_text_and_bad_frames(capsys):
     assert main(["bench", "stream", "--frames", "3"]) == 0
     out = capsys.readouterr().out
-    assert "stream / raw throughput" in out and "640 x 3584 fp16" in out
+    assert "stream / raw throughput" in out and "640 x 3584 fp16" in out and "the frame loop's write" in out
     with pytest.raises(SystemExit) as stop:
         main(["bench", "stream", "--frames", "0"])
     assert stop.value.code == 2
