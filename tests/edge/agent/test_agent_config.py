@@ -61,6 +61,7 @@ BAD_CONFIGS = [
     (BASE + "stream: {dtype: bf16}\n", "stream.dtype must be one of fp16, fp32"),
     (BASE + "stream: {queue_length: 0}\n", "stream.queue_length must be an integer in 1..1000"),
     (BASE + "stream: {queue_length: 2.5}\n", "stream.queue_length must be an integer in 1..1000"),
+    (BASE + "stream: {max_requests: 0}\n", "stream.max_requests must be an integer in 1..64"),
     (BASE + "stream: {max_frame_bytes: 100}\n", "stream.max_frame_bytes must be an integer in 1048576..1073741824"),
     (BASE + "stream: {tcp: '0.0.0.0:8090', secret_file: s}\n", "stream.tcp: 0.0.0.0 is not a loopback address"),
     (BASE + "stream: {tcp: '10.0.0.2:8090', secret_file: s}\n", "stream.tcp: 10.0.0.2 is not a loopback address"),
@@ -139,9 +140,10 @@ def test_the_stream_section_defaults_and_values(tmp_path):
     assert load_agent_config(config).stream == StreamConfig()
     assert StreamConfig().enabled is False and StreamConfig().address.path == Path("/run/minicpmv-edge/tokens.sock")
     config.write_text(BASE + "stream: {enabled: true, tcp: '127.0.0.1:8090', secret_file: secret, dtype: fp32, "
-                             "queue_length: 8, max_frame_bytes: 16777216}\n")
+                             "queue_length: 8, max_frame_bytes: 16777216, max_requests: 5}\n")
     stream = load_agent_config(config).stream
-    assert stream == StreamConfig(True, Address(host="127.0.0.1", port=8090), tmp_path / "secret", "fp32", 8, 1 << 24)
+    assert stream == StreamConfig(True, Address(host="127.0.0.1", port=8090), tmp_path / "secret", "fp32", 8, 1 << 24,
+                                  5)
     config.write_text(BASE + "stream: {enabled: true, socket: run/tokens.sock}\n")
     assert load_agent_config(config).stream.address == Address(path=tmp_path / "run" / "tokens.sock")
 

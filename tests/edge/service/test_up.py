@@ -85,6 +85,25 @@ def ask(port: int) -> Optional[int]:
         return None
 
 
+def ask_about_a_photo(port: int) -> dict:
+    """A whole answer about a PNG data URI (the agent encodes it)."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (120, 160, 3), dtype=np.uint8)).save(buffer, "PNG")
+    uri = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    content = [{"type": "text", "text": "What is in the photo?"}, {"type": "image_url", "image_url": {"url": uri}}]
+    body = json.dumps({"messages": [{"role": "user", "content": content}], "max_tokens": 4}).encode()
+    request = urllib.request.Request("http://127.0.0.1:%d/v1/chat/completions" % port, body,
+                                     {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=WAIT_S) as response:
+        return json.loads(response.read())
+
+
 def wait_for_frame(port: int, newer_than: int = -1) -> int:
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
@@ -113,6 +132,8 @@ def test_a_killed_llm_is_restarted_and_answers_about_a_newer_frame(make_bundle, 
         os.kill(first_llm, signal.SIGKILL)
         after = wait_for_frame(port, newer_than=before)  # the restarted process, about a frame made since
         assert len(up.pids("llm")) == 2 and up.pids("agent") == [agent] and alive(agent)
+        photo = ask_about_a_photo(port)  # encoded by the agent's engines, between its camera frames
+        assert photo["frame"] is None and photo["choices"][0]["finish_reason"] in ("stop", "length")
     finally:
         up.process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + WAIT_S
@@ -128,6 +149,7 @@ def test_a_killed_llm_is_restarted_and_answers_about_a_newer_frame(make_bundle, 
     assert err.strip().splitlines() == ["minicpmv-edge: stopped by SIGTERM; nothing half-written was left"], err
     assert not any(alive(pid) for pid in up.pids("agent") + up.pids("llm"))
     assert re.search(r"\[agent\] frames \d+ \(encoded", log), log  # the agent stopped cleanly and reported
+    assert re.search(r"\[agent\] images encoded for subscribers: 1 \(0 failed", log), log
 
 
 def test_up_ends_with_the_agent(make_bundle, make_gguf, tmp_path, sock_dir):
