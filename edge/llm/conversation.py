@@ -9,7 +9,7 @@ in as raw rows (``EmbeddingLlm.feed_rows``).
 from __future__ import annotations
 
 import hashlib
-from typing import Hashable, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Hashable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -69,6 +69,12 @@ def digest_source(tokens: np.ndarray) -> Key:
     digest = hashlib.blake2b(repr((array.dtype.str, array.shape)).encode(), digest_size=16)
     digest.update(memoryview(array).cast("B"))
     return ("digest", digest.hexdigest())
+
+
+def frame_source(frame: Any, connection: int) -> Key:
+    """The source key of a camera frame's tokens: the frame they were encoded for (`reused_from` when the agent
+    reused them) on stream connection `connection` (a restarted agent numbers its frames from 0 again)."""
+    return ("frame", connection, frame.frame_id if frame.reused_from is None else frame.reused_from)
 
 
 def with_system(messages: Sequence[Tuple[str, str]]) -> List[Tuple[str, str]]:

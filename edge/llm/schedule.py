@@ -14,7 +14,7 @@ from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 from ..errors import InputError
 from .api import ChatRequest
-from .conversation import IMAGE_MARK
+from .conversation import IMAGE_MARK, frame_source
 from .service import ChatService, Reply
 
 log = logging.getLogger("minicpmv-edge.llm.schedule")
@@ -63,7 +63,7 @@ class StandingQuestion:
         self.answers = None if config.answers_file is None else AnswersFile(config.answers_file)
         self.request = ChatRequest([("user", IMAGE_MARK + "\n" + config.question)], None, False, None, 0.0, None)
         self.counts = dict.fromkeys(("answered", "unchanged", "no_frame", "errors"), 0)
-        self._answered: Optional[Tuple[int, int]] = None  # (frame_id, source frame_id) of the last answer
+        self._answered: Optional[Tuple[Any, ...]] = None  # the last answer's image source: frame (and connection)
         self._latest: Optional[Dict[str, Any]] = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -92,15 +92,15 @@ class StandingQuestion:
             k = max(k + 1, math.floor((time.monotonic() - start) / every) + 1)
 
     def _ask(self) -> None:
-        frame = self.service.follower.latest
-        if frame is None:
+        newest = self.service.follower.newest()
+        if newest is None:
             self.counts["no_frame"] += 1
             if self.counts["no_frame"] == 1:
                 log.warning("no camera frame to answer about yet (%s): the standing question waits for one",
                             self.service.follower.error or "the agent has not published a frame")
             return
-        if self._answered is not None and (frame.frame_id == self._answered[0] or
-                                           (frame.reused_from is not None and frame.reused_from == self._answered[1])):
+        frame, connection = newest
+        if self._answered == frame_source(frame, connection):
             self.counts["unchanged"] += 1
             log.debug("frame %d shows the scene last answered about: skipped", frame.frame_id)
             return
@@ -119,9 +119,8 @@ class StandingQuestion:
                   "reused_from": facts["reused_from"], "question": self.config.question, "answer": text,
                   "finish_reason": reply.answer.finish_reason, "asked_at": round(asked_at, 3),
                   "seconds": round(time.monotonic() - started, 3)}
-        source = facts["frame_id"] if facts["reused_from"] is None else facts["reused_from"]
         with self._lock:
-            self._latest, self._answered = record, (facts["frame_id"], source)
+            self._latest, self._answered = record, reply.image.source
         self.counts["answered"] += 1
         log.info("answer about frame %d: %s (%s, %.2f s)", record["frame_id"], json.dumps(text, ensure_ascii=False),
                  record["finish_reason"], record["seconds"])

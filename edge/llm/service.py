@@ -11,7 +11,7 @@ from ..bundle.facts import ModelFacts
 from ..encoder.prompt import PromptLayout
 from ..errors import InputError
 from .api import ApiError, ChatRequest
-from .conversation import Image, build_prompt, digest_source, with_system
+from .conversation import Image, build_prompt, digest_source, frame_source, with_system
 from .embeddings import EmbeddingLlm
 from .follower import FrameFollower
 from .generate import Answer, Generator
@@ -21,6 +21,7 @@ from .images import ImageEncoder
 class Reply(NamedTuple):
     answer: Answer  # iterate it while holding the turn (Reply.pieces does)
     frame: Optional[Dict[str, Any]]  # the camera frame answered about (frame_id, timestamp_s, reused_from), or None
+    image: Image  # what the prompt held: its `source` names the frame (and stream connection) or the picture
 
 
 class ChatService:
@@ -56,7 +57,7 @@ class ChatService:
                 answer = self.generator.start(prompt, max_tokens, request.temperature, request.seed)
             except InputError as exc:
                 raise ApiError(400, str(exc)) from None
-            yield Reply(answer, frame)
+            yield Reply(answer, frame, image)
             yield from answer
 
     def _image(self, request: ChatRequest) -> Tuple[Image, Optional[Dict[str, Any]]]:
@@ -79,5 +80,4 @@ class ChatService:
                                 "for grid %s (this bundle is %s, and needs %d blocks)"
                            % (latest.model_version, blocks, latest.grid, version, expected))
         facts = {"frame_id": latest.frame_id, "timestamp_s": latest.timestamp_s, "reused_from": latest.reused_from}
-        encoded_for = latest.frame_id if latest.reused_from is None else latest.reused_from
-        return Image(latest.tokens, latest.grid, ("frame", connection, encoded_for)), facts
+        return Image(latest.tokens, latest.grid, frame_source(latest, connection)), facts

@@ -18,6 +18,7 @@ from edge.errors import InputError
 from edge.llm.api import Limits
 from edge.llm.schedule import AnswersFile, ScheduleConfig
 from edge.stream.protocol import StreamFrame
+from edge.stream.publisher import StreamPublisher
 
 from .conftest import publish
 
@@ -72,6 +73,15 @@ def test_new_frames_are_answered_and_a_reused_one_is_skipped(start_llm, tmp_path
     _wait(lambda: len(_lines(answers)) == 2, "an answer about frame 3")
     assert _lines(answers)[1]["frame_id"] == 3 and _get(running.url)[1]["frame_id"] == 3
     assert schedule.counts["answered"] == 2 and schedule.counts["errors"] == 0
+
+    running.publisher.close()  # the agent restarts and numbers its frames anew: its frame 3 is another scene
+    restarted = StreamPublisher(running.publisher.address, "2.6", 256).start()
+    try:
+        publish(running, 3, seed=4, publisher=restarted)
+        _wait(lambda: len(_lines(answers)) == 3, "an answer about the restarted agent's frame 3")
+    finally:
+        restarted.close()
+    assert _lines(answers)[2]["frame_id"] == 3 and schedule.counts["answered"] == 3
 
 
 def test_the_scheduled_answer_is_the_greedy_api_answer(start_llm, tmp_path: Path) -> None:
