@@ -63,12 +63,22 @@ client = OpenAI(base_url="'"$API"'", api_key="unused-on-loopback")
 text = "".join(chunk.choices[0].delta.content or "" for chunk in client.chat.completions.create(
     model=client.models.list().data[0].id, stream=True, max_tokens=16,
     messages=[{"role": "user", "content": "'"$QUESTION"'"}]))
-print("answer (openai client, streamed, random weights): %r" % text)'
+print("answer (openai client, streamed, random weights): %r" % text)
+import base64, io
+import numpy as np
+from PIL import Image
+photo = io.BytesIO()
+Image.fromarray(np.random.default_rng(7).integers(0, 256, (300, 400, 3), dtype=np.uint8)).save(photo, "PNG")
+uri = "data:image/png;base64," + base64.b64encode(photo.getvalue()).decode()
+text = "".join(chunk.choices[0].delta.content or "" for chunk in client.chat.completions.create(
+    model=client.models.list().data[0].id, stream=True, max_tokens=16, messages=[{"role": "user", "content": [
+        {"type": "text", "text": "What is in this photo?"}, {"type": "image_url", "image_url": {"url": uri}}]}]))
+print("answer about a 400x300 PNG data URI, encoded by the agent (openai client, random weights): %r" % text)'
 
 echo
 echo "stopping the agent and the LLM process (SIGTERM to up)"
 stop_up
 echo "statistics:"
-grep -E '^\[agent\] frames |token stream at .* closed|^\[up\]' "$LOG" | sed 's/^/  /' || echo "  (none in $LOG)"
+grep -E '^\[agent\] (frames |stream: |images encoded)|^\[up\]' "$LOG" | sed 's/^/  /' || echo "  (none in $LOG)"
 echo "profile of the agent on the clip (ONNX Runtime, 5 frames):"
 timeout 300 "$BIN/minicpmv-edge" profile --config "$DEMO/agent.yaml" --frames 5 | sed 's/^/  /'
