@@ -46,9 +46,9 @@ def run_agent(args: argparse.Namespace) -> int:
           % (report["frames"], report["encoded"], report["reused"], report["errors"], report["dropped"]))
     stream, requests = report["sinks"].get("stream"), report["requests"]
     if stream is not None:
-        print("stream: %d frames published, %d cast, %d skipped before packing, %d dropped from subscriber queues, "
+        print("stream: %d frames published, %d cast, %d dropped from subscriber queues, "
               "%d subscribers now (%d accepted, %d refused), %d bad messages from subscribers"
-              % (stream["published"], stream["packed"], stream["skipped"], stream["dropped"],
+              % (stream["published"], stream["packed"], stream["dropped"],
                  len(stream["subscribers"]), stream["accepted"], stream["refused"], stream["rejected"]))
     if requests is not None:
         print("images encoded for subscribers: %d (%d failed, %d refused as busy or stopping)%s"

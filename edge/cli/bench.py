@@ -42,6 +42,8 @@ def register(sub: argparse._SubParsersAction) -> Dict[str, Handler]:
     stream.add_argument("--frames", type=common.positive_int, default=200,
                         help="frames per measurement, after 10 of warm-up (default 200)")
     stream.add_argument("--dtype", choices=("fp16", "fp32"), default="fp16", help="token dtype (default fp16)")
+    stream.add_argument("--rounds", type=common.positive_int, default=3,
+                        help="measured rounds, raw and stream in turn; the medians are reported (default 3)")
     common.add_json(stream)
     llm = bench_sub.add_parser("llm", help="a GGUF LLM in llama.cpp: load time, image-row prefill, first token "
                                            "cold, with the system prompt cached and with the image rows cached, "
@@ -67,7 +69,7 @@ def bench_command(args: argparse.Namespace) -> int:
     if args.bench == "stream":
         from ..diagnostics import bench_stream
 
-        report = bench_stream.run_bench(args.frames, args.dtype)
+        report = bench_stream.run_bench(args.frames, args.dtype, args.rounds)
         print(json.dumps(report, indent=2) if args.json else bench_stream.format_report(report))
         return 0
     if args.bench == "engines":

@@ -1,9 +1,10 @@
 """The publisher: serves frames to any number of subscribers, each with its own bounded queue and sender thread.
 
-`write` (the agent's frame loop) only hands the frame over: a packing thread casts it to the stream's dtype once
-(once only for a reused frame's tokens too) and appends it to every queue; a full queue drops its oldest frame and
-counts it, so a slow or dead subscriber never holds the loop up. Nobody subscribed: nothing is packed. A new
-subscriber gets the newest frame at once. A reader thread per subscriber takes its ENCODE requests to the agent's
+`write` (the agent's frame loop) only appends the frame, unpacked, to every queue; the first sender thread that
+takes it casts it to the stream's dtype and packs it, once for all subscribers (and once only for a reused frame's
+tokens), so the cast is never the loop's. A full queue drops its oldest frame and counts it, so a slow or dead
+subscriber never holds the loop up. Nobody subscribed: nothing is packed. A new subscriber gets the newest frame at
+once. A reader thread per subscriber takes its ENCODE requests to the agent's
 EncodeRequests and queues each answer ahead of the frames. It is an agent sink (edge/agent/contracts.py).
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -42,6 +43,23 @@ if TYPE_CHECKING:  # annotations only: the stream sits below the agent
 log = logging.getLogger("minicpmv-edge.stream")
 SOCKET_MODE = 0o660  # owner and group (the LLM and page services' group) may connect, as jtop's socket
 Parts = Tuple[bytes, memoryview]
+
+
+class _Packed:
+    """A frame that is packed when a sender first needs it, once, whichever sender that is."""
+
+    def __init__(self, frame: StreamFrame, pack: Callable[[StreamFrame], Parts]) -> None:
+        self.frame, self._pack = frame, pack
+        self._parts: Optional[Parts] = None
+        self._lock = threading.Lock()
+
+    def parts(self) -> Parts:
+        with self._lock:
+            if self._parts is None:
+                self._parts = self._pack(self.frame)
+            return self._parts
+
+
 Reply = Union[StreamFrame, bytes]  # an encoded image (packed by the sender), or a FAILED message
 MAX_REPLIES = 64  # answers a subscriber leaves unread before it is disconnected
 
@@ -52,7 +70,7 @@ class _Subscriber:
     def __init__(self, sock: socket.socket, name: str, queue_length: int) -> None:
         self.sock, self.name = sock, name
         self.wants_frames = True  # False: a connection for encode requests alone
-        self.queue: Deque[Parts] = collections.deque()
+        self.queue: Deque[_Packed] = collections.deque()
         self.replies: Deque[Reply] = collections.deque()  # sent before any frame, never dropped
         self.queue_length = queue_length
         self.ready = threading.Condition()
@@ -60,7 +78,7 @@ class _Subscriber:
         self.closed = self.draining = False
         self.thread = threading.current_thread()  # the sender
 
-    def put(self, parts: Parts) -> None:
+    def put(self, parts: _Packed) -> None:
         with self.ready:
             if len(self.queue) >= self.queue_length:
                 self.queue.popleft()
@@ -77,7 +95,7 @@ class _Subscriber:
             self.replies.append(item)
             self.ready.notify()
 
-    def take(self) -> Optional[Union[Parts, Reply]]:
+    def take(self) -> Optional[Union[_Packed, Reply]]:
         with self.ready:
             while not self.queue and not self.replies and not self.closed and not self.draining:
                 self.ready.wait()
@@ -124,22 +142,17 @@ class StreamPublisher:
         self.queue_length, self.max_frame_bytes = queue_length, max_frame_bytes
         self.handshake_timeout_s, self.drain_s = handshake_timeout_s, drain_s
         self.subscribers: List[_Subscriber] = []
-        self.counters: Dict[str, int] = collections.Counter()  # published, packed, skipped, refused, rejected ...
-        self.latest: Optional[Parts] = None  # the newest frame as packed, or None
+        self.counters: Dict[str, int] = collections.Counter()  # published, packed, refused, rejected ...
+        self.latest: Optional[_Packed] = None  # the newest frame, or None
         self.lock = threading.Lock()
         self.listener: Optional[socket.socket] = None
         self.accepted = 0
-        self._unpacked: Deque[StreamFrame] = collections.deque()  # handed over, not yet packed (the newest few)
-        self._latest_frame: Optional[StreamFrame] = None  # the newest frame when nobody was there to take it
-        self._packable = threading.Condition()
-        self._packing = True
         self._cast: Tuple[Optional[np.ndarray], Optional[np.ndarray]] = (None, None)  # (tokens, as cast)
-        self._packer = threading.Thread(target=self._pack_loop, name="stream-pack", daemon=True)
+        self._cast_lock = threading.Lock()
 
     def start(self) -> StreamPublisher:
         self.listener = self._tcp_listener() if self.address.is_tcp else self._unix_listener()
         self.listener.listen(16)
-        self._packer.start()
         threading.Thread(target=self._accept_loop, name="stream-accept", daemon=True).start()
         return self
 
@@ -203,8 +216,6 @@ class StreamPublisher:
             with self.lock:
                 if self.listener is None:
                     return
-                if wants_frames and self._latest_frame is not None:  # published while nobody listened
-                    self.latest, self._latest_frame = self._packed(self._latest_frame), None
                 self.subscribers.append(subscriber)
                 if wants_frames and self.latest is not None:
                     subscriber.put(self.latest)
@@ -216,7 +227,7 @@ class StreamPublisher:
                 if isinstance(item, bytes):
                     sock.sendall(item)
                     continue
-                parts = frame_parts(item) if isinstance(item, StreamFrame) else item
+                parts = frame_parts(item) if isinstance(item, StreamFrame) else item.parts()
                 sock.sendall(parts[0])
                 sock.sendall(parts[1])
                 subscriber.sent += 1
@@ -284,53 +295,33 @@ class StreamPublisher:
                                                                                  self.queue_length)
 
     def publish(self, frame: StreamFrame) -> None:
-        """Hand `frame` to the packing thread (when `queue_length` frames wait for it, the oldest is skipped and
-        counted); never blocks on a subscriber."""
+        """Queue `frame` for every subscriber that takes frames, dropping each full queue's oldest; never blocks on
+        a subscriber, and leaves the packing to the senders."""
         size = DTYPES[frame.dtype].itemsize * int(np.prod(frame.tokens.shape))
         if size > self.max_frame_bytes:
             raise ValueError("frame %d is %d bytes, over stream.max_frame_bytes %d"
                              % (frame.frame_id, size, self.max_frame_bytes))
-        with self._packable:
-            if len(self._unpacked) >= self.queue_length:
-                self._unpacked.popleft()
-                self.counters["skipped"] += 1
-            self._unpacked.append(frame)
+        packed = _Packed(frame, self._packed)
+        with self.lock:
+            self.latest = packed
             self.counters["published"] += 1
-            self._packable.notify()
+            subscribers = [s for s in self.subscribers if s.wants_frames]
+        for subscriber in subscribers:
+            subscriber.put(packed)
 
     def write(self, result: FrameResult) -> None:
         """The sink's method: one frame's result as a FRAME (tokens [slices, query_num, width] in self.dtype)."""
         self.publish(StreamFrame(result.sequence, result.timestamp_s, self.model_version, result.grid, self.dtype,
                                  result.tokens, result.reused_from))
 
-    def _pack_loop(self) -> None:
-        """Pack each handed frame once and queue it for every subscriber; with none, keep it unpacked as the newest
-        (a subscriber that comes packs it then)."""
-        while True:
-            with self._packable:
-                while not self._unpacked and self._packing:
-                    self._packable.wait()
-                if not self._unpacked:
-                    return  # closing, and nothing left to pack
-                frame = self._unpacked.popleft()
-            with self.lock:
-                if not any(s.wants_frames for s in self.subscribers):
-                    self.latest, self._latest_frame = None, frame
-                    continue
-            parts = self._packed(frame)
-            with self.lock:
-                self.latest, self._latest_frame = parts, None
-                subscribers = [s for s in self.subscribers if s.wants_frames]
-            for subscriber in subscribers:
-                subscriber.put(parts)
-
     def _packed(self, frame: StreamFrame) -> Parts:
         """`frame` as a FRAME message; a reused frame's tokens (the same array again) are cast only once."""
-        source, cast = self._cast
-        if frame.tokens is not source or cast is None:
-            cast = np.ascontiguousarray(frame.tokens, dtype=DTYPES[frame.dtype])
-            self._cast = (frame.tokens, cast)
-            self.counters["packed"] += 1
+        with self._cast_lock:
+            source, cast = self._cast
+            if frame.tokens is not source or cast is None:
+                cast = np.ascontiguousarray(frame.tokens, dtype=DTYPES[frame.dtype])
+                self._cast = (frame.tokens, cast)
+                self.counters["packed"] += 1
         return frame_parts(frame._replace(tokens=cast))
 
     def stats(self) -> Dict[str, Any]:
@@ -339,14 +330,14 @@ class StreamPublisher:
         counters = self.counters
         stats = {"subscribers": current, "dropped": sum(s["dropped"] for s in current) + counters["dropped"],
                  "refused": counters["refused"], "accepted": self.accepted, "published": counters["published"],
-                 "packed": counters["packed"], "skipped": counters["skipped"], "rejected": counters["rejected"]}
+                 "packed": counters["packed"], "rejected": counters["rejected"]}
         if self.requests is not None:
             stats["requests"] = self.requests.stats()
         return stats
 
     def close(self) -> None:
-        """Stop accepting, pack the last frame, give each subscriber up to `drain_s` seconds to take what is queued
-        for it, disconnect them, remove the socket file."""
+        """Stop accepting, give each subscriber up to `drain_s` seconds to take what is queued for it, disconnect
+        them, remove the socket file."""
         with self.lock:
             listener, self.listener = self.listener, None
         if listener is None:
@@ -354,11 +345,7 @@ class StreamPublisher:
         with contextlib.suppress(OSError):
             listener.shutdown(socket.SHUT_RDWR)
         listener.close()
-        with self._packable:
-            self._packing = False
-            self._packable.notify()
         deadline = time.monotonic() + self.drain_s
-        self._packer.join(self.drain_s)
         with self.lock:
             subscribers = list(self.subscribers)
         for subscriber in subscribers:

@@ -11,7 +11,7 @@ from edge.cli.main import main
 @pytest.mark.parametrize("dtype,itemsize", [("fp16", 2), ("fp32", 4)])
 def test_bench_stream_reports_stream_and_raw(capsys, dtype, itemsize):
     capsys.readouterr()
-    assert main(["bench", "stream", "--frames", "12", "--dtype", dtype, "--json"]) == 0
+    assert main(["bench", "stream", "--frames", "12", "--dtype", dtype, "--rounds", "2", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["frame"] == {"shape": [10, 64, 3584], "rows": 640, "width": 3584, "dtype": dtype,
                                "bytes": 640 * 3584 * itemsize}
@@ -21,6 +21,7 @@ def test_bench_stream_reports_stream_and_raw(capsys, dtype, itemsize):
         assert 0 < figures["latency_ms"]["p50"] <= figures["latency_ms"]["p99"]
     assert report["throughput_ratio"] == pytest.approx(report["stream"]["mb_per_s"] / report["raw"]["mb_per_s"])
     assert report["dropped"] == 0 and report["rejected"] == {} and report["in_order"] is True
+    assert report["rounds"] == 2 and len(report["round_ratios"]) == 2 and all(r > 0 for r in report["round_ratios"])
     handover = report["handover"]
     assert 0 < handover["write_ms_p50"] <= handover["write_ms_p99"] and handover["cast_ms_p50"] > 0
     assert handover["write_over_cast"] == pytest.approx(handover["write_ms_p50"] / handover["cast_ms_p50"])
