@@ -1,8 +1,11 @@
-"""Fixtures that make small real things: synthetic checkpoints and bundles exported from them."""
+"""Fixtures that make small real things: synthetic checkpoints and bundles exported from them, and short folders for
+Unix sockets."""
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Iterator, Tuple
 
 import pytest
 
@@ -81,3 +84,11 @@ def make_gguf(tmp_path_factory) -> Callable[..., Path]:
         return made[(version, seed)]
 
     return make
+
+
+@pytest.fixture
+def sock_dir() -> Iterator[Path]:
+    """A short folder for Unix sockets (at most 107 bytes a path; pytest's tmp_path can be longer)."""
+    path = Path(tempfile.mkdtemp(prefix="mcv-", dir="/tmp"))
+    yield path
+    shutil.rmtree(str(path), ignore_errors=True)

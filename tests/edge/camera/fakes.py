@@ -1,11 +1,12 @@
-"""Camera test material: a synthetic scene with a moving red square, video files written here with OpenCV, and fake
-captures (plugged in through `FrameSource`'s `opener` seam) that freeze, repeat their last frame or fail."""
+"""Camera test material: a synthetic scene with a moving red square, video files written here with OpenCV, fake
+captures (plugged in through `FrameSource`'s `opener` seam) that freeze, repeat their last frame or fail, and an
+idle camera for an agent loop that only serves encode requests."""
 from __future__ import annotations
 
 import threading
 import time
 from pathlib import Path
-from typing import Callable, List, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -122,3 +123,22 @@ def fake_config(**settings) -> CameraConfig:
                 backoff_jitter=0.0)
     base.update(settings)
     return CameraConfig(**base)
+
+
+class IdleCamera:
+    """A source by the agent's Source protocol that never has a frame (tests publish frames themselves): the agent's
+    loop only serves encode requests."""
+
+    finished = False
+
+    def start(self) -> IdleCamera:
+        return self
+
+    def stop(self) -> None:
+        """Nothing runs."""
+
+    def latest(self, timeout: Optional[float] = None) -> Any:
+        time.sleep(timeout or 0.0)
+
+    def stats(self) -> Dict[str, Any]:
+        return {}

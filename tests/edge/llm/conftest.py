@@ -3,12 +3,9 @@ socket path, the API on a free loopback port; beside it the agent's frame loop (
 an idle camera: tests publish the frames) serving the LLM's encode requests."""
 from __future__ import annotations
 
-import shutil
-import tempfile
 import threading
-import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional
+from typing import Callable, Iterator, List, NamedTuple, Optional
 
 import numpy as np
 import pytest
@@ -20,37 +17,12 @@ from edge.stream.address import Address  # noqa: E402
 from edge.stream.protocol import StreamFrame  # noqa: E402
 from edge.stream.publisher import StreamPublisher  # noqa: E402
 from edge.stream.requests import EncodeRequests  # noqa: E402
-
-
-@pytest.fixture
-def sock_dir() -> Iterator[Path]:
-    """A short folder for Unix sockets (at most 107 bytes a path; pytest's tmp_path can be longer)."""
-    path = Path(tempfile.mkdtemp(prefix="mcv-", dir="/tmp"))
-    yield path
-    shutil.rmtree(str(path), ignore_errors=True)
+from tests.edge.camera.fakes import IdleCamera  # noqa: E402
 
 
 def scene(seed: int, size=(480, 640)) -> np.ndarray:
     """A random RGB picture."""
     return np.random.default_rng(seed).integers(0, 256, size + (3,), dtype=np.uint8)
-
-
-class IdleCamera:
-    """A source by the agent's Source protocol that never has a frame: the agent's loop only serves requests."""
-
-    finished = False
-
-    def start(self) -> IdleCamera:
-        return self
-
-    def stop(self) -> None:
-        """Nothing runs."""
-
-    def latest(self, timeout: Optional[float] = None) -> None:
-        time.sleep(timeout or 0.0)
-
-    def stats(self) -> Dict[str, Any]:
-        return {}
 
 
 class Running(NamedTuple):

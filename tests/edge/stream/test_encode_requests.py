@@ -25,26 +25,9 @@ from edge.stream.handshake import subscribe, verdict
 from edge.stream.publisher import StreamPublisher
 from edge.stream.requests import EncodeRequests
 from edge.stream.subscriber import StreamSubscriber
+from tests.edge.camera.fakes import IdleCamera
 
 WAIT_S = 120.0
-
-
-class IdleCamera:
-    """The agent's camera for these tests: never a frame, so the loop only serves requests."""
-
-    finished = False
-
-    def start(self) -> IdleCamera:
-        return self
-
-    def stop(self) -> None:
-        """Nothing runs."""
-
-    def latest(self, timeout=None) -> None:
-        time.sleep(timeout or 0.0)
-
-    def stats(self) -> dict:
-        return {}
 
 
 class Agent(NamedTuple):
