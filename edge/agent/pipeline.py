@@ -139,6 +139,12 @@ class Pipeline:
                                if self.times.get(s)},
                 "sink": self.sink.describe(),
                 "sinks": self.sink.stats(),
-                "requests": dict(self.requests.stats(), encode_ms=round(float(np.mean(self.times[REQUEST])), 3)
-                                 if self.times.get(REQUEST) else None) if self.requests is not None else None,
+                "requests": self._requests_report(),
                 "source": source}
+
+    def _requests_report(self) -> Optional[Dict[str, Any]]:
+        """The encode requests' counters and mean ms per image, or None when the loop serves none."""
+        if self.requests is None:
+            return None
+        times = self.times.get(REQUEST)
+        return dict(self.requests.stats(), encode_ms=round(float(np.mean(times)), 3) if times else None)
