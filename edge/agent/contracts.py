@@ -95,6 +95,15 @@ class ReuseCheck(Protocol):
         """Counters and the last differences measured."""
 
 
+class LoopHook(Protocol):
+    """Called by the frame loop, from its own thread, once per turn (a frame handled, or a camera wait that ended
+    without one): the governor acting on the loop's knobs, watchdog pings, metrics. A hook that raises is logged
+    and counted; the loop goes on."""
+
+    def tick(self, pipeline: Any) -> None:
+        """One turn of `pipeline` (an edge.agent.pipeline.Pipeline) has ended."""
+
+
 class Sink(Protocol):
     """Where frame results go: each handled frame's result, in order."""
 

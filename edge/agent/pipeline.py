@@ -3,6 +3,10 @@
 Between camera frames it also encodes the images others asked for (`requests`: an LLM's attached photo), so the
 engines have one owner and one thread; while images wait it does not sit in the camera wait for long.
 
+Its knobs, turned between frames by its hooks (the governor): `paused` (no camera frame is taken; requests are still
+served), `frame_interval_s` (the least time between two handled frames: an fps cap) and the encoder's
+`max_slice_nums`. Each hook's `tick` runs after every turn of the loop, in the loop's thread.
+
 Each handled frame becomes one `FrameResult` for the sink: the frame's own tokens, or those of the last encoded
 frame when frame reuse judges the picture unchanged. Faults while running are logged, counted and recovered from
 (the camera reconnects on its own; a failed reuse check, encode or sink write skips that frame); the loop ends only
@@ -14,11 +18,11 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .contracts import Encoder, FrameResult, Requests, ReuseCheck, Sink, Source
+from .contracts import Encoder, FrameResult, LoopHook, Requests, ReuseCheck, Sink, Source
 
 ENCODE_STAGES = ("preprocess", "vpm", "resampler")
 STAGES = ("reuse_check",) + ENCODE_STAGES + ("sink",)  # the work of a frame
@@ -37,10 +41,14 @@ class Pipeline:
     the frame barely changed (no `reuse`: every frame is encoded)."""
 
     def __init__(self, encoder: Encoder, source: Source, sink: Sink, reuse: Optional[ReuseCheck] = None,
-                 max_frames: Optional[int] = None, requests: Optional[Requests] = None) -> None:
+                 max_frames: Optional[int] = None, requests: Optional[Requests] = None,
+                 hooks: Sequence[LoopHook] = ()) -> None:
         self.encoder, self.source, self.sink, self.reuse = encoder, source, sink, reuse
-        self.requests = requests
+        self.requests, self.hooks = requests, list(hooks)
         self.max_frames = max_frames
+        self.paused = False  # the governor's: take no camera frame
+        self.frame_interval_s = 0.0  # the governor's: at least this long between two handled frames
+        self._last_frame_at = -float("inf")
         self.times: Dict[str, List[float]] = defaultdict(list)
         self.counters: Dict[str, int] = defaultdict(int)
         self.stopping = threading.Event()
@@ -51,15 +59,35 @@ class Pipeline:
             if self.max_frames is not None and self.counters["frames"] >= self.max_frames:
                 break
             self.serve_requests()
-            start = time.perf_counter()
-            frame = self.source.latest(REQUEST_POLL_S if self.requests is not None else poll_s)
-            if frame is None:
-                if self.source.finished:
-                    break
-                continue
-            self.times[WAIT].append(_since_ms(start))
-            self.handle(frame)
+            wait_s = REQUEST_POLL_S if self.requests is not None else poll_s
+            frame = self._next_frame(wait_s)
+            if frame is not None:
+                self.handle(frame)
+            elif self.source.finished:
+                break
+            self._tick_hooks()
         return self.report()
+
+    def _next_frame(self, wait_s: float) -> Any:
+        """The camera's newest frame, or None: paused, still inside `frame_interval_s`, or none within `wait_s`."""
+        hold_s = self._last_frame_at + self.frame_interval_s - time.monotonic()
+        if self.paused or hold_s > 0:
+            self.stopping.wait(min(wait_s, hold_s) if not self.paused else wait_s)
+            return None
+        start = time.perf_counter()
+        frame = self.source.latest(wait_s)
+        if frame is not None:
+            self.times[WAIT].append(_since_ms(start))
+            self._last_frame_at = time.monotonic()
+        return frame
+
+    def _tick_hooks(self) -> None:
+        for hook in self.hooks:
+            try:
+                hook.tick(self)
+            except Exception as exc:  # noqa: BLE001 - a failing hook must not stop the agent
+                self.counters["hook_errors"] += 1
+                log.warning("loop hook %s failed: %s: %s", type(hook).__name__, type(exc).__name__, exc)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -129,6 +157,7 @@ class Pipeline:
         source = self.source.stats()
         return {"frames": self.counters["frames"], "encoded": self.counters["encoded"],
                 "reused": self.counters["reused"], "errors": self.counters["errors"],
+                "hook_errors": self.counters["hook_errors"],
                 "dropped": source.get("dropped", 0),
                 "reused_share": self.counters["reused"] / frames,
                 "stages_ms_per_frame": {s: round(v, 3) for s, v in per_frame.items()},
