@@ -45,9 +45,10 @@ setup(
         # follow llama.cpp's C API, which changes between releases. No wheel on PyPI: pip compiles it (minutes).
         "llm": ["llama-cpp-python==0.3.36", "gguf"],
         "trt-check": TRT_CHECK,
-        # openai: the client the LLM process's API is tested with.
+        # openai: the client the LLM process's API is tested with. jetson-stats: the monitor is tested against its
+        # real JtopServer (tests/edge/monitor/); psutil: the reference for the fallback's RAM figures.
         "dev": ["pytest", "ruff", "vermin", "openai", "transformers>=4.45", "pillow", "opencv-python-headless",
-                *TRT_CHECK],
+                "jetson-stats==7.2.2", "psutil", *TRT_CHECK],
     },
     entry_points={
         "console_scripts": [

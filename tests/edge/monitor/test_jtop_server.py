@@ -1,0 +1,89 @@
+"""open_monitor(prefer="jtop") against jetson-stats' real JtopServer reading a fake Orin: the Snapshot equals what
+the fake files say, follows them when they change, degrades when the server stops and recovers when it is back."""
+from __future__ import annotations
+
+from typing import Iterator
+
+import pytest
+
+from edge.monitor.fallback_reader import read_meminfo
+from edge.monitor.jtop_reader import JtopReader
+from edge.monitor.readers import Monitor, open_monitor
+from edge.monitor.snapshot import Snapshot
+
+from .conftest import JtopService, wait_for
+from .fake_orin import FakeOrin
+
+INTERVAL_S = 0.25
+
+
+def fields(snapshot: Snapshot, like: dict) -> dict:
+    return {name: getattr(snapshot, name) for name in like}
+
+
+def matches(fake: FakeOrin):
+    expected = fake.expected()
+    return lambda snapshot: (snapshot.source == "jtop" and snapshot.degraded is None
+                             and fields(snapshot, expected) == expected)
+
+
+@pytest.fixture
+def monitor(jtop_service: JtopService) -> Iterator[Monitor]:
+    monitor = open_monitor(interval_s=INTERVAL_S, prefer="jtop")
+    try:
+        yield monitor
+    finally:
+        monitor.close()
+
+
+def test_snapshot_equals_the_fake_orin(monitor, fake_orin):
+    snapshot = wait_for(monitor, lambda s: s.source == "jtop" and s.degraded is None, "a jtop reading")
+    expected = fake_orin.expected()
+    assert fields(snapshot, expected) == expected
+    # the offline zone (-256 C) is left out, the hottest is tj
+    assert "cv0" not in snapshot.temperatures_c
+    assert snapshot.hottest_c == 48.125
+    assert snapshot.ram_used_fraction == pytest.approx(expected["ram_used_kb"] / expected["ram_total_kb"])
+
+
+def test_changes_show_up_in_later_snapshots(monitor, fake_orin):
+    first = wait_for(monitor, matches(fake_orin), "the fake's first values")
+    fake_orin.set_memory(MemFree=1_500_000, MemAvailable=2_000_000, NvMapMemUsed=6_400_000)  # memory filling
+    fake_orin.set_rail("VDD_IN", 5_000, 3_100)  # power rising
+    fake_orin.set_rail("VDD_CPU_GPU_CV", 4_990, 1_800)
+    fake_orin.set_zone("gpu-thermal", 71_250)  # temperature rising
+    fake_orin.set_gpu_load(998)
+    fake_orin.set_fan_pwm(255)
+    fake_orin.set_nvpmodel(0)
+    later = wait_for(monitor, matches(fake_orin), "the changed values")
+    assert later.time_s > first.time_s
+    assert later.ram_used_kb > first.ram_used_kb and later.ram_shared_kb == 6_400_000
+    assert later.power_total_mw == 15_500.0 and later.power_rails_mw["VDD_CPU_GPU_CV"] == 8_982.0
+    assert later.hottest_c == 71.25 and later.gpu_load_pct == 99.8
+    assert later.fan_pct == 100.0 and later.nvpmodel == "MAXN"
+
+
+def test_server_stop_degrades_and_restart_recovers(monitor, jtop_service, fake_orin):
+    last_good_reader = JtopReader(INTERVAL_S)  # no fallback: while degraded it serves its last good values
+    try:
+        wait_for(monitor, matches(fake_orin), "the fake's values")
+        good = wait_for(last_good_reader, matches(fake_orin), "the fake's values, no fallback")
+        jtop_service.stop()
+
+        degraded = wait_for(monitor, lambda s: s.degraded is not None, "degraded set")
+        assert degraded.degraded.strip() and "\n" not in degraded.degraded
+        # values from the fallback: this machine's own RAM, not the fake's
+        assert degraded.source == "fallback"
+        assert degraded.ram_total_kb == read_meminfo()["MemTotal"] != fake_orin.meminfo["MemTotal"]
+        stale = wait_for(last_good_reader, lambda s: s.degraded is not None, "degraded set, no fallback")
+        assert "\n" not in stale.degraded
+        assert fields(stale, fake_orin.expected()) == fields(good, fake_orin.expected())
+        assert stale.time_s == good.time_s  # the reading's own time: consumers can see how old it is
+
+        fake_orin.set_gpu_load(512)  # what the server reads once it is back
+        jtop_service.start()
+        recovered = wait_for(monitor, matches(fake_orin), "recovered jtop readings")
+        assert recovered.gpu_load_pct == 51.2
+        wait_for(last_good_reader, matches(fake_orin), "recovered jtop readings, no fallback")
+    finally:
+        last_good_reader.close()
