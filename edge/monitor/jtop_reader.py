@@ -24,6 +24,19 @@ def one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+class Unreachable(Exception):
+    """jtop said why it cannot serve (its JtopException), in one line."""
+
+
+def describe(error: Exception) -> str:
+    """Why a connection ended: jtop's own words, or the type and message of what a dying connection raised
+    (EOFError, BrokenPipeError, ...)."""
+    if isinstance(error, Unreachable):
+        return str(error)
+    message = one_line(error)
+    return "%s: %s" % (type(error).__name__, message) if message else type(error).__name__
+
+
 def _rails_mw(power: Dict[str, Any]) -> Dict[str, float]:
     return {name: float(rail["power"]) for name, rail in power.get("rail", {}).items() if "power" in rail}
 
@@ -96,8 +109,8 @@ class JtopReader:
                 reason = "jtop.service stopped sending readings"
             except ImportError:
                 reason = "jetson-stats is not installed (pip install jetson-stats at the jtop.service's version)"
-            except Exception as error:  # JtopException, and what a dying connection raises (EOFError, OSError ...)
-                reason = one_line(error) or type(error).__name__
+            except Exception as error:
+                reason = describe(error)
             if self._stop.is_set():
                 return
             self._degrade(reason)
@@ -125,13 +138,16 @@ class JtopReader:
 
     def _serve(self) -> bool:
         """Reads until jtop stops or close(); True when at least one reading came."""
-        from jtop import jtop
+        from jtop import JtopException, jtop
 
         served = False
-        with jtop(interval=self._interval_s) as jetson:
-            while not self._stop.is_set() and jetson.ok():
-                self._publish_good(snapshot_from_jtop(jetson, time.monotonic()))
-                served = True
+        try:
+            with jtop(interval=self._interval_s) as jetson:
+                while not self._stop.is_set() and jetson.ok():
+                    self._publish_good(snapshot_from_jtop(jetson, time.monotonic()))
+                    served = True
+        except JtopException as error:
+            raise Unreachable(one_line(error)) from error
         return served
 
     def _publish_good(self, snapshot: Snapshot) -> None:

@@ -14,6 +14,9 @@ from edge.monitor.snapshot import Snapshot
 from .conftest import JtopService, wait_for
 from .fake_orin import FakeOrin
 
+# jetson-stats itself calls a deprecated distro function when it reads the platform
+pytestmark = pytest.mark.filterwarnings("ignore:distro.linux_distribution:DeprecationWarning")
+
 INTERVAL_S = 0.25
 
 
