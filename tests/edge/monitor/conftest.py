@@ -63,8 +63,11 @@ class JtopService:
         self.log = log
         self.process: Optional[subprocess.Popen] = None
 
-    def start(self) -> None:
+    def start(self, jetson_stats: Optional[Path] = None) -> None:
+        """jetson_stats: a folder holding another copy of the jtop package for the server to run instead."""
         env = dict(os.environ, JTOP_TESTING="true", PATH="%s:%s" % (self.fake.bin_dir, os.environ.get("PATH", "")))
+        if jetson_stats is not None:
+            env["PYTHONPATH"] = str(jetson_stats)
         command: List[str] = ["unshare", "--mount", "--propagation", "private", "sh", "-c", MOUNT_AND_RUN, "sh",
                               str(self.fake.meminfo_path), str(self.fake.virtual_dir), sys.executable, str(SERVE)]
         with open(self.log, "a") as log:

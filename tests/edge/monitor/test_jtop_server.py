@@ -2,6 +2,8 @@
 the fake files say, follows them when they change, degrades when the server stops and recovers when it is back."""
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -90,3 +92,30 @@ def test_server_stop_degrades_and_restart_recovers(monitor, jtop_service, fake_o
         wait_for(last_good_reader, matches(fake_orin), "recovered jtop readings, no fallback")
     finally:
         last_good_reader.close()
+
+
+@pytest.mark.parametrize("name, value, reason", [
+    ("__version__", "7.1.0",
+     "Mismatch version jtop service: [7.1.0] and client: [{client}]. Please run: sudo jtop --install-service"),
+    ("__author__", "Someone Else", "Authentication with jetson-stats server failed"),
+])
+def test_a_service_of_another_jetson_stats_is_degraded_in_jtops_words(jtop_service, tmp_path, name, value, reason):
+    """The server runs an edited copy of the installed jtop package: another version, or another author (jtop makes
+    its authentication key from it)."""
+    import jtop
+
+    other = tmp_path / "other-jetson-stats"
+    shutil.copytree(Path(jtop.__file__).parent, other / "jtop")
+    init = other / "jtop" / "__init__.py"
+    line = '%s = "%s"' % (name, getattr(jtop, name))
+    assert line in init.read_text()
+    init.write_text(init.read_text().replace(line, '%s = "%s"' % (name, value)))
+    jtop_service.stop()
+    jtop_service.start(jetson_stats=other)
+    monitor = open_monitor(interval_s=INTERVAL_S, prefer="jtop")
+    try:
+        snapshot = wait_for(monitor, lambda s: s.degraded is not None, "degraded set")
+    finally:
+        monitor.close()
+    assert snapshot.degraded == reason.format(client=jtop.__version__)
+    assert snapshot.source == "fallback"
