@@ -19,7 +19,7 @@ BACKOFF_MAX_S = 30.0
 TEMPERATURE_OFFLINE_C = -256.0  # what jtop reports for a sensor that is offline
 
 
-def one_line(text: str) -> str:
+def one_line(text: object) -> str:
     """jtop's messages span lines ("... Please run:\\nsudo jtop --install-service"): one line, spaces collapsed."""
     return " ".join(str(text).split())
 
