@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Optional
 
 from ..agent.config import AgentConfig
 from ..agent.runner import make_pipeline, run_pipeline
+from ..errors import InputError
 from .notify import Notifier, watchdog_hook
 from .reload import ConfigReloader
 
@@ -19,23 +20,29 @@ def serve_agent(path: Path, config: AgentConfig, max_frames: Optional[int] = Non
                 governor: Optional[Any] = None) -> Dict[str, Any]:
     """Run the agent of `config` (read from `path`) until done or SIGTERM; the pipeline's report. `monitor` and
     `governor`, when given, add their readings to the metrics."""
-    notifier = Notifier()
-    pipeline = make_pipeline(config, max_frames=max_frames)
+    notifier, server = Notifier(), None
+    if config.metrics.enabled:  # the port first: a taken one is refused before any engine is built
+        from .metrics_server import NO_CLIENT, MetricsServer
+
+        try:
+            from prometheus_client import CollectorRegistry
+
+            from .agent_metrics import AgentMetrics
+        except ImportError as exc:
+            raise InputError(NO_CLIENT % exc) from None
+        registry = CollectorRegistry(auto_describe=False)
+        server = MetricsServer(registry, config.metrics.listen)
+    try:
+        pipeline = make_pipeline(config, max_frames=max_frames)
+    except BaseException:
+        if server is not None:
+            server.close()
+        raise
     reloader = ConfigReloader(path, config, notifier)
     hooks: List[Any] = [reloader]
-    server = None
-    try:
-        if config.metrics.enabled:
-            from .agent_metrics import AgentMetrics
-            from .metrics_server import MetricsServer
-
-            metrics = AgentMetrics(pipeline, monitor, governor)
-            server = MetricsServer(metrics.registry, config.metrics.listen)
-            hooks.append(metrics)
-            log.info("metrics at %s", server.url)
-    except BaseException:
-        pipeline.close()
-        raise
+    if server is not None:
+        hooks.append(AgentMetrics(pipeline, monitor, governor, registry))
+        log.info("metrics at %s", server.url)
     watchdog = watchdog_hook(notifier)
     if watchdog is not None:
         hooks.append(watchdog)

@@ -39,11 +39,13 @@ def _numbers(value: Any, key: str = "") -> Iterator[Tuple[str, float]]:
 
 
 class AgentMetrics:
-    """Metrics of `pipeline` (an edge.agent.pipeline.Pipeline) in `registry`; add it to the pipeline's hooks."""
+    """Metrics of `pipeline` (an edge.agent.pipeline.Pipeline) in `registry` (None: a new one of their own); add it
+    to the pipeline's hooks."""
 
-    def __init__(self, pipeline: Any, monitor: Optional[Any] = None, governor: Optional[Any] = None) -> None:
+    def __init__(self, pipeline: Any, monitor: Optional[Any] = None, governor: Optional[Any] = None,
+                 registry: Optional[CollectorRegistry] = None) -> None:
         self.pipeline, self.monitor, self.governor = pipeline, monitor, governor
-        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=False)
         self.latency = Histogram(PREFIX + "stage_seconds", "work time of a frame's stage", ["stage"],
                                  buckets=BUCKETS_S, registry=self.registry)
         self._seen: Dict[str, int] = dict.fromkeys(STAGES, 0)

@@ -6,6 +6,7 @@ import signal
 import threading
 from typing import Any, Optional
 
+from ..errors import InputError
 from .notify import Notifier
 
 
@@ -14,9 +15,12 @@ def serve_llm(process: Any, metrics_listen: Optional[str] = None) -> None:
     `metrics_listen` (HOST:PORT, checked to be loopback), None for none."""
     notifier, server = Notifier(), None
     if metrics_listen is not None:
-        from .llm_metrics import LlmMetrics
-        from .metrics_server import MetricsServer
+        from .metrics_server import NO_CLIENT, MetricsServer
 
+        try:
+            from .llm_metrics import LlmMetrics
+        except ImportError as exc:
+            raise InputError(NO_CLIENT % exc) from None
         server = MetricsServer(LlmMetrics(process).registry, metrics_listen, "--metrics")
         print("metrics at %s" % server.url, flush=True)
 

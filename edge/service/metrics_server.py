@@ -6,6 +6,9 @@ from typing import Tuple
 from ..errors import InputError
 from ..stream.address import listen_address
 
+NO_CLIENT = ("metrics need prometheus-client (pip install -e '.[edge]'), or turn them off (metrics.enabled: false, "
+             "llm --no-metrics): %s")
+
 
 class MetricsServer:
     """Serves `registry` at http://`listen`/metrics; `key` names the setting in errors (metrics.listen, --metrics)."""

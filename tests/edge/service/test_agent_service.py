@@ -139,3 +139,19 @@ def test_sighup_applies_live_keys_and_refuses_a_bad_config(make_bundle, tmp_path
     finally:
         agent.stop()
     assert agent.process.returncode == 0, agent.lines
+
+
+def test_a_taken_metrics_port_is_one_line_before_anything_is_opened(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        config = tmp_path / "agent.yaml"
+        config.write_text("bundle: no-such-bundle\ncamera: {kind: file, path: no-such.avi}\n"
+                          "metrics: {listen: '127.0.0.1:%d'}\n" % port)
+        result = subprocess.run([sys.executable, "-m", "edge.cli", "run", "--config", str(config)], cwd=str(REPO),
+                                capture_output=True, text=True, timeout=WAIT_S)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "minicpmv-edge: error: metrics.listen 127.0.0.1:%d: cannot listen there (Address already in use): choose "
+        "another port, or metrics.enabled: false" % port]
