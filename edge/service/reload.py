@@ -32,7 +32,6 @@ class ConfigReloader:
     def __init__(self, path: Path, config: AgentConfig, notifier: Optional[Notifier] = None) -> None:
         self.path, self.config = Path(path), config
         self.notifier = notifier or Notifier()
-        self.reloads = self.refused = 0
         self._wanted = threading.Event()
 
     def request(self) -> None:
@@ -51,10 +50,7 @@ class ConfigReloader:
             new = load_agent_config(self.path)
             self._apply(new, pipeline)
         except InputError as exc:
-            self.refused += 1
             log.error("reload refused, the config in use stays: %s", exc)
-        else:
-            self.reloads += 1
         self.notifier.ready("running")
 
     def _apply(self, new: AgentConfig, pipeline: Any) -> None:
