@@ -38,7 +38,8 @@ setup(
     install_requires=["numpy", "pyyaml"],
     extras_require={
         "host": ["torch>=2.4", "onnx>=1.15", "onnxruntime>=1.17", "safetensors>=0.4", "pillow", "tqdm"],
-        "edge": ["numpy", "pyyaml", "onnx", "onnxruntime", "pillow"],
+        # prometheus-client: the agent's and the LLM process's metrics (0.20: start_http_server returns its server).
+        "edge": ["numpy", "pyyaml", "onnx", "onnxruntime", "pillow", "prometheus-client>=0.20"],
         "camera": ["opencv-python"],
         "jetson": ["jetson-stats", "pycuda"],
         # llama.cpp for the LLM process (raw image rows through its low-level API); pinned because those bindings

@@ -29,7 +29,7 @@ from .frame_reuse import SETTINGS as REUSE_SETTINGS
 from .frame_reuse import FrameReuse
 
 KEYS = ("bundle", "camera", "backend", "precision", "resize", "max_slice_nums", "reuse", "sink", "stream",
-        "engine_cache", "max_frames", "llm", "api")
+        "engine_cache", "max_frames", "llm", "api", "metrics")
 SINK_KINDS = ("npy",)
 SINK_KEYS = ("kind", "directory", "keep")
 STREAM_KEYS = ("enabled", "socket", "tcp", "secret_file", "dtype", "queue_length", "max_frame_bytes",
@@ -37,6 +37,8 @@ STREAM_KEYS = ("enabled", "socket", "tcp", "secret_file", "dtype", "queue_length
 LLM_KEYS = ("gguf", "ctx", "max_tokens", "threads", "schedule")
 SCHEDULE_KEYS = ("question", "every_s", "answers_file")
 API_KEYS = ("listen", "token_file")
+METRICS_KEYS = ("enabled", "listen", "llm_listen")
+METRICS_LISTEN, LLM_METRICS_LISTEN = "127.0.0.1:9108", "127.0.0.1:9109"
 MAX_QUEUE_LENGTH = 1000
 FRAME_BYTES_RANGE = (1 << 20, 1 << 30)  # 1 MiB .. 1 GiB: a 10-slice 4.5 frame in fp32 is about 10 MiB
 REUSE_ENABLED = True  # the one default for frame reuse: config, loader, run and profile
@@ -92,6 +94,16 @@ class ApiConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """The `metrics:` section: Prometheus metrics of the agent (`listen`) and of the LLM process (`llm_listen`),
+    on loopback only (docs/service.md)."""
+
+    enabled: bool = True
+    listen: str = METRICS_LISTEN
+    llm_listen: str = LLM_METRICS_LISTEN
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     bundle: Path
     camera: CameraConfig
@@ -106,6 +118,7 @@ class AgentConfig:
     max_frames: Optional[int] = None  # None: run until the source ends or the agent is stopped
     llm: Optional[LlmConfig] = None  # None: no LLM process configured
     api: ApiConfig = field(default_factory=ApiConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
 
 def load_agent_config(path: Path) -> AgentConfig:
@@ -145,7 +158,8 @@ def parse_agent_config(data: Mapping[str, Any], base: Path) -> AgentConfig:
         engine_cache=_path(data.get("engine_cache", str(DEFAULT_CACHE_DIR)), "engine_cache", base),
         max_frames=_positive_or_null(data.get("max_frames"), "max_frames", "null to run until the source ends"),
         llm=_llm(data.get("llm"), base),
-        api=_api(_section(data, "api"), base))
+        api=_api(_section(data, "api"), base),
+        metrics=_metrics(_section(data, "metrics")))
 
 
 def _known(section: Mapping[str, Any], known: Sequence[str], where: str = "") -> None:
@@ -309,3 +323,19 @@ def _api(section: Mapping[str, Any], base: Path) -> ApiConfig:
         raise InputError("api.listen: %s is not a loopback address: set api.token_file (a file whose first line is "
                          "the bearer token clients must send), or listen on 127.0.0.1" % host)
     return ApiConfig(listen, None if token_file is None else _path(token_file, "api.token_file", base))
+
+
+def _metrics(section: Mapping[str, Any]) -> MetricsConfig:
+    _known(section, METRICS_KEYS, "metrics")
+    enabled = section.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise InputError("metrics.enabled must be true or false, got %r" % (enabled,))
+    listens = [section.get("listen", METRICS_LISTEN), section.get("llm_listen", LLM_METRICS_LISTEN)]
+    for key, listen in zip(("metrics.listen", "metrics.llm_listen"), listens):
+        if not isinstance(listen, str):
+            raise InputError("%s must be HOST:PORT on loopback such as %s, got %r" % (key, METRICS_LISTEN, listen))
+        host, _ = listen_address(listen, key)
+        if not is_loopback(host):
+            raise InputError("%s: %s is not a loopback address: metrics are served on loopback only (127.0.0.1 or "
+                             "::1); let a local scraper or proxy carry them further" % (key, host))
+    return MetricsConfig(enabled, *listens)

@@ -3,7 +3,7 @@ until done; the engines are freed when the run ends."""
 from __future__ import annotations
 
 import signal
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from ..bundle.facts import ModelFacts
 from ..bundle.manifest import Bundle
@@ -76,17 +76,28 @@ def make_pipeline(config: AgentConfig, reuse: Optional[bool] = None, max_frames:
                     requests)
 
 
-def run_pipeline(pipeline: Pipeline) -> Dict[str, Any]:
-    """Start the camera, run until done or SIGTERM/SIGINT, stop the camera, free the engines; the report."""
+def run_pipeline(pipeline: Pipeline, started: Optional[Callable[[], Any]] = None,
+                 ending: Optional[Callable[[], Any]] = None, reload: Optional[Callable[[], Any]] = None
+                 ) -> Dict[str, Any]:
+    """Start the camera, run until done or SIGTERM/SIGINT (the frame in progress is finished), stop the camera, free
+    the engines and close the sinks (the stream drains); the report. `started` is called once the camera started,
+    `ending` once the loop ended, `reload` on SIGHUP (from the signal handler: it must only set a flag)."""
     def stop(signum: int, frame: Any) -> None:
         pipeline.stop()
 
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    handlers: Dict[int, Callable[[int, Any], Any]] = dict.fromkeys((signal.SIGTERM, signal.SIGINT), stop)
+    if reload is not None:
+        handlers[signal.SIGHUP] = lambda signum, frame: reload()
+    previous = {s: signal.signal(s, handler) for s, handler in handlers.items()}
     try:
         pipeline.source.start()
         try:
+            if started is not None:
+                started()
             return pipeline.run()
         finally:
+            if ending is not None:
+                ending()
             pipeline.source.stop()
     finally:
         for sig, handler in previous.items():

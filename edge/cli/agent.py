@@ -15,7 +15,8 @@ CONFIG_HELP = "the agent config YAML (keys: docs/agent-config.md; examples: conf
 
 def register(sub: argparse._SubParsersAction) -> Dict[str, Handler]:
     run = sub.add_parser("run", help="camera -> preprocess -> VPM -> Resampler -> tokens, as the agent config says, "
-                                     "until the source ends or SIGTERM")
+                                     "until the source ends or SIGTERM (exit 0); SIGHUP reloads the config; "
+                                     "systemd Type=notify and watchdog, Prometheus metrics (docs/service.md)")
     run.add_argument("--config", required=True, type=Path, help=CONFIG_HELP)
     run.add_argument("--max-frames", type=common.positive_int, help="stop after this many frames (default: the "
                                                                      "config's max_frames, else run on)")
@@ -32,13 +33,11 @@ def register(sub: argparse._SubParsersAction) -> Dict[str, Handler]:
 
 def run_agent(args: argparse.Namespace) -> int:
     from ..agent.config import load_agent_config
-    from ..agent.runner import make_pipeline, run_pipeline
+    from ..service.agent import serve_agent
 
     config = load_agent_config(args.config)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    pipeline = make_pipeline(config, max_frames=args.max_frames)
-    logging.getLogger("minicpmv-edge").info("tokens go to %s", pipeline.sink.describe())
-    report = run_pipeline(pipeline)
+    report = serve_agent(args.config, config, max_frames=args.max_frames)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0

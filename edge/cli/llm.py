@@ -1,4 +1,5 @@
-"""`minicpmv-edge llm`: the LLM process (frame follower + local OpenAI-style API) until SIGINT or SIGTERM.
+"""`minicpmv-edge llm`: the LLM process (frame follower + local OpenAI-style API) until SIGINT or SIGTERM (exit 0
+once the answer in progress ended), with Prometheus metrics on loopback (docs/service.md).
 
 Its settings come from the flags, or from an agent config (`--config`: bundle, stream, `llm:` and `api:`); a flag
 given beside `--config` wins. `--ask` and `--every` (or `llm.schedule`) add a standing question about the newest
@@ -15,6 +16,7 @@ from . import args as common
 from .shell import Handler
 
 if TYPE_CHECKING:
+    from ..agent.config import AgentConfig
     from ..llm.schedule import ScheduleConfig
 
 DEFAULT_CTX = 4096
@@ -45,6 +47,9 @@ def register(sub: argparse._SubParsersAction) -> Dict[str, Handler]:
                                                        "--every seconds when the scene has changed (docs/llm.md)")
     llm.add_argument("--every", metavar="S", type=common.positive_float, help="seconds between standing questions")
     llm.add_argument("--answers-file", type=Path, help="append each standing answer to this file as a JSON line")
+    llm.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus metrics there, loopback only (default: "
+                                                            "the config's metrics.llm_listen, else 127.0.0.1:9109)")
+    llm.add_argument("--no-metrics", action="store_true", help="serve no metrics (or metrics.enabled: false)")
     return {"llm": run_llm}
 
 
@@ -78,10 +83,28 @@ def schedule_of(args: argparse.Namespace, configured: Optional[ScheduleConfig]) 
     return ScheduleConfig(question, every_s, answers_file)
 
 
+def metrics_listen(args: argparse.Namespace, config: Optional[AgentConfig]) -> Optional[str]:
+    """Where the metrics go (HOST:PORT on loopback), or None for no metrics: the flags over the config's."""
+    from ..agent.config import MetricsConfig
+    from ..stream.address import is_loopback, listen_address
+
+    metrics = config.metrics if config is not None else MetricsConfig()
+    if args.no_metrics or (args.metrics is None and not metrics.enabled):
+        return None
+    if args.metrics is None:
+        return metrics.llm_listen
+    host, _ = listen_address(args.metrics, "--metrics")
+    if not is_loopback(host):
+        raise InputError("--metrics %s: not a loopback address: metrics are served on loopback only (127.0.0.1 or "
+                         "::1)" % args.metrics)
+    return args.metrics
+
+
 def run_llm(args: argparse.Namespace) -> int:
-    from ..agent.config import AgentConfig, ApiConfig, load_agent_config
+    from ..agent.config import ApiConfig, load_agent_config
     from ..llm.api import Limits
     from ..llm.process import LlmProcess, read_token
+    from ..service.llm import serve_llm
     from ..stream.address import DEFAULT_SOCKET, read_secret
 
     config: Optional[AgentConfig] = load_agent_config(args.config) if args.config else None
@@ -106,10 +129,11 @@ def run_llm(args: argparse.Namespace) -> int:
     max_tokens = _first(args.max_tokens, section.max_tokens if section else None, DEFAULT_MAX_TOKENS)
     threads = _first(args.threads, section.threads if section else None)
     schedule = schedule_of(args, section.schedule if section else None)
+    metrics = metrics_listen(args, config)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("minicpmv-edge.llm.schedule").setLevel(logging.INFO)  # each standing answer: one line
     with LlmProcess(bundle, gguf, address, secret, _first(args.listen, api.listen), token, ctx,
                     Limits(max_tokens=max_tokens), n_threads=threads, schedule=schedule) as process:
         print("serving %s at %s/v1 (frames from %s)" % (process.server.model_id, process.url, address), flush=True)
-        process.server.serve_forever()
+        serve_llm(process, metrics)
     return 0

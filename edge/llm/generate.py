@@ -3,14 +3,18 @@ with the last prompt), then sample token by token, greedy or with a temperature,
 from __future__ import annotations
 
 import codecs
+import collections
 import functools
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+import time
+from typing import Callable, Deque, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..errors import InputError
 from .conversation import Key, Part, Prompt
 from .embeddings import EmbeddingLlm, LlmError
+
+RECENT_ANSWERS = 8  # the answers the recent generation rate is taken over
 
 
 class PromptTooLong(InputError):
@@ -29,6 +33,13 @@ class Answer:
         self.finish_reason: Optional[str] = None
 
     def __iter__(self) -> Iterator[str]:
+        start = time.perf_counter()
+        try:
+            yield from self._pieces()
+        finally:  # also when the reader leaves early
+            self.generator.answered(self.completion_tokens, time.perf_counter() - start)
+
+    def _pieces(self) -> Iterator[str]:
         llm = self.generator.llm
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         while True:
@@ -59,12 +70,26 @@ class Answer:
 class Generator:
     """One EmbeddingLlm answering one prompt at a time (the caller serialises). A prompt's leading parts whose keys
     match those of the parts already in the KV cache are kept, not fed again; the counters say what was kept and how
-    many image rows were fed, summed over prompts."""
+    many image rows were fed, summed over prompts, and how many tokens the answers generated and how fast."""
 
     def __init__(self, llm: EmbeddingLlm) -> None:
         self.llm = llm
         self.cached_parts: List[Tuple[Key, int]] = []  # (key, tokens) of the parts at positions 0, 1, ... in order
         self.kept_parts = self.kept_tokens = self.kept_image_rows = self.fed_image_rows = 0
+        self.answers = self.generated_tokens = 0
+        self.recent: Deque[Tuple[int, float]] = collections.deque(maxlen=RECENT_ANSWERS)  # (tokens, seconds)
+
+    def answered(self, tokens: int, seconds: float) -> None:
+        """Count an answer that generated `tokens` in `seconds`."""
+        self.answers += 1
+        self.generated_tokens += tokens
+        self.recent.append((tokens, seconds))
+
+    @property
+    def tokens_per_s(self) -> Optional[float]:
+        """Tokens generated per second over the last RECENT_ANSWERS answers, or None before the first."""
+        seconds = sum(s for _, s in self.recent)
+        return sum(t for t, _ in self.recent) / seconds if seconds > 0 else None
 
     def start(self, prompt: Prompt, max_tokens: int, temperature: float = 0.0, seed: Optional[int] = None) -> Answer:
         """Feed `prompt` and return its Answer; PromptTooLong when prompt + max_tokens exceed the context."""

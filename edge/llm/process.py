@@ -20,6 +20,7 @@ from .server import LlmServer
 from .service import ChatService
 
 log = logging.getLogger("minicpmv-edge.llm")
+ANSWER_DRAIN_S = 30.0  # on close, the longest the answer in progress is waited for before the LLM is freed
 
 
 def read_token(path: Path) -> str:
@@ -80,10 +81,13 @@ class LlmProcess:
         return "http://%s:%d" % ("[%s]" % host if ":" in host else host, port)
 
     def close(self) -> None:
+        """Stop listening and free everything; the answer in progress may end first (up to ANSWER_DRAIN_S)."""
         if self.server is not None:
             self.server.server_close()
         if self.schedule is not None:
             self.schedule.close()
+        if self.server is not None and not self.server.service.turn.acquire(timeout=ANSWER_DRAIN_S):
+            log.warning("an answer still runs after %g s: the LLM is freed under it", ANSWER_DRAIN_S)
         if self.follower is not None:
             self.follower.close()
         if self.images is not None:

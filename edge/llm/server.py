@@ -3,6 +3,7 @@
 ThreadingHTTPServer; a bearer token when one is configured."""
 from __future__ import annotations
 
+import collections
 import hmac
 import json
 import logging
@@ -37,6 +38,12 @@ class LlmServer(ThreadingHTTPServer):
         self.service, self.model_id, self.token, self.limits = service, model_id, token, limits
         self.schedule = schedule
         self.created = int(time.time())
+        self.statuses: Dict[int, int] = collections.Counter()  # responses by HTTP status
+        self._count_lock = threading.Lock()
+
+    def count(self, status: int) -> None:
+        with self._count_lock:
+            self.statuses[status] += 1
 
     def start(self) -> LlmServer:
         """Serve in a thread (stop with shutdown() and server_close())."""
@@ -49,6 +56,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         log.info("%s %s", self.address_string(), format % args)
+
+    def log_request(self, code: Any = "-", size: Any = "-") -> None:
+        """Called with each response's status line: counted, then logged."""
+        self.server.count(int(code))
+        super().log_request(code, size)
 
     def do_GET(self) -> None:
         routes = {"/v1/models": self._models, "/v1/scene/latest": self._scene}

@@ -12,6 +12,8 @@ import time
 from typing import IO, List, Optional
 
 PR_SET_PDEATHSIG = 1  # prctl(2)
+# systemd's notify socket and watchdog are the parent's: systemd hears its main process only (docs/service.md)
+SYSTEMD_ONLY = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 
 
 def _die_with_parent() -> None:
@@ -49,6 +51,8 @@ class Child:
 
     def start(self) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        for name in SYSTEMD_ONLY:
+            env.pop(name, None)
         # Its own session: a Ctrl-C at the terminal reaches `up` alone, which then stops its children in order.
         self.process = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, env=env, start_new_session=True,

@@ -1,12 +1,13 @@
 """`minicpmv-edge llm`: bad input is one line and exit 2 (missing files, a GGUF of another width, a non-loopback
 listen without a token, a standing question without its period); a running process serves the API, answers its
-standing question, and stops on SIGTERM with one line."""
+standing question, and stops on SIGTERM with exit 0."""
 from __future__ import annotations
 
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -60,22 +61,36 @@ def test_bad_input_is_one_line(make_bundle, make_gguf, tmp_path, capsys, monkeyp
     assert "token width mismatch" in err and "256" in err and "128" in err
 
 
-def test_it_serves_until_sigterm(make_bundle, make_gguf, tmp_path) -> None:
+def test_it_serves_until_sigterm(make_bundle, make_gguf, tmp_path, sock_dir) -> None:
+    """Under a NOTIFY_SOCKET the test owns: READY once the API listens, metrics on loopback, and SIGTERM ends it
+    with STOPPING and exit 0."""
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(sock_dir / "notify"))
+    notify.settimeout(60)
     process = subprocess.Popen([sys.executable, "-m", "edge.cli", "llm", "--bundle", str(make_bundle("2.6")),
                                 "--gguf", str(make_gguf("2.6")), "--stream", str(tmp_path / "none.sock"),
-                                "--listen", "127.0.0.1:0"], cwd=str(REPO), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                                "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"], cwd=str(REPO),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=dict(os.environ, NOTIFY_SOCKET=str(sock_dir / "notify")))
     try:
         line = process.stdout.readline()
         assert line.startswith("serving 2.6-seed0 at http://127.0.0.1:"), line
         url = line.split()[3]
+        metrics = process.stdout.readline()
+        assert metrics.startswith("metrics at http://127.0.0.1:"), metrics
+        assert notify.recv(4096).decode().splitlines()[0] == "READY=1"
         with urllib.request.urlopen(url + "/models", timeout=60) as response:
             assert json.loads(response.read())["data"][0]["id"] == "2.6-seed0"
+        with urllib.request.urlopen(metrics.split()[2], timeout=60) as response:
+            assert "minicpmv_edge_llm_requests_total{status=\"200\"} 1.0" in response.read().decode()
     finally:
         os.kill(process.pid, signal.SIGTERM)
         _, err = process.communicate(timeout=60)
-    assert process.returncode == 128 + signal.SIGTERM
-    assert err.strip().splitlines() == ["minicpmv-edge: stopped by SIGTERM; nothing half-written was left"]
+        message = notify.recv(4096).decode()
+        notify.close()
+    assert process.returncode == 0, err
+    assert message.splitlines()[0] == "STOPPING=1"
+    assert "Traceback" not in err
 
 
 def _usage_error(capsys, *args: str) -> str:
@@ -161,6 +176,6 @@ def test_a_standing_question_answers_a_published_frame(make_bundle, make_gguf, t
         _, err = process.communicate(timeout=60)
         publisher.close()
         shutil.rmtree(str(sockets), ignore_errors=True)
-    assert process.returncode == 128 + signal.SIGTERM
+    assert process.returncode == 0  # SIGTERM ends it cleanly
     assert any(" INFO minicpmv-edge.llm.schedule: answer about frame 5: " in row for row in err.splitlines()), err
     assert not (tmp_path / "unused.jsonl").exists()

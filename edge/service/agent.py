@@ -1,0 +1,60 @@
+"""The agent as a service (`minicpmv-edge run`): the pipeline the config describes, plus systemd's notify messages
+(READY once the engines are open and the camera started, watchdog pings from the frame loop, STOPPING on the way
+out), SIGHUP reloads (edge.service.reload) and the Prometheus metrics (edge.service.agent_metrics)."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from ..agent.config import AgentConfig
+from ..agent.runner import make_pipeline, run_pipeline
+from ..errors import InputError
+from .notify import Notifier, watchdog_hook
+from .reload import ConfigReloader
+
+log = logging.getLogger("minicpmv-edge")
+
+
+def serve_agent(path: Path, config: AgentConfig, max_frames: Optional[int] = None, monitor: Optional[Any] = None,
+                governor: Optional[Any] = None) -> Dict[str, Any]:
+    """Run the agent of `config` (read from `path`) until done or SIGTERM; the pipeline's report. `monitor` and
+    `governor`, when given, add their readings to the metrics."""
+    notifier, server = Notifier(), None
+    if config.metrics.enabled:  # the port first: a taken one is refused before any engine is built
+        from .metrics_server import NO_CLIENT, MetricsServer
+
+        try:
+            from prometheus_client import CollectorRegistry
+
+            from .agent_metrics import AgentMetrics
+        except ImportError as exc:
+            raise InputError(NO_CLIENT % exc) from None
+        registry = CollectorRegistry(auto_describe=False)
+        server = MetricsServer(registry, config.metrics.listen)
+    try:
+        pipeline = make_pipeline(config, max_frames=max_frames)
+    except BaseException:
+        if server is not None:
+            server.close()
+        raise
+    reloader = ConfigReloader(path, config, notifier)
+    hooks: List[Any] = [reloader]
+    if server is not None:
+        hooks.append(AgentMetrics(pipeline, monitor, governor, registry))
+        log.info("metrics at %s", server.url)
+    watchdog = watchdog_hook(notifier)
+    if watchdog is not None:
+        hooks.append(watchdog)
+        log.info("watchdog pings every %.3g s", watchdog.interval_s)
+    pipeline.hooks.extend(hooks)
+    log.info("tokens go to %s", pipeline.sink.describe())
+    try:
+        return run_pipeline(pipeline, started=lambda: notifier.ready("running: tokens go to %s"
+                                                                     % pipeline.sink.describe()),
+                            ending=lambda: notifier.stopping("stopping: finishing the stream"),
+                            reload=reloader.request)
+    finally:
+        if server is not None:
+            server.close()
+        notifier.close()
