@@ -7,44 +7,20 @@ machine is."""
 from __future__ import annotations
 
 import logging
-import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, List, Optional, Sequence
 
 import numpy as np
 
 from edge.agent.config import load_agent_config
 from edge.agent.pipeline import Pipeline
 from edge.agent.runner import make_pipeline
-from edge.camera.source import Frame
 from edge.encoder.vision_encoder import EncodedImage
 from edge.monitor.governor_hook import GovernorHook
 from edge.monitor.snapshot import Snapshot
 from edge.stream.requests import EncodeRequests
-from tests.edge.agent.test_pipeline import ListSink
+from tests.edge.agent.fakes import EndlessCamera, ListSink
 
 TOTAL_KB = 8_000_000
-
-
-class EndlessCamera:
-    """A camera by the Source protocol with a new frame (the same picture) at every call, counting the calls."""
-
-    finished = False
-
-    def __init__(self, image: np.ndarray) -> None:
-        self.image, self.taken = image, 0
-
-    def start(self) -> EndlessCamera:
-        return self
-
-    def stop(self) -> None:
-        """Nothing runs."""
-
-    def latest(self, timeout: Optional[float] = None) -> Frame:
-        self.taken += 1
-        return Frame(self.image, time.monotonic(), self.taken - 1, 0, 1)
-
-    def stats(self) -> Dict[str, Any]:
-        return {"taken": self.taken}
 
 
 class CountingEncoder:
@@ -200,3 +176,14 @@ def test_ram_climbing_to_the_limit_drops_slices_then_keeps_the_overview_then_pau
     assert [level for level, _ in logged] == ["WARNING"] * 3 + ["INFO"] * 3
     assert logged[3][1] == ("governor: memory level 3 -> 2 (overview_only): RAM 84.0% used < 90% "
                             "(95% - 5% margin: leave level 3)")
+
+
+def test_without_governor_enabled_the_pipeline_has_no_hook_and_leaves_the_monitor_alone(make_bundle, tmp_path):
+    config_path = tmp_path / "agent.yaml"
+    config_path.write_text("bundle: %s\ncamera: {kind: file, path: clip.avi}\n" % make_bundle())
+    monitor = ScriptedMonitor([0.99])
+    pipeline = make_pipeline(load_agent_config(config_path), source=EndlessCamera(np.zeros((8, 8, 3), np.uint8)),
+                             sink=ListSink(), monitor=monitor)
+    assert pipeline.hooks == []
+    pipeline.close()
+    assert not monitor.closed

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 import edge.engines.tensorrt.build as build_module
+from edge.agent.config import load_agent_config
+from edge.agent.runner import make_pipeline
 from edge.bundle.manifest import Bundle
 from edge.cli.main import main
 from edge.encoder.vision_encoder import VisionEncoder
@@ -17,6 +19,7 @@ from edge.engines.tensorrt.build_memory import available_bytes, build_needs_byte
 from edge.errors import InputError
 from edge.monitor.snapshot import Snapshot
 from edge.preprocess.scenes import synthetic_scene
+from tests.edge.agent.fakes import EndlessCamera, ListSink
 from tests.standins.fake_pycuda import device_memory
 from tests.standins.fake_tensorrt import make_tensorrt
 
@@ -149,3 +152,34 @@ def test_a_build_that_fits_or_an_unknown_box_builds_and_a_cached_engine_needs_no
         build_bundle(bundle, trt, memory, BuildSettings(cache_dir=tmp_path, force=True, snapshot=unknown),
                      log=lambda m: None)
     assert len(builds) == 6
+
+
+class OneReading:
+    """A monitor by edge.monitor's Monitor protocol with one snapshot."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot, self.closed = snapshot, False
+
+    def latest(self) -> Snapshot:
+        return self.snapshot
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_the_governed_agent_refuses_an_engine_build_its_monitor_shows_cannot_fit(standin, converted_bundle, tmp_path):
+    trt, memory, builds = standin
+    config = tmp_path / "agent.yaml"
+    config.write_text("bundle: %s\ncamera: {kind: file, path: clip.avi}\nbackend: tensorrt\nengine_cache: cache\n"
+                      "governor: {enabled: true}\n" % converted_bundle)
+    monitor = OneReading(_box(300))
+    with pytest.raises(InputError, match="not building the vpm int8 engine: .* and 300 MiB are free"):
+        make_pipeline(load_agent_config(config), source=EndlessCamera(np.zeros((8, 8, 3), np.uint8)),
+                      sink=ListSink(), monitor=monitor)
+    assert builds == [] and monitor.closed
+    monitor = OneReading(_box(4096))
+    pipeline = make_pipeline(load_agent_config(config), source=EndlessCamera(np.zeros((8, 8, 3), np.uint8)),
+                             sink=ListSink(), monitor=monitor)
+    assert len(builds) == 2 and not monitor.closed
+    pipeline.close()
+    assert monitor.closed
