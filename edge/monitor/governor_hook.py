@@ -35,7 +35,7 @@ class GovernorHook:
 
     def tick(self, pipeline: Any) -> None:
         snapshot = self.monitor.latest()
-        if snapshot is None or snapshot is self._seen:
+        if snapshot is None or snapshot == self._seen:
             return
         self._seen = snapshot
         for decision in self.governor.decide(snapshot, snapshot.time_s):
