@@ -22,6 +22,7 @@ from ..engines.base import BACKENDS
 from ..engines.tensorrt.cache import DEFAULT_CACHE_DIR
 from ..errors import InputError
 from ..llm.schedule import MAX_EVERY_S, ScheduleConfig
+from ..monitor.policy import GovernorConfig, parse_governor
 from ..preprocess.resize import MODES
 from ..stream.address import DEFAULT_LISTEN, DEFAULT_SOCKET, Address, is_loopback, listen_address, tcp_address
 from ..stream.protocol import DEFAULT_MAX_FRAME_BYTES, DTYPES
@@ -29,7 +30,7 @@ from .frame_reuse import SETTINGS as REUSE_SETTINGS
 from .frame_reuse import FrameReuse
 
 KEYS = ("bundle", "camera", "backend", "precision", "resize", "max_slice_nums", "reuse", "sink", "stream",
-        "engine_cache", "max_frames", "llm", "api", "metrics")
+        "engine_cache", "max_frames", "llm", "api", "metrics", "governor")
 SINK_KINDS = ("npy",)
 SINK_KEYS = ("kind", "directory", "keep")
 STREAM_KEYS = ("enabled", "socket", "tcp", "secret_file", "dtype", "queue_length", "max_frame_bytes",
@@ -119,6 +120,7 @@ class AgentConfig:
     llm: Optional[LlmConfig] = None  # None: no LLM process configured
     api: ApiConfig = field(default_factory=ApiConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    governor: GovernorConfig = field(default_factory=GovernorConfig)  # off unless enabled
 
 
 def load_agent_config(path: Path) -> AgentConfig:
@@ -159,7 +161,8 @@ def parse_agent_config(data: Mapping[str, Any], base: Path) -> AgentConfig:
         max_frames=_positive_or_null(data.get("max_frames"), "max_frames", "null to run until the source ends"),
         llm=_llm(data.get("llm"), base),
         api=_api(_section(data, "api"), base),
-        metrics=_metrics(_section(data, "metrics")))
+        metrics=_metrics(_section(data, "metrics")),
+        governor=parse_governor(data.get("governor")))
 
 
 def _known(section: Mapping[str, Any], known: Sequence[str], where: str = "") -> None:

@@ -91,6 +91,9 @@ class ReuseCheck(Protocol):
     def remember(self, frame: Any, result: Any, color: str = "bgr") -> None:
         """Keep `result` as the encoded result of `frame`."""
 
+    def reset(self) -> None:
+        """Forget the result (the slice budget changed): the next frame is encoded."""
+
     def stats(self) -> Dict[str, Any]:
         """Counters and the last differences measured."""
 
@@ -98,7 +101,7 @@ class ReuseCheck(Protocol):
 class LoopHook(Protocol):
     """Called by the frame loop, from its own thread, once per turn (a frame handled, or a camera wait that ended
     without one): the governor acting on the loop's knobs, watchdog pings, metrics. A hook that raises is logged
-    and counted; the loop goes on."""
+    and counted; the loop goes on. A hook that also has a `close()` method is closed with the pipeline."""
 
     def tick(self, pipeline: Any) -> None:
         """One turn of `pipeline` (an edge.agent.pipeline.Pipeline) has ended."""

@@ -93,14 +93,20 @@ class Pipeline:
         self.stopping.set()
 
     def close(self) -> None:
-        """Fail the images still waiting, let go of the sink and free the encoder's engines (the source is stopped
-        by whoever started it)."""
+        """Fail the images still waiting, let go of the sink, free the encoder's engines and close the hooks that
+        have a close() (the governor's monitor); the source is stopped by whoever started it."""
         try:
             if self.requests is not None:
                 self.requests.close()
             self.sink.close()
         finally:
-            self.encoder.close()
+            try:
+                self.encoder.close()
+            finally:
+                for hook in self.hooks:
+                    close = getattr(hook, "close", None)
+                    if close is not None:
+                        close()
 
     def serve_requests(self) -> None:
         """Encode the images others asked for, each timed apart from the frames'."""

@@ -11,7 +11,11 @@ from ..camera.pipelines import check_camera
 from ..camera.source import FrameSource
 from ..encoder.vision_encoder import VisionEncoder
 from ..engines.factory import open_engines
+from ..engines.tensorrt.build import BuildSettings
 from ..errors import InputError
+from ..monitor.governor import Governor
+from ..monitor.governor_hook import GovernorHook, Monitor
+from ..monitor.snapshot import Snapshot
 from ..stream.address import read_secret
 from ..stream.publisher import StreamPublisher
 from ..stream.requests import EncodeRequests
@@ -22,12 +26,15 @@ from .pipeline import Pipeline
 from .sinks import NpySink, SinkSet
 
 
-def open_encoder(config: AgentConfig, bundle: Optional[Bundle] = None) -> VisionEncoder:
+def open_encoder(config: AgentConfig, bundle: Optional[Bundle] = None, snapshot: Optional[Snapshot] = None
+                 ) -> VisionEncoder:
     """ONNX Runtime or TensorRT per module, at the precision per module the config gives (TensorRT engines come
-    from the engine cache); `bundle`: the config's, when already loaded."""
+    from the engine cache; a build `snapshot` shows cannot fit in RAM is refused); `bundle`: the config's, when
+    already loaded."""
     bundle = bundle or Bundle.load(config.bundle)
-    encoder = VisionEncoder(bundle, open_engines(bundle, config.backend, config.precision, config.engine_cache),
-                            config.resize)
+    engines = open_engines(bundle, config.backend, config.precision, config.engine_cache,
+                           BuildSettings(snapshot=snapshot))
+    encoder = VisionEncoder(bundle, engines, config.resize)
     if config.max_slice_nums is not None:
         try:
             encoder.max_slice_nums = config.max_slice_nums
@@ -47,13 +54,17 @@ def open_publisher(stream: StreamConfig, model: ModelFacts, requests: Optional[E
 
 
 def make_pipeline(config: AgentConfig, reuse: Optional[bool] = None, max_frames: Optional[int] = None,
-                  source: Optional[Source] = None, sink: Optional[Sink] = None) -> Pipeline:
+                  source: Optional[Source] = None, sink: Optional[Sink] = None,
+                  monitor: Optional[Monitor] = None) -> Pipeline:
     """Everything the config names, ready to run; `reuse`, `max_frames`, `source` and `sink` override the config.
 
     What can fail on bad input comes first (the camera's static checks: OpenCV, GStreamer, a missing file; the sink
     folder, the stream's socket), the engines last, so a mistake is reported before a TensorRT engine is built. The
     token stream, when the config enables it, gets the results too (not when `sink` is given: profile), and its
-    subscribers' images are encoded by this pipeline's engines."""
+    subscribers' images are encoded by this pipeline's engines. With `governor.enabled` the governor runs as a loop
+    hook on `monitor`'s snapshots (default: the box's own monitor, opened here), the monitor's latest snapshot
+    refuses an engine build that cannot fit, and the monitor is closed with the pipeline; `monitor` is not used
+    otherwise."""
     if source is None:
         check_camera(config.camera)
         source = FrameSource(config.camera)
@@ -66,14 +77,22 @@ def make_pipeline(config: AgentConfig, reuse: Optional[bool] = None, max_frames:
         sink = SinkSet(sinks)
     enabled = config.reuse.enabled if reuse is None else reuse
     checker = FrameReuse.from_dict(config.reuse.settings) if enabled else None
+    if config.governor.enabled and monitor is None:
+        from ..monitor.readers import open_monitor
+
+        monitor = open_monitor(interval_s=config.governor.interval_s)
+    governed = monitor if config.governor.enabled else None
     try:
-        encoder = open_encoder(config, bundle)
+        encoder = open_encoder(config, bundle, None if governed is None else governed.latest())
     except BaseException:
         if bundle is not None:
             sink.close()  # the stream's socket, bound above
+        if governed is not None:
+            governed.close()
         raise
+    hooks = [] if governed is None else [GovernorHook(Governor(config.governor), governed, encoder.max_slice_nums)]
     return Pipeline(encoder, source, sink, checker, max_frames if max_frames is not None else config.max_frames,
-                    requests)
+                    requests, hooks)
 
 
 def run_pipeline(pipeline: Pipeline, started: Optional[Callable[[], Any]] = None,

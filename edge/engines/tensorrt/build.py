@@ -16,11 +16,13 @@ from ...bundle.manifest import MODULES, Bundle
 from ...device.facts import l4t_release, module_model
 from ...errors import InputError
 from ...fsutil import atomic_write_bytes
+from ...monitor.snapshot import Snapshot
 from ...preprocess.graph_inputs import PackedSlices, pack_slices
 from ...preprocess.preprocessor import Preprocessor
 from ...preprocess.scenes import synthetic_scene
 from ..base import Engine, host_array
 from ..onnxrt import OnnxRuntimeEngine
+from .build_memory import build_needs_bytes, check_build_fits
 from .builder import BuildFailed, BuildOptions, Shapes, build_engine, builder_name, is_strongly_typed, profile_shapes
 from .cache import DEFAULT_CACHE_DIR, EngineCache
 from .runner import TensorRTEngine
@@ -44,6 +46,7 @@ class BuildSettings:
     optimization_level: Optional[int] = None
     force: bool = False
     check: bool = True
+    snapshot: Optional[Snapshot] = None  # the box's RAM now: a build that cannot fit is refused (None: not checked)
 
 
 def import_tensorrt() -> Tuple[Any, Any]:
@@ -113,6 +116,8 @@ def build_or_load(bundle: Bundle, module: str, precision: str, trt: Any, compute
     engine_bytes = None if settings.force else cache.load(fields)
     if engine_bytes is not None:
         return CachedEngine(cache.path(fields), engine_bytes, True, 0.0, fields)
+    check_build_fits("%s %s" % (module, precision),
+                     build_needs_bytes(workspace, bundle.graph(module, precision).bytes), settings.snapshot)
     log("building %s %s engine (%s, workspace limit %d MiB) ..." % (module, precision, builder_name(trt),
                                                                      workspace >> 20))
     options = BuildOptions(precision, shapes, workspace, settings.dla_core, settings.timing_cache,

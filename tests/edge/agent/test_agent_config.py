@@ -14,6 +14,7 @@ from edge.agent.config import AgentConfig, ApiConfig, LlmConfig, ReuseConfig, St
 from edge.camera.config import CameraConfig
 from edge.cli.main import main
 from edge.llm.schedule import ScheduleConfig
+from edge.monitor.policy import GovernorConfig, MemoryPolicy, PowerPolicy, TemperaturePolicy
 from edge.stream.address import Address
 from tests.edge.camera.fakes import moving_frames, write_video
 
@@ -96,6 +97,26 @@ BAD_CONFIGS = [
     (BASE + "api: {listen: '127.0.0.1:99999'}\n", "api.listen must be HOST:PORT with a port in 0..65535"),
     (BASE + "api: {listen: '0.0.0.0:8089'}\n", "api.listen: 0.0.0.0 is not a loopback address: set api.token_file"),
     (BASE + "api: {port: 8089}\n", "api: unknown key 'port'"),
+    (BASE + "governor: on\n", "governor must be a mapping"),
+    (BASE + "governor: {enabled: yes please}\n", "governor.enabled must be true or false"),
+    (BASE + "governor: {min_dwel_s: 5}\n", "governor: unknown key 'min_dwel_s'"),
+    (BASE + "governor: {interval_s: 0}\n", "governor.interval_s must be a number in 0.1..60"),
+    (BASE + "governor: {min_dwell_s: -1}\n", "governor.min_dwell_s must be a number"),
+    (BASE + "governor: {memory: {enter_used_fraction: [0.9, 0.85]}}\n",
+     "governor.memory.enter_used_fraction must rise from one level to the next"),
+    (BASE + "governor: {memory: {enter_used_fraction: [80, 90]}}\n",
+     "governor.memory.enter_used_fraction must be a number in 0..1"),
+    (BASE + "governor: {memory: {enter_used_fraction: [0.7, 0.8, 0.9, 0.95]}}\n", "give at most 3"),
+    (BASE + "governor: {memory: {reduced_slices: 0}}\n", "governor.memory.reduced_slices must be an integer >= 1"),
+    (BASE + "governor: {memory: {margin: .nan}}\n", "governor.memory.margin must be a number"),
+    (BASE + "governor: {power: {budget_mw: 15W}}\n", "governor.power.budget_mw must be a number"),
+    (BASE + "governor: {power: {budget_mw: 15000, frame_interval_s: []}}\n",
+     "governor.power.frame_interval_s is empty"),
+    (BASE + "governor: {power: {watts: 15}}\n", "governor.power: unknown key 'watts'"),
+    (BASE + "governor: {temperature: {enter_c: [80, 90], frame_interval_s: [1.0]}}\n",
+     "one entry per level each, got 2, 1 and 2"),
+    (BASE + "governor: {temperature: {max_slice_nums: [null, 0]}}\n",
+     "governor.temperature.max_slice_nums must be an integer >= 1"),
 ]
 
 
@@ -240,3 +261,19 @@ def test_max_slice_nums_beyond_the_bundles_bound_is_one_line(converted_bundle, t
     assert main(["run", "--config", str(config)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "max_slice_nums" in err, err
+
+
+def test_the_governor_section_defaults_and_values(tmp_path):
+    config = tmp_path / "agent.yaml"
+    config.write_text(BASE)
+    assert load_agent_config(config).governor == GovernorConfig() and GovernorConfig().enabled is False
+    config.write_text(BASE + "governor:\n")
+    assert load_agent_config(config).governor == GovernorConfig()
+    config.write_text(BASE + "governor: {enabled: true, interval_s: 2, min_dwell_s: 30,\n"
+                             "  memory: {enter_used_fraction: [0.8, 0.9], margin: 0.1, reduced_slices: 2},\n"
+                             "  power: {budget_mw: 12000, margin_mw: 500, frame_interval_s: [1, 3]},\n"
+                             "  temperature: {enter_c: [70], margin_c: 3, frame_interval_s: [0.5], "
+                             "max_slice_nums: [2]}}\n")
+    assert load_agent_config(config).governor == GovernorConfig(
+        True, 2.0, 30.0, MemoryPolicy((0.8, 0.9), 0.1, 2), PowerPolicy(12000.0, 500.0, (1.0, 3.0)),
+        TemperaturePolicy((70.0,), 3.0, (0.5,), (2,)))

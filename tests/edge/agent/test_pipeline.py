@@ -9,7 +9,6 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Dict, List
 
 import pytest
 
@@ -19,31 +18,10 @@ from edge.agent.runner import make_pipeline, run_pipeline
 from edge.camera.source import FrameSource
 from edge.cli.main import main
 from edge.errors import InputError
+from tests.edge.agent.fakes import ListSink
 from tests.edge.camera.fakes import moving_frames, write_video
 
 pytest.importorskip("cv2")
-
-
-class ListSink:
-    """A sink by the Sink protocol that keeps every result, as a token stream would receive them."""
-
-    name = "list"
-
-    def __init__(self) -> None:
-        self.results: List[FrameResult] = []
-        self.closed = False
-
-    def describe(self) -> str:
-        return "a list in the test"
-
-    def write(self, result: FrameResult) -> None:
-        self.results.append(result)
-
-    def close(self) -> None:
-        self.closed = True
-
-    def stats(self) -> Dict[str, Any]:
-        return {"kept": len(self.results)}
 
 
 def _config(tmp_path: Path, bundle: Path, frames: int, static: bool, fps: float = 10, extra: str = "") -> Path:

@@ -9,11 +9,17 @@ import numpy as np
 import pytest
 
 import edge.engines.tensorrt.build as build_module
+from edge.agent.config import load_agent_config
+from edge.agent.runner import make_pipeline
 from edge.bundle.manifest import Bundle
 from edge.cli.main import main
 from edge.encoder.vision_encoder import VisionEncoder
 from edge.engines.tensorrt.build import BuildSettings, build_bundle, check_engine
+from edge.engines.tensorrt.build_memory import available_bytes, build_needs_bytes
+from edge.errors import InputError
+from edge.monitor.snapshot import Snapshot
 from edge.preprocess.scenes import synthetic_scene
+from tests.edge.agent.fakes import EndlessCamera, ListSink
 from tests.standins.fake_pycuda import device_memory
 from tests.standins.fake_tensorrt import make_tensorrt
 
@@ -107,3 +113,73 @@ def test_tensorrt_backend_tokens_equal_onnxruntime(standin, converted_bundle, tm
     got = VisionEncoder.from_bundle(converted_bundle, backend="tensorrt", cache_dir=tmp_path).encode(image).tokens
     want = VisionEncoder.from_bundle(converted_bundle).encode(image).tokens  # int8 on onnxruntime
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+
+
+def _box(free_mib: int, degraded=None) -> Snapshot:
+    """8 GiB of RAM with `free_mib` MiB not used."""
+    total_kb = 8 << 20
+    return Snapshot(0.0, "test", degraded, ram_total_kb=total_kb, ram_used_kb=total_kb - (free_mib << 10),
+                    ram_free_kb=1024)
+
+
+def test_a_build_that_cannot_fit_in_the_free_ram_is_refused_before_building(standin, converted_bundle, tmp_path):
+    """int8 on 10.3 builds the tiny VPM with the 512 MiB workspace the bundle recorded, plus twice its graph."""
+    trt, memory, builds = standin
+    bundle = Bundle.load(converted_bundle)
+    needed = build_needs_bytes(512 << 20, bundle.graph("vpm", "int8").bytes)
+    assert needed == (512 << 20) + 2 * bundle.graph("vpm", "int8").bytes
+    assert available_bytes(_box(400)) == 400 << 20  # total less used: what the kernel can still hand out
+    with pytest.raises(InputError) as refused:
+        build_bundle(bundle, trt, memory, BuildSettings(cache_dir=tmp_path, snapshot=_box(400)), log=lambda m: None)
+    assert builds == [] and not list(tmp_path.glob("*.engine"))
+    message = str(refused.value)
+    assert len(message.splitlines()) == 1
+    assert "not building the vpm int8 engine: it needs about %d MiB of RAM and 400 MiB are free" % (needed >> 20) \
+        in message and "stop what holds memory (the LLM process)" in message
+
+
+def test_a_build_that_fits_or_an_unknown_box_builds_and_a_cached_engine_needs_no_room(standin, converted_bundle,
+                                                                                      tmp_path):
+    trt, memory, builds = standin
+    bundle = Bundle.load(converted_bundle)
+    build_bundle(bundle, trt, memory, BuildSettings(cache_dir=tmp_path, snapshot=_box(4096)), log=lambda m: None)
+    assert len(builds) == 2
+    report = build_bundle(bundle, trt, memory, BuildSettings(cache_dir=tmp_path, snapshot=_box(1)),
+                          log=lambda m: None)
+    assert len(builds) == 2 and all(entry["cached"] for entry in report.values())
+    for unknown in (_box(1, degraded="jtop: no access"), Snapshot(0.0, "test")):
+        assert available_bytes(unknown) is None
+        build_bundle(bundle, trt, memory, BuildSettings(cache_dir=tmp_path, force=True, snapshot=unknown),
+                     log=lambda m: None)
+    assert len(builds) == 6
+
+
+class OneReading:
+    """A monitor by edge.monitor's Monitor protocol with one snapshot."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot, self.closed = snapshot, False
+
+    def latest(self) -> Snapshot:
+        return self.snapshot
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_the_governed_agent_refuses_an_engine_build_its_monitor_shows_cannot_fit(standin, converted_bundle, tmp_path):
+    trt, memory, builds = standin
+    config = tmp_path / "agent.yaml"
+    config.write_text("bundle: %s\ncamera: {kind: file, path: clip.avi}\nbackend: tensorrt\nengine_cache: cache\n"
+                      "governor: {enabled: true}\n" % converted_bundle)
+    monitor = OneReading(_box(300))
+    with pytest.raises(InputError, match="not building the vpm int8 engine: .* and 300 MiB are free"):
+        make_pipeline(load_agent_config(config), source=EndlessCamera(np.zeros((8, 8, 3), np.uint8)),
+                      sink=ListSink(), monitor=monitor)
+    assert builds == [] and monitor.closed
+    monitor = OneReading(_box(4096))
+    pipeline = make_pipeline(load_agent_config(config), source=EndlessCamera(np.zeros((8, 8, 3), np.uint8)),
+                             sink=ListSink(), monitor=monitor)
+    assert len(builds) == 2 and not monitor.closed
+    pipeline.close()
+    assert monitor.closed

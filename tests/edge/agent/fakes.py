@@ -1,0 +1,54 @@
+"""Agent test material: a sink that keeps every result, and a camera with a new frame at every call."""
+from __future__ import annotations
+
+import time
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+from edge.agent.contracts import FrameResult
+from edge.camera.source import Frame
+
+
+class ListSink:
+    """A sink by the Sink protocol that keeps every result, as a token stream would receive them."""
+
+    name = "list"
+
+    def __init__(self) -> None:
+        self.results: List[FrameResult] = []
+        self.closed = False
+
+    def describe(self) -> str:
+        return "a list in the test"
+
+    def write(self, result: FrameResult) -> None:
+        self.results.append(result)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def stats(self) -> Dict[str, Any]:
+        return {"kept": len(self.results)}
+
+
+class EndlessCamera:
+    """A camera by the Source protocol with a new frame (the same picture) at every call, counting the calls."""
+
+    finished = False
+
+    def __init__(self, image: np.ndarray) -> None:
+        self.image, self.taken = image, 0
+
+    def start(self) -> EndlessCamera:
+        return self
+
+    def stop(self) -> None:
+        """Nothing runs."""
+
+    def latest(self, timeout: Optional[float] = None) -> Frame:
+        self.taken += 1
+        return Frame(self.image, time.monotonic(), self.taken - 1, 0, 1)
+
+    def stats(self) -> Dict[str, Any]:
+        return {"taken": self.taken}
