@@ -62,9 +62,8 @@ def make_pipeline(config: AgentConfig, reuse: Optional[bool] = None, max_frames:
     folder, the stream's socket), the engines last, so a mistake is reported before a TensorRT engine is built. The
     token stream, when the config enables it, gets the results too (not when `sink` is given: profile), and its
     subscribers' images are encoded by this pipeline's engines. With `governor.enabled` the governor runs as a loop
-    hook on `monitor`'s snapshots (default: the box's own monitor, opened here), the monitor's latest snapshot
-    refuses an engine build that cannot fit, and the monitor is closed with the pipeline; `monitor` is not used
-    otherwise."""
+    hook on `monitor`'s snapshots and the monitor's latest snapshot refuses an engine build that cannot fit; a
+    monitor opened here (none given) is closed with the pipeline, a given one stays its giver's."""
     if source is None:
         check_camera(config.camera)
         source = FrameSource(config.camera)
@@ -77,7 +76,8 @@ def make_pipeline(config: AgentConfig, reuse: Optional[bool] = None, max_frames:
         sink = SinkSet(sinks)
     enabled = config.reuse.enabled if reuse is None else reuse
     checker = FrameReuse.from_dict(config.reuse.settings) if enabled else None
-    if config.governor.enabled and monitor is None:
+    owned = config.governor.enabled and monitor is None
+    if owned:
         from ..monitor.readers import open_monitor
 
         monitor = open_monitor(interval_s=config.governor.interval_s)
@@ -87,10 +87,11 @@ def make_pipeline(config: AgentConfig, reuse: Optional[bool] = None, max_frames:
     except BaseException:
         if bundle is not None:
             sink.close()  # the stream's socket, bound above
-        if governed is not None:
+        if owned:
             governed.close()
         raise
-    hooks = [] if governed is None else [GovernorHook(Governor(config.governor), governed, encoder.max_slice_nums)]
+    hooks = [] if governed is None else [GovernorHook(Governor(config.governor), governed, encoder.max_slice_nums,
+                                                      owns_monitor=owned)]
     return Pipeline(encoder, source, sink, checker, max_frames if max_frames is not None else config.max_frames,
                     requests, hooks)
 

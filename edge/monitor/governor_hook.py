@@ -25,11 +25,11 @@ class GovernorHook:
     """Each loop turn: a snapshot not seen before goes to `governor.decide`, each decision is logged (WARNING when it
     escalates, INFO when it recovers) and the governor's state is applied on top of the config's `base_max_slices`
     and `base_interval_s`. A slice change resets frame reuse: the remembered tokens have the old grid. Closing the
-    hook closes the monitor."""
+    hook closes the monitor when `owns_monitor`."""
 
-    def __init__(self, governor: Governor, monitor: Monitor, base_max_slices: int, base_interval_s: float = 0.0
-                 ) -> None:
-        self.governor, self.monitor = governor, monitor
+    def __init__(self, governor: Governor, monitor: Monitor, base_max_slices: int, base_interval_s: float = 0.0,
+                 owns_monitor: bool = True) -> None:
+        self.governor, self.monitor, self.owns_monitor = governor, monitor, owns_monitor
         self.base_max_slices, self.base_interval_s = base_max_slices, base_interval_s
         self._seen: Optional[Snapshot] = None
 
@@ -56,4 +56,5 @@ class GovernorHook:
         pipeline.frame_interval_s = max(self.base_interval_s, state["frame_interval_s"])
 
     def close(self) -> None:
-        self.monitor.close()
+        if self.owns_monitor:
+            self.monitor.close()

@@ -10,16 +10,19 @@ from typing import Any, Dict, List, Optional
 from ..agent.config import AgentConfig
 from ..agent.runner import make_pipeline, run_pipeline
 from ..errors import InputError
+from ..monitor.governor_hook import GovernorHook
+from ..monitor.readers import Monitor, open_monitor
 from .notify import Notifier, watchdog_hook
 from .reload import ConfigReloader
 
 log = logging.getLogger("minicpmv-edge")
 
 
-def serve_agent(path: Path, config: AgentConfig, max_frames: Optional[int] = None, monitor: Optional[Any] = None,
-                governor: Optional[Any] = None) -> Dict[str, Any]:
-    """Run the agent of `config` (read from `path`) until done or SIGTERM; the pipeline's report. `monitor` and
-    `governor`, when given, add their readings to the metrics."""
+def serve_agent(path: Path, config: AgentConfig, max_frames: Optional[int] = None,
+                monitor: Optional[Monitor] = None) -> Dict[str, Any]:
+    """Run the agent of `config` (read from `path`) until done or SIGTERM; the pipeline's report. With metrics or the
+    governor on, the box is read by `monitor` (default: `open_monitor`, opened and closed here), whose snapshots the
+    governor decides on and the metrics export, with the governor's state."""
     notifier, server = Notifier(), None
     if config.metrics.enabled:  # the port first: a taken one is refused before any engine is built
         from .metrics_server import NO_CLIENT, MetricsServer
@@ -32,15 +35,21 @@ def serve_agent(path: Path, config: AgentConfig, max_frames: Optional[int] = Non
             raise InputError(NO_CLIENT % exc) from None
         registry = CollectorRegistry(auto_describe=False)
         server = MetricsServer(registry, config.metrics.listen)
+    owned = monitor is None and (server is not None or config.governor.enabled)
+    if owned:
+        monitor = open_monitor(interval_s=config.governor.interval_s)
     try:
-        pipeline = make_pipeline(config, max_frames=max_frames)
+        pipeline = make_pipeline(config, max_frames=max_frames, monitor=monitor)
     except BaseException:
         if server is not None:
             server.close()
+        if owned:
+            monitor.close()
         raise
     reloader = ConfigReloader(path, config, notifier)
     hooks: List[Any] = [reloader]
     if server is not None:
+        governor = next((hook.governor for hook in pipeline.hooks if isinstance(hook, GovernorHook)), None)
         hooks.append(AgentMetrics(pipeline, monitor, governor, registry))
         log.info("metrics at %s", server.url)
     watchdog = watchdog_hook(notifier)
@@ -57,4 +66,6 @@ def serve_agent(path: Path, config: AgentConfig, max_frames: Optional[int] = Non
     finally:
         if server is not None:
             server.close()
+        if owned:
+            monitor.close()
         notifier.close()

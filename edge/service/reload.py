@@ -18,10 +18,11 @@ from typing import Any, Optional
 from ..agent.config import AgentConfig, load_agent_config
 from ..agent.frame_reuse import FrameReuse
 from ..errors import InputError
+from ..monitor.governor_hook import GovernorHook
 from ..preprocess.preprocessor import slice_config
 from .notify import Notifier
 
-LIVE_KEYS = ("reuse", "max_slice_nums", "max_frames")
+LIVE_KEYS = ("reuse", "max_slice_nums", "max_frames", "governor")
 OTHERS_KEYS = ("llm", "api")  # the LLM process's: it reads them when it starts
 log = logging.getLogger("minicpmv-edge")
 
@@ -55,6 +56,10 @@ class ConfigReloader:
 
     def _apply(self, new: AgentConfig, pipeline: Any) -> None:
         old = self.config
+        governing = next((hook for hook in pipeline.hooks if isinstance(hook, GovernorHook)), None)
+        if new.governor.enabled != old.governor.enabled:
+            raise InputError("%s: governor.enabled changed: switching the governor on or off takes a restart of the "
+                             "agent (its policy values reload live)" % self.path)
         if new.max_slice_nums != old.max_slice_nums:
             encoder = pipeline.encoder
             value = new.max_slice_nums or slice_config(encoder.bundle).max_slice_nums
@@ -62,7 +67,14 @@ class ConfigReloader:
                 encoder.max_slice_nums = value
             except ValueError as exc:
                 raise InputError("%s: %s" % (self.path, exc)) from None
+            if governing is not None:  # the governor's cap stays on top of the new ceiling
+                governing.base_max_slices = value
+                governing.apply(pipeline)
             log.info("reload: max_slice_nums is now %d", value)
+        if governing is not None and new.governor != old.governor:
+            governing.governor.policy = new.governor
+            log.info("reload: the governor's policies are now those of %s (levels kept; the next reading decides)",
+                     self.path)
         if new.reuse != old.reuse:
             pipeline.reuse = FrameReuse.from_dict(new.reuse.settings) if new.reuse.enabled else None
             log.info("reload: reuse is now %s", "on %s" % (new.reuse.settings or "(defaults)")
