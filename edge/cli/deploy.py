@@ -74,6 +74,8 @@ def run_overlay(args: argparse.Namespace) -> int:
 
 def run_install(args: argparse.Namespace) -> int:
     root = args.root or Path("/")
+    if not root.is_dir():
+        raise InputError("--root %s is not a folder: create it first" % root)
     program = args.program or _own_program()
     checks.check_program(PurePosixPath(program), program)
     release = checks.device_release(root)
