@@ -3,6 +3,7 @@ Jetson root filesystem before flashing, nothing run inside it); docs/systemd.md.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path, PurePosixPath
@@ -60,6 +61,9 @@ def _entries(args: argparse.Namespace, program: PurePosixPath) -> Tuple[List[Ent
 
 
 def run_overlay(args: argparse.Namespace) -> int:
+    if not args.program.is_absolute():
+        raise InputError("--program %s: give the path on the device from /, such as %s" % (args.program,
+                                                                                          DEFAULT_PROGRAM))
     profile = load_profile(args.device)
     release = checks.rootfs_release(args.rootfs)
     checks.check_bundle_for(Bundle.load(args.bundle, verify=False), profile, release, args.rootfs)
@@ -76,7 +80,7 @@ def run_install(args: argparse.Namespace) -> int:
     root = args.root or Path("/")
     if not root.is_dir():
         raise InputError("--root %s is not a folder: create it first" % root)
-    program = args.program or _own_program()
+    program = Path(os.path.abspath(str(args.program or _own_program())))  # ExecStart= needs a path from /
     checks.check_program(PurePosixPath(program), program)
     release = checks.device_release(root)
     bundle = Bundle.load(args.bundle, verify=False)

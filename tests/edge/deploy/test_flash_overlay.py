@@ -155,3 +155,8 @@ def test_refuses_a_config_the_services_could_not_use(rootfs, orin_bundle, tmp_pa
     before = listing(rootfs)
     _refused(capsys, rootfs, _overlay(rootfs, orin_bundle, "--config", str(path)), needle)
     assert listing(rootfs) == before
+
+
+def test_refuses_a_relative_program(rootfs, orin_bundle, capsys):
+    _refused(capsys, rootfs, _overlay(rootfs, orin_bundle, "--program", "venv/bin/minicpmv-edge"),
+             "give the path on the device from /")
