@@ -97,6 +97,7 @@ def test_hardening_as_docs_systemd_md_says():
         assert settings["ProtectSystem"] == ["strict"] and settings["NoNewPrivileges"] == ["yes"]
         assert "MemoryDenyWriteExecute" not in settings, name  # CUDA and TensorRT JIT
         assert settings["MemoryMax"] and settings["MemoryHigh"]
+        assert settings["StateDirectoryMode"] == ["0750"]  # the tmpfiles.d mode, kept at every start
     agent, llm, build = units[layout.AGENT_UNIT], units[layout.LLM_UNIT], units[layout.BUILD_UNIT]
     assert "PrivateTmp" not in agent and "PrivateDevices" not in agent  # /tmp/argus_socket; GPU and cameras
     assert agent["DevicePolicy"] == ["closed"] and "/dev/nvmap rw" in agent["DeviceAllow"]
