@@ -51,10 +51,19 @@ def _own_program() -> Path:
     return Path(sys.executable).parent / "minicpmv-edge"
 
 
+def _is_gguf(path: Path) -> bool:
+    """Whether `path` is a file that starts with GGUF's magic."""
+    if not path.is_file():
+        return False
+    with open(str(path), "rb") as handle:
+        return handle.read(4) == b"GGUF"
+
+
 def _entries(args: argparse.Namespace, program: PurePosixPath) -> Tuple[List[Entry], List[str]]:
     """The files to write and the units to enable, after the checks every command shares."""
-    if args.llm is not None and not args.llm.is_file():
-        raise InputError("--llm %s is not a file: pass the LLM's GGUF" % args.llm)
+    if args.llm is not None and not _is_gguf(args.llm):
+        raise InputError("--llm %s is not a GGUF file: pass the LLM as GGUF (minicpmv-convert make-gguf makes a "
+                         "tiny one)" % args.llm)
     bundle = Bundle.load(args.bundle)
     config = installed_config(args.config, args.llm)
     return device_entries(bundle.path, config, args.llm, program), enabled_units(config.runs_llm)

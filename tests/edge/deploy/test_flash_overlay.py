@@ -160,3 +160,8 @@ def test_refuses_a_config_the_services_could_not_use(rootfs, orin_bundle, tmp_pa
 def test_refuses_a_relative_program(rootfs, orin_bundle, capsys):
     _refused(capsys, rootfs, _overlay(rootfs, orin_bundle, "--program", "venv/bin/minicpmv-edge"),
              "give the path on the device from /")
+
+
+def test_refuses_an_llm_that_is_no_gguf(rootfs, orin_bundle, capsys):
+    _refused(capsys, rootfs, _overlay(rootfs, orin_bundle, "--llm", str(orin_bundle / "manifest.yaml")),
+             "is not a GGUF file")
