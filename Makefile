@@ -10,6 +10,8 @@ DEMO := build/demo
 # Debian packages the tests use as references: GStreamer's own parser reads the camera pipelines back. Installed
 # only where missing, only as root with apt-get; elsewhere those tests skip and say what to install.
 GST_PACKAGES := python3-gi gir1.2-gstreamer-1.0 gstreamer1.0-plugins-good
+# systemd's own tools check the units (systemd-analyze verify / security, systemd-sysusers, systemd-tmpfiles).
+SYSTEMD_PACKAGES := systemd
 
 .PHONY: test lint demo clean venv system-deps
 
@@ -33,6 +35,11 @@ system-deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 	    $(GST_PACKAGES) >/dev/null; \
 	else echo "not installing $(GST_PACKAGES) (needs root and apt-get): the GStreamer parse tests will skip"; fi
+	@if command -v systemd-analyze >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    $(SYSTEMD_PACKAGES) >/dev/null; \
+	else echo "not installing $(SYSTEMD_PACKAGES) (needs root and apt-get): the unit tests will skip"; fi
 
 test: $(STAMP) system-deps
 	$(BIN)/ruff check .

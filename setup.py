@@ -34,6 +34,9 @@ setup(
     long_description_content_type="text/markdown",
     packages=find_packages(include=["converter*", "edge*", "configs*"]),
     package_data={"configs": ["devices/*.yaml", "tensorrt/*.yaml", "agent/*.yaml"]},
+    # The units and snippets `minicpmv-edge install` and `flash-overlay` write (edge/deploy/layout.py finds them).
+    data_files=[("share/minicpmv-edge/systemd", sorted("systemd/" + p.name for p in (HERE / "systemd").glob("*")
+                                                       if p.suffix in (".service", ".sysusers", ".tmpfiles")))],
     python_requires=">=3.8",
     install_requires=["numpy", "pyyaml"],
     extras_require={

@@ -34,9 +34,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 @contextlib.contextmanager
-def atomic_file(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path` for a writer that wants a file name; on success it is renamed over
-    `path`, on error removed."""
+def atomic_file(path: Path, mode: int = 0o644) -> Iterator[Path]:
+    """Yield a temporary path beside `path` for a writer that wants a file name; on success it gets `mode` and is
+    renamed over `path`, on error removed."""
     path = Path(path)
     if not path.parent.is_dir():
         raise InputError("cannot write %s: directory %s does not exist" % (path, path.parent))
@@ -44,7 +44,7 @@ def atomic_file(path: Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide it from the service user that reads it
+        os.chmod(tmp, mode)  # mkstemp's 0600 would hide it from the service user that reads it
         os.replace(tmp, str(path))
     except BaseException:
         with contextlib.suppress(OSError):

@@ -99,6 +99,7 @@ class TargetFacts:
     # The profile's own default (int8 on Jetson targets), which becomes the bundle's once it holds that precision;
     # None in bundles written before it was recorded.
     profile_default_precision: Optional[str] = None
+    l4t: Optional[str] = None  # the profile's L4T release ("36.4"); None for a host target
 
     @classmethod
     def read(cls, reader: Reader) -> TargetFacts:
@@ -113,6 +114,7 @@ class TargetFacts:
             max_slices=reader.get("target.max_slices", int),
             memory=dict(reader.get("target.memory", dict, optional=True) or {}),
             profile_default_precision=reader.get("target.profile_default_precision", str, optional=True),
+            l4t=reader.get("target.l4t", str, optional=True),
         )
 
     def workspace_bytes(self, precision: str) -> Optional[int]:

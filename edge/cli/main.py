@@ -5,11 +5,11 @@ import argparse
 import sys
 from typing import Dict, List, Optional, Tuple
 
-from . import agent, bench, build, doctor, encode, inspect_bundle, llm, up
+from . import agent, bench, build, deploy, doctor, encode, inspect_bundle, llm, up
 from .shell import Handler, new_parser, run
 
 PROG = "minicpmv-edge"
-COMMANDS = (inspect_bundle, encode, build, agent, doctor, bench, llm, up)
+COMMANDS = (inspect_bundle, encode, build, agent, doctor, bench, llm, up, deploy)
 
 
 def parser() -> Tuple[argparse.ArgumentParser, Dict[str, Handler]]:
