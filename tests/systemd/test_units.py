@@ -105,8 +105,10 @@ def test_hardening_as_docs_systemd_md_says():
     assert "DeviceAllow" not in llm and llm["PrivateDevices"] == ["yes"]  # llama.cpp runs on the CPU
     for settings in (agent, llm):
         assert settings["Type"] == ["notify"] and settings["NotifyAccess"] == ["main"]
-        assert settings["ExecReload"] == ["/bin/kill -HUP $MAINPID"] and settings["Restart"] == ["on-failure"]
+        assert settings["Restart"] == ["on-failure"] and settings["SuccessExitStatus"] == ["143"]
         assert settings["RuntimeDirectory"] == ["minicpmv-edge"] and settings["RuntimeDirectoryPreserve"] == ["yes"]
+    assert agent["ExecReload"] == ["/bin/kill -HUP $MAINPID"] and agent["WatchdogSec"] == ["30s"]
+    assert "ExecReload" not in llm and "WatchdogSec" not in llm  # no SIGHUP handler, no work loop to ping from
     assert build["Type"] == ["oneshot"] and build["Before"] == [layout.AGENT_UNIT]
     assert layout.BUILD_UNIT in agent["Wants"][0] and layout.AGENT_UNIT in llm["After"][0]
     assert str(layout.CONFIG) in agent["ExecStart"][0] and str(layout.CONFIG) in llm["ExecStart"][0]
