@@ -45,9 +45,17 @@ def workspace_bytes(text: Optional[str]) -> Optional[int]:
 def build(args: argparse.Namespace) -> int:
     from ..engines.tensorrt.build import BuildSettings, build_bundle, import_tensorrt
 
+    from ..monitor.readers import open_monitor
+
     bundle = Bundle.load(args.bundle)
+    monitor = open_monitor(prefer="fallback")  # one reading of the RAM now: a build that cannot fit is refused
+    try:
+        snapshot = monitor.latest()
+    finally:
+        monitor.close()
     settings = BuildSettings(args.precision, args.cache_dir, workspace_bytes(args.memPoolSize), args.useDLACore,
-                             args.timingCacheFile, args.builderOptimizationLevel, args.force, not args.no_check)
+                             args.timingCacheFile, args.builderOptimizationLevel, args.force, not args.no_check,
+                             snapshot)
     trt, memory = import_tensorrt()
     report = build_bundle(bundle, trt, memory, settings, log=lambda message: print(message, file=sys.stderr))
     if args.saveEngine:

@@ -89,6 +89,18 @@ def test_check_refuses_an_engine_that_disagrees():
         check_engine(Off(), {}, Reference().infer({}), "int8")
 
 
+def test_cli_build_refuses_a_workspace_larger_than_this_boxs_free_ram(standin, converted_bundle, tmp_path, capsys):
+    import psutil
+
+    total_mib = psutil.virtual_memory().total >> 20  # read here, apart from the command's own reading
+    capsys.readouterr()
+    assert main(["build", "--bundle", str(converted_bundle), "--cache-dir", str(tmp_path / "c"), "--precision",
+                 "fp32", "--memPoolSize", "workspace:%d" % (total_mib + 1024)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not building" in err and "free" in err, err
+    assert not list((tmp_path / "c").glob("**/*.engine"))
+
+
 def test_cli_build_json_and_save_engine(standin, converted_bundle, tmp_path, capsys):
     capsys.readouterr()
     assert main(["build", "--bundle", str(converted_bundle), "--cache-dir", str(tmp_path / "c"), "--precision",
