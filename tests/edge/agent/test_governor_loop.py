@@ -127,6 +127,27 @@ class Recorder:
             pipeline.stop()
 
 
+class Scrapes:
+    """A hook that scrapes the agent's metrics after each turn, as Prometheus would read them."""
+
+    def __init__(self, registry: Any) -> None:
+        self.registry, self.turns = registry, []
+
+    def tick(self, pipeline: Pipeline) -> None:
+        from prometheus_client import generate_latest
+        from prometheus_client.parser import text_string_to_metric_families
+
+        samples = [s for family in text_string_to_metric_families(generate_latest(self.registry).decode())
+                   for s in family.samples]
+        value = {s.name: s.value for s in samples if not s.labels}
+        state = {s.labels["key"]: s.value for s in samples if s.name == "minicpmv_edge_governor_state"}
+        self.turns.append({
+            "paused": value["minicpmv_edge_paused"], "max_slice_nums": value["minicpmv_edge_max_slice_nums"],
+            "memory_level": state["levels.memory"], "memory_used_bytes": value["minicpmv_edge_memory_used_bytes"],
+            "decisions": {(s.labels["policy"], s.labels["action"]): s.value for s in samples
+                          if s.name == "minicpmv_edge_governor_decisions_total"}})
+
+
 RAMP = ([0.50] * 3 + [0.86] * 3 + [0.91] * 3 + [0.96] * 4  # up: fewer slices, overview only, paused
         + [0.84] * 3 + [0.81] * 3 + [0.79] * 3)  # down: 84% < 95% - 5% and < 90% - 5%; 81% not < 80%, 79% is
 
@@ -142,8 +163,15 @@ def test_ram_climbing_to_the_limit_drops_slices_then_keeps_the_overview_then_pau
     pipeline = make_pipeline(load_agent_config(config_path), source=camera, sink=sink, monitor=monitor)
     [hook] = pipeline.hooks
     assert isinstance(hook, GovernorHook) and hook.base_max_slices == pipeline.encoder.max_slice_nums == 9
+    from prometheus_client import CollectorRegistry
+
+    from edge.service.agent_metrics import AgentMetrics
+
+    registry = CollectorRegistry(auto_describe=False)
+    pipeline.hooks.append(AgentMetrics(pipeline, monitor, hook.governor, registry))
+    scrapes = Scrapes(registry)
     recorder = Recorder(monitor)
-    pipeline.hooks.append(recorder)
+    pipeline.hooks += [scrapes, recorder]
     with caplog.at_level(logging.INFO, logger="minicpmv-edge"):
         pipeline.run(poll_s=0.01)
     pipeline.close()
@@ -168,6 +196,15 @@ def test_ram_climbing_to_the_limit_drops_slices_then_keeps_the_overview_then_pau
     changed = [i for i in range(1, len(grids)) if grids[i] != grids[i - 1]]
     assert all(sink.results[i].reused_from is None for i in changed)  # frame reuse was reset: re-encoded
     assert sum(r.reused for r in sink.results) > 0  # the same picture otherwise reuses its tokens
+
+    # the decisions as the metrics show them, scraped after each turn (the Prometheus text format, parsed)
+    assert [scrape["paused"] for scrape in scrapes.turns] == [float(p) for _, p, _ in recorder.turns]
+    assert [scrape["max_slice_nums"] for scrape in scrapes.turns] == [float(s) for s in slices]
+    assert [scrape["memory_level"] for scrape in scrapes.turns] == [float(n) for n in
+                                                                   [0] * 3 + [1] * 3 + [2] * 3 + [3] * 4 + [2] * 2
+                                                                   + [1] * 4 + [0] * 3]
+    assert scrapes.turns[-1]["decisions"] == {(p, a): float(n) for (p, a), n in hook.governor.decisions_total.items()}
+    assert scrapes.turns[12]["memory_used_bytes"] == 0.96 * TOTAL_KB * 1024
 
     logged = [(r.levelname, r.getMessage()) for r in caplog.records if r.getMessage().startswith("governor:")]
     assert logged.pop(0) == ("WARNING", "governor: temperature held at level 0: no temperature reading")  # once
