@@ -56,10 +56,22 @@ def register(sub: argparse._SubParsersAction) -> Dict[str, Handler]:
     llm.add_argument("--no-repack", dest="repack", action="store_false",
                      help="keep the weights out of llama.cpp's repacked CPU layouts (as llama.cpp's --no-repack)")
     common.add_json(llm)
+    hooks = bench_sub.add_parser("hooks", help="what the service's loop hooks (governor, metrics, watchdog) add to "
+                                               "each turn of the frame loop, against a frame's encode (needs "
+                                               "'.[edge]' with prometheus-client)")
+    common.add_bundle(hooks)
+    hooks.add_argument("--repeats", type=common.positive_int, default=50, help="timed runs (median; default 50)")
+    common.add_json(hooks)
     return {"bench": bench_command}
 
 
 def bench_command(args: argparse.Namespace) -> int:
+    if args.bench == "hooks":
+        from ..diagnostics import bench_hooks
+
+        report = bench_hooks.run_bench(args.bundle, args.repeats)
+        print(json.dumps(report, indent=2) if args.json else bench_hooks.format_report(report))
+        return 0
     if args.bench == "llm":
         from ..diagnostics import bench_llm
 

@@ -44,7 +44,6 @@ def workspace_bytes(text: Optional[str]) -> Optional[int]:
 
 def build(args: argparse.Namespace) -> int:
     from ..engines.tensorrt.build import BuildSettings, build_bundle, import_tensorrt
-
     from ..monitor.readers import open_monitor
 
     bundle = Bundle.load(args.bundle)
