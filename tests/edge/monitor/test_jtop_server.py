@@ -119,3 +119,48 @@ def test_a_service_of_another_jetson_stats_is_degraded_in_jtops_words(jtop_servi
         monitor.close()
     assert snapshot.degraded == reason.format(client=jtop.__version__)
     assert snapshot.source == "fallback"
+
+
+def test_the_governor_follows_the_fake_orin_through_the_real_server(monitor, fake_orin):
+    """Memory filling, power rising and temperature rising in the fake files reach the governor through jtop's
+    server and the project's monitor; each policy escalates, then all come back when the files do."""
+    import time
+
+    from edge.monitor.governor import Governor
+    from edge.monitor.policy import GovernorConfig, PowerPolicy, TemperaturePolicy
+
+    calm = wait_for(monitor, matches(fake_orin), "the fake's values")
+    governor = Governor(GovernorConfig(enabled=True, min_dwell_s=0.0, power=PowerPolicy(budget_mw=10_000.0),
+                                       temperature=TemperaturePolicy(enter_c=(70.0, 90.0))))
+    decisions = []
+
+    def decide_until(condition, what: str) -> None:
+        deadline, seen = time.monotonic() + 60.0, None
+        while not condition():
+            assert time.monotonic() < deadline, "%s never happened: %s" % (what, decisions)
+            snapshot = monitor.latest()
+            if snapshot is not None and snapshot != seen and snapshot.degraded is None:
+                seen = snapshot
+                decisions.extend(governor.decide(snapshot, snapshot.time_s))
+            time.sleep(INTERVAL_S / 2)
+
+    assert governor.decide(calm, calm.time_s) == [] and governor.levels == {"memory": 0, "power": 0,
+                                                                            "temperature": 0}
+    total, memory, rail = fake_orin.meminfo["MemTotal"], dict(fake_orin.meminfo), fake_orin.rails["VDD_IN"]
+    zone = fake_orin.zones["gpu-thermal"]
+    fake_orin.set_memory(MemFree=total * 3 // 100, Buffers=1_000, Cached=total // 100)  # 96 % used
+    fake_orin.set_rail("VDD_IN", 5_000, 3_100)  # 15.5 W over a 10 W budget
+    fake_orin.set_zone("gpu-thermal", 71_250)  # over 70 C
+    decide_until(lambda: governor.levels["memory"] == 3 and governor.levels["power"] >= 1
+                 and governor.levels["temperature"] == 1, "escalation")
+    assert governor.state()["paused"] and governor.state()["frame_interval_s"] >= 1.0
+    memory_up = next(d for d in decisions if d.policy == "memory")
+    assert (memory_up.level_to, memory_up.action) == (3, "pause_capture") and "96" in memory_up.reason
+
+    fake_orin.set_memory(**{key: memory[key] for key in ("MemFree", "Buffers", "Cached")})
+    fake_orin.set_rail("VDD_IN", *rail)
+    fake_orin.set_zone("gpu-thermal", zone)
+    decide_until(lambda: governor.levels == {"memory": 0, "power": 0, "temperature": 0}, "recovery")
+    assert not governor.state()["paused"] and governor.state()["frame_interval_s"] == 0.0
+    assert {d.action for d in decisions} >= {"pause_capture", "lower_fps_1", "back_off_1", "normal"}
+    assert governor.decisions_total[("memory", "normal")] == 1
