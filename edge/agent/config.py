@@ -3,9 +3,9 @@ any engine is built or camera opened: every section and key, types and ranges, e
 and the fix. docs/agent-config.md lists the keys; configs/agent/ has commented examples.
 
 Relative paths (bundle, camera.path, sink.directory, engine_cache, llm.gguf, llm.schedule.answers_file,
-api.token_file) are taken from the config file's folder. What depends on the machine (is the bundle there, its
-precisions and slice bound, the video file, OpenCV's GStreamer) is checked when the agent starts, still before any
-engine is built.
+api.token_file, alerts.mqtt.password_file) are taken from the config file's folder. What depends on the machine (is
+the bundle there, its precisions and slice bound, the video file, OpenCV's GStreamer) is checked when the agent
+starts, still before any engine is built.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from ..device.profiles import PRECISIONS
 from ..engines.base import BACKENDS
 from ..engines.tensorrt.cache import DEFAULT_CACHE_DIR
 from ..errors import InputError
+from ..llm.alert_config import AlertsConfig, parse_alerts
 from ..llm.schedule import MAX_EVERY_S, ScheduleConfig
 from ..monitor.policy import GovernorConfig, parse_governor
 from ..preprocess.resize import MODES
@@ -30,7 +31,7 @@ from .frame_reuse import SETTINGS as REUSE_SETTINGS
 from .frame_reuse import FrameReuse
 
 KEYS = ("bundle", "camera", "backend", "precision", "resize", "max_slice_nums", "reuse", "sink", "stream",
-        "engine_cache", "max_frames", "llm", "api", "metrics", "governor")
+        "engine_cache", "max_frames", "llm", "api", "metrics", "governor", "alerts")
 SINK_KINDS = ("npy",)
 SINK_KEYS = ("kind", "directory", "keep")
 STREAM_KEYS = ("enabled", "socket", "tcp", "secret_file", "dtype", "queue_length", "max_frame_bytes",
@@ -121,6 +122,7 @@ class AgentConfig:
     api: ApiConfig = field(default_factory=ApiConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     governor: GovernorConfig = field(default_factory=GovernorConfig)  # off unless enabled
+    alerts: Optional[AlertsConfig] = None  # None: no alert rules (the LLM process asks them: docs/alerts.md)
 
 
 def load_agent_config(path: Path) -> AgentConfig:
@@ -162,7 +164,8 @@ def parse_agent_config(data: Mapping[str, Any], base: Path) -> AgentConfig:
         llm=_llm(data.get("llm"), base),
         api=_api(_section(data, "api"), base),
         metrics=_metrics(_section(data, "metrics")),
-        governor=parse_governor(data.get("governor")))
+        governor=parse_governor(data.get("governor")),
+        alerts=parse_alerts(data.get("alerts"), base))
 
 
 def _known(section: Mapping[str, Any], known: Sequence[str], where: str = "") -> None:

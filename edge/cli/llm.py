@@ -3,7 +3,7 @@ once the answer in progress ended), with Prometheus metrics on loopback (docs/se
 
 Its settings come from the flags, or from an agent config (`--config`: bundle, stream, `llm:` and `api:`); a flag
 given beside `--config` wins. `--ask` and `--every` (or `llm.schedule`) add a standing question about the newest
-frame."""
+frame; the config's `alerts:` rules are asked as well (docs/alerts.md)."""
 from __future__ import annotations
 
 import argparse
@@ -132,8 +132,10 @@ def run_llm(args: argparse.Namespace) -> int:
     metrics = metrics_listen(args, config)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("minicpmv-edge.llm.schedule").setLevel(logging.INFO)  # each standing answer: one line
+    logging.getLogger("minicpmv-edge.llm.alerts").setLevel(logging.INFO)  # each alert, each MQTT (re)connect
     with LlmProcess(bundle, gguf, address, secret, _first(args.listen, api.listen), token, ctx,
-                    Limits(max_tokens=max_tokens), n_threads=threads, schedule=schedule) as process:
+                    Limits(max_tokens=max_tokens), n_threads=threads, schedule=schedule,
+                    alerts=config.alerts if config else None) as process:
         print("serving %s at %s/v1 (frames from %s)" % (process.server.model_id, process.url, address), flush=True)
         serve_llm(process, metrics)
     return 0

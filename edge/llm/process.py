@@ -1,6 +1,6 @@
 """The LLM process put together: the GGUF in llama.cpp, the bundle's facts (no engines: attached images are encoded
 by the agent), the frame follower and the encode client on the agent's token stream, the HTTP API and, when
-configured, the standing question; every input checked before anything is served."""
+configured, the standing question and the alert rules; every input checked before anything is served."""
 from __future__ import annotations
 
 import logging
@@ -11,6 +11,8 @@ from ..bundle.manifest import Bundle
 from ..errors import InputError
 from ..stream.address import DEFAULT_LISTEN, Address, is_loopback, listen_address
 from ..stream.encode_client import EncodeClient
+from .alert_config import AlertsConfig
+from .alerts import Alerts
 from .api import DEFAULT_LIMITS, Limits
 from .embeddings import EmbeddingLlm
 from .follower import FrameFollower
@@ -42,7 +44,7 @@ class LlmProcess:
     def __init__(self, bundle: Path, gguf: Path, stream: Address, stream_secret: Optional[bytes] = None,
                  listen: str = DEFAULT_LISTEN, token: Optional[str] = None, n_ctx: int = 4096,
                  limits: Limits = DEFAULT_LIMITS, max_waiting: int = 2, n_threads: Optional[int] = None,
-                 schedule: Optional[ScheduleConfig] = None) -> None:
+                 schedule: Optional[ScheduleConfig] = None, alerts: Optional[AlertsConfig] = None) -> None:
         host, port = listen_address(listen)
         if token is None and not is_loopback(host):
             raise InputError("--listen %s is not a loopback address: it needs --token-file, and clients must send "
@@ -52,6 +54,7 @@ class LlmProcess:
                 raise InputError("%s: %s does not exist" % (flag, path))
         self.llm = self.follower = self.server = self.images = None
         self.schedule: Optional[StandingQuestion] = None
+        self.alerts: Optional[Alerts] = None
         try:
             model = Bundle.load(bundle, verify=False).model  # the facts only: the graphs are the agent's
             self.llm = EmbeddingLlm(str(gguf), n_ctx=n_ctx, n_threads=n_threads)
@@ -65,12 +68,17 @@ class LlmProcess:
                                   max_waiting)
             if schedule is not None:
                 self.schedule = StandingQuestion(service, schedule)
+            if alerts is not None:
+                self.alerts = Alerts(service, alerts)
             try:
-                self.server = LlmServer((host, port), service, Path(gguf).stem, token, limits, self.schedule)
+                self.server = LlmServer((host, port), service, Path(gguf).stem, token, limits, self.schedule,
+                                        self.alerts)
             except OSError as exc:
                 raise InputError("--listen %s: cannot listen there (%s)" % (listen, exc.strerror or exc)) from None
             if self.schedule is not None:
                 self.schedule.start()
+            if self.alerts is not None:
+                self.alerts.start()
         except BaseException:
             self.close()
             raise
@@ -86,6 +94,8 @@ class LlmProcess:
             self.server.server_close()
         if self.schedule is not None:
             self.schedule.close()
+        if self.alerts is not None:
+            self.alerts.close()
         if self.server is not None and not self.server.service.turn.acquire(timeout=ANSWER_DRAIN_S):
             log.warning("an answer still runs after %g s: the LLM is freed under it", ANSWER_DRAIN_S)
         if self.follower is not None:

@@ -10,7 +10,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
 from ..errors import InputError
 from .api import ChatRequest
@@ -54,12 +54,14 @@ class AnswersFile:
 
 class StandingQuestion:
     """Asks `config.question` in a thread (`start`, `close`). `latest` is the newest answer's record; `counts` says
-    what became of each period: answered, unchanged (the frame last answered, or a reuse of it), no_frame, errors."""
+    what became of each period: answered, unchanged (the frame last answered, or a reuse of it), no_frame, errors.
+    `on_answer`, when given, is called with each answer's record (an alert rule's state machine)."""
 
-    def __init__(self, service: ChatService, config: ScheduleConfig) -> None:
+    def __init__(self, service: ChatService, config: ScheduleConfig,
+                 on_answer: Optional[Callable[[Dict[str, Any]], None]] = None, name: str = "standing-question") -> None:
         if service.follower is None:
             raise InputError("a standing question (--ask) needs the token stream to follow (--stream)")
-        self.service, self.config = service, config
+        self.service, self.config, self.on_answer = service, config, on_answer
         self.answers = None if config.answers_file is None else AnswersFile(config.answers_file)
         self.request = ChatRequest([("user", IMAGE_MARK + "\n" + config.question)], None, False, None, 0.0, None)
         self.counts = dict.fromkeys(("answered", "unchanged", "no_frame", "errors"), 0)
@@ -67,7 +69,7 @@ class StandingQuestion:
         self._latest: Optional[Dict[str, Any]] = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="standing-question", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> StandingQuestion:
         self._thread.start()
@@ -130,6 +132,12 @@ class StandingQuestion:
             except OSError as exc:
                 self.counts["errors"] += 1
                 log.error("cannot append the answer to %s: %s", self.answers.path, exc)
+        if self.on_answer is not None:
+            try:
+                self.on_answer(record)
+            except Exception:  # noqa: BLE001 - a failing consumer must not end the schedule
+                self.counts["errors"] += 1
+                log.exception("handling the answer about frame %d failed", record["frame_id"])
 
     def _answer(self) -> Optional[Tuple[str, Reply]]:
         """(text, Reply) of one greedy answer about the newest frame; None when stopped before its end."""

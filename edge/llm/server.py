@@ -1,6 +1,7 @@
 """The local HTTP API: ``POST /v1/chat/completions`` (JSON, or server-sent events with ``stream: true``) and
-``GET /v1/models``, OpenAI's shapes, and ``GET /v1/scene/latest`` (the standing question's newest answer), on a
-ThreadingHTTPServer; a bearer token when one is configured."""
+``GET /v1/models``, OpenAI's shapes, ``GET /v1/scene/latest`` (the standing question's newest answer) and
+``GET /v1/alerts`` (the recent alerts and each rule's state), on a ThreadingHTTPServer; a bearer token when one is
+configured."""
 from __future__ import annotations
 
 import collections
@@ -14,6 +15,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
+from .alerts import Alerts
 from .api import DEFAULT_LIMITS, ApiError, Limits, parse_request
 from .embeddings import LlmError
 from .schedule import StandingQuestion
@@ -24,19 +26,19 @@ DRAIN_BYTES = 64 << 20  # a refused body up to this size is read away; a larger 
 
 
 class LlmServer(ThreadingHTTPServer):
-    """Serves `service` as model `model_id` at `address`, and `schedule`'s newest answer; `token`, when set, must
-    come as a bearer token."""
+    """Serves `service` as model `model_id` at `address`, `schedule`'s newest answer and `alerts`' page; `token`,
+    when set, must come as a bearer token."""
 
     daemon_threads = True
 
     def __init__(self, address: Tuple[str, int], service: ChatService, model_id: str,
                  token: Optional[str] = None, limits: Limits = DEFAULT_LIMITS,
-                 schedule: Optional[StandingQuestion] = None) -> None:
+                 schedule: Optional[StandingQuestion] = None, alerts: Optional[Alerts] = None) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
         self.service, self.model_id, self.token, self.limits = service, model_id, token, limits
-        self.schedule = schedule
+        self.schedule, self.alerts = schedule, alerts
         self.created = int(time.time())
         self.statuses: Dict[int, int] = collections.Counter()  # responses by HTTP status
         self._count_lock = threading.Lock()
@@ -63,7 +65,7 @@ class _Handler(BaseHTTPRequestHandler):
         super().log_request(code, size)
 
     def do_GET(self) -> None:
-        routes = {"/v1/models": self._models, "/v1/scene/latest": self._scene}
+        routes = {"/v1/models": self._models, "/v1/scene/latest": self._scene, "/v1/alerts": self._alerts}
         self._guarded(routes.get(self.path.rstrip("/"), self._not_found))
 
     def do_POST(self) -> None:
@@ -81,8 +83,8 @@ class _Handler(BaseHTTPRequestHandler):
                                               "code": exc.status}})
 
     def _not_found(self) -> None:
-        raise ApiError(404, "no such endpoint: %s (POST /v1/chat/completions, GET /v1/models, GET /v1/scene/latest)"
-                       % self.path)
+        raise ApiError(404, "no such endpoint: %s (POST /v1/chat/completions, GET /v1/models, GET /v1/scene/latest, "
+                            "GET /v1/alerts)" % self.path)
 
     def _models(self) -> None:
         self._json(200, {"object": "list", "data": [{"id": self.server.model_id, "object": "model",
@@ -97,6 +99,11 @@ class _Handler(BaseHTTPRequestHandler):
             raise ApiError(404, "no answer to the standing question yet: it comes every %g s once a camera frame "
                                 "has arrived" % schedule.config.every_s)
         self._json(200, latest)
+
+    def _alerts(self) -> None:
+        """The recent alerts and each rule's state; no rules configured: both lists empty."""
+        alerts = self.server.alerts
+        self._json(200, {"alerts": [], "rules": []} if alerts is None else alerts.page())
 
     def _chat(self) -> None:
         length = self.headers.get("Content-Length")
