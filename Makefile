@@ -12,6 +12,8 @@ DEMO := build/demo
 GST_PACKAGES := python3-gi gir1.2-gstreamer-1.0 gstreamer1.0-plugins-good
 # systemd's own tools check the units (systemd-analyze verify / security, systemd-sysusers, systemd-tmpfiles).
 SYSTEMD_PACKAGES := systemd
+# The MQTT broker the alerts' MQTT sink is tested against (started by the tests on a free loopback port).
+MQTT_PACKAGES := mosquitto
 
 .PHONY: test lint demo clean venv system-deps
 
@@ -40,6 +42,11 @@ system-deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 	    $(SYSTEMD_PACKAGES) >/dev/null; \
 	else echo "not installing $(SYSTEMD_PACKAGES) (needs root and apt-get): the unit tests will skip"; fi
+	@if command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    $(MQTT_PACKAGES) >/dev/null; \
+	else echo "not installing $(MQTT_PACKAGES) (needs root and apt-get): the MQTT alert tests will skip"; fi
 
 test: $(STAMP) system-deps
 	$(BIN)/ruff check .

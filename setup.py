@@ -47,7 +47,8 @@ setup(
         "jetson": ["jetson-stats", "pycuda"],
         # llama.cpp for the LLM process (raw image rows through its low-level API); pinned because those bindings
         # follow llama.cpp's C API, which changes between releases. No wheel on PyPI: pip compiles it (minutes).
-        "llm": ["llama-cpp-python==0.3.36", "gguf"],
+        # paho-mqtt: the alerts' MQTT sink (2.x: the CallbackAPIVersion client).
+        "llm": ["llama-cpp-python==0.3.36", "gguf", "paho-mqtt>=2.0,<3"],
         "trt-check": TRT_CHECK,
         # openai: the client the LLM process's API is tested with. jetson-stats: the monitor is tested against its
         # real JtopServer (tests/edge/monitor/); psutil: the reference for the fallback's RAM figures.
