@@ -107,6 +107,9 @@ def _rule(value: Any, key: str) -> AlertRule:
         raise InputError("%s.question must be a non-empty question, such as \"Is a person in the doorway? Answer "
                          "yes or no.\", got %r" % (key, question))
     states = rule.get("states")
+    if isinstance(states, list) and any(isinstance(state, bool) for state in states):
+        raise InputError("%s.states: YAML reads a bare yes, no, on or off as true or false: quote the states, such "
+                         "as ['yes', 'no'], got %r" % (key, states))
     if (not isinstance(states, list) or len(states) < 2 or not all(isinstance(s, str) and WORD.match(s)
                                                                     for s in states)):
         raise InputError("%s.states must be a list of 2 or more single words an answer starts with, such as [yes, "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 from edge.agent.config import AgentConfig, ApiConfig, LlmConfig, ReuseConfig, StreamConfig, load_agent_config
 from edge.camera.config import CameraConfig
 from edge.cli.main import main
+from edge.llm.alert_config import AlertRule, AlertsConfig, MqttConfig, WebhookConfig
 from edge.llm.schedule import ScheduleConfig
 from edge.monitor.policy import GovernorConfig, MemoryPolicy, PowerPolicy, TemperaturePolicy
 from edge.stream.address import Address
@@ -20,6 +22,7 @@ from tests.edge.camera.fakes import moving_frames, write_video
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "configs" / "agent"
 BASE = "bundle: b\ncamera: {kind: file, path: clip.avi}\n"
+RULE = "{name: d, question: q, every_s: 5, states: ['yes', 'no']}"
 
 BAD_CONFIGS = [
     ("bundle: b\ncamera: csi\n", "camera: expected a mapping"),
@@ -117,6 +120,52 @@ BAD_CONFIGS = [
      "one entry per level each, got 2, 1 and 2"),
     (BASE + "governor: {temperature: {max_slice_nums: [null, 0]}}\n",
      "governor.temperature.max_slice_nums must be an integer >= 1"),
+    *[(BASE + "alerts: " + alerts + "\n", message) for alerts, message in [
+        ("on", "alerts must be a mapping"),
+        ("{rule: []}", "alerts: unknown key 'rule'"),
+        ("{rules: []}", "alerts.rules must be a list of rules"),
+        ("{device: 'cam/1', rules: [%s]}" % "{name: d, question: q, every_s: 5, states: ['yes', 'no']}",
+         "alerts.device must be a name of letters"),
+        ("{rules: [door]}", "alerts.rules[0] must be a mapping"),
+        ("{rules: [{name: 'a door', question: q, every_s: 5, states: ['yes', 'no']}]}",
+         "alerts.rules[0].name must be a name of letters"),
+        ("{rules: [{name: d, question: q, every_s: 5, states: ['yes', 'no'], every: 5}]}",
+         "alerts.rules[0]: unknown key 'every'"),
+        ("{rules: [{name: d, question: '', every_s: 5, states: ['yes', 'no']}]}",
+         "alerts.rules[d].question must be a non-empty question"),
+        ("{rules: [{name: d, question: q, states: ['yes', 'no']}]}", "alerts.rules[d].every_s must be seconds between"),
+        ("{rules: [{name: d, question: q, every_s: 0, states: ['yes', 'no']}]}", "alerts.rules[d].every_s must be"),
+        ("{rules: [{name: d, question: q, every_s: 5, states: ['yes']}]}",
+         "alerts.rules[d].states must be a list of 2 or more single words"),
+        ("{rules: [{name: d, question: q, every_s: 5, states: yes/no}]}", "alerts.rules[d].states must be a list"),
+        ("{rules: [{name: d, question: q, every_s: 5, states: [on, off]}]}", "quote the states, such as ['yes', 'no']"),
+        ("{rules: [{name: d, question: q, every_s: 5, states: ['yes', 'no way']}]}", "single words"),
+        ("{rules: [{name: d, question: q, every_s: 5, states: ['yes', 'Yes']}]}", "repeats a state or lists unknown"),
+        ("{rules: [{name: d, question: q, every_s: 5, states: ['yes', unknown]}]}", "repeats a state or lists unknown"),
+        ("{rules: [{name: d, question: q, every_s: 5, states: ['yes', 'no'], debounce: 0}]}",
+         "alerts.rules[d].debounce must be an integer in 1..1000"),
+        ("{rules: [{name: d, question: q, every_s: 5, states: ['yes', 'no'], cooldown_s: -1}]}",
+         "alerts.rules[d].cooldown_s must be the fewest seconds"),
+        ("{rules: [%s, %s]}" % (RULE, RULE), "the name 'd' is used twice"),
+        ("{rules: [%s], " % RULE + "webhook: {url: 'ftp://h/x'}}",
+         "alerts.webhook.url must be an http:// or https:// URL"),
+        ("{rules: [%s], " % RULE + "webhook: {url: 'http://h/x', retries: 99}}",
+         "alerts.webhook.retries must be an integer in 0..10"),
+        ("{rules: [%s], " % RULE + "webhook: {url: 'http://h/x', timeout_s: 0}}",
+         "alerts.webhook.timeout_s must be"),
+        ("{rules: [%s], " % RULE + "mqtt: {port: 1883}}",
+         "alerts.mqtt.host must be the broker's host name"),
+        ("{rules: [%s], " % RULE + "mqtt: {host: 'mqtt://broker'}}",
+         "no scheme, no port"),
+        ("{rules: [%s], " % RULE + "mqtt: {host: b, port: 0}}",
+         "alerts.mqtt.port must be an integer in 1..65535"),
+        ("{rules: [%s], " % RULE + "mqtt: {host: b, topic_prefix: 'a/#'}}",
+         "alerts.mqtt.topic_prefix must be topic levels without wildcards"),
+        ("{rules: [%s], " % RULE + "mqtt: {host: b, password_file: pw}}",
+         "alerts.mqtt.password_file needs alerts.mqtt.username"),
+        ("{rules: [%s], " % RULE + "mqtt: {host: b, qos: 2}}",
+         "alerts.mqtt: unknown key 'qos'"),
+    ]],
 ]
 
 
@@ -192,6 +241,28 @@ def test_the_llm_schedule_values(tmp_path):
                              "    every_s: 2.5\n    answers_file: out/answers.jsonl\n")
     assert load_agent_config(config).llm == LlmConfig(
         tmp_path / "m.gguf", schedule=ScheduleConfig("Who is at the door?", 2.5, tmp_path / "out" / "answers.jsonl"))
+
+
+def test_the_alerts_section_defaults_and_values(tmp_path):
+    config = tmp_path / "agent.yaml"
+    config.write_text(BASE)
+    assert load_agent_config(config).alerts is None
+    config.write_text(BASE + "alerts:\n  device: cam1\n  rules:\n    - {name: door, question: 'Anyone?', every_s: 5, "
+                             "states: ['Yes', 'no']}\n    - {name: light, question: 'Colour?', every_s: 0.5, "
+                             "states: [red, green, 'off'], debounce: 1, cooldown_s: 0}\n"
+                             "  webhook: {url: 'https://hooks.example.com/a', timeout_s: 5, retries: 0}\n"
+                             "  mqtt: {host: broker.lan, port: 8883, topic_prefix: site/cams, client_id: cam1, "
+                             "username: cam, password_file: secrets/mqtt}\n")
+    assert load_agent_config(config).alerts == AlertsConfig(
+        "cam1", (AlertRule("door", "Anyone?", 5.0, ("yes", "no"), 2, 30.0),
+                 AlertRule("light", "Colour?", 0.5, ("red", "green", "off"), 1, 0.0)),
+        WebhookConfig("https://hooks.example.com/a", 5.0, 0),
+        MqttConfig("broker.lan", 8883, "site/cams", "cam1", "cam", tmp_path / "secrets" / "mqtt"))
+    config.write_text(BASE + "alerts: {rules: [{name: d, question: q, every_s: 5, states: ['yes', 'no']}], "
+                             "mqtt: {host: 127.0.0.1}}\n")
+    alerts = load_agent_config(config).alerts
+    assert alerts.device == socket.gethostname() and alerts.webhook is None
+    assert alerts.mqtt == MqttConfig("127.0.0.1", 1883, "minicpmv-edge")
 
 
 def test_relative_paths_are_taken_from_the_config_folder(tmp_path):

@@ -19,6 +19,8 @@ from edge.stream.publisher import StreamPublisher  # noqa: E402
 from edge.stream.requests import EncodeRequests  # noqa: E402
 from tests.edge.camera.fakes import IdleCamera  # noqa: E402
 
+from .receiver import Receiver  # noqa: E402
+
 
 def scene(seed: int, size=(480, 640)) -> np.ndarray:
     """A random RGB picture."""
@@ -67,3 +69,20 @@ def publish(running: Running, frame_id: int, seed: int, reused_from: Optional[in
     encoded = running.agent.encoder.encode(scene(seed))
     (publisher or running.publisher).publish(StreamFrame(frame_id, 100.0 + frame_id, "2.6", encoded.grid, "fp16",
                                                          encoded.tokens, reused_from))
+
+
+@pytest.fixture
+def receiver() -> Iterator[Callable[[List[int]], Receiver]]:
+    """Start webhook receivers (each answering with the statuses given, then 200); shut down after the test."""
+    started: List[Receiver] = []
+
+    def start(statuses: List[int]) -> Receiver:
+        server = Receiver(statuses)
+        threading.Thread(target=server.serve_forever, name="webhook-receiver", daemon=True).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.shutdown()
+        server.server_close()
