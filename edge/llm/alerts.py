@@ -34,10 +34,10 @@ class Alerts:
         self.questions = [StandingQuestion(service, ScheduleConfig(rule.question, rule.every_s),
                                            on_answer=lambda record, r=rule: self.observe(r, record),
                                            name="alert-" + rule.name) for rule in config.rules]
+        if config.mqtt is not None:  # first: reading its password file may fail before any thread starts
+            self.mqtt = MqttSink(config.mqtt, config.device, self.states)
         if config.webhook is not None:
             self.webhook = WebhookSink(config.webhook)
-        if config.mqtt is not None:
-            self.mqtt = MqttSink(config.mqtt, config.device, self.states)
 
     def start(self) -> Alerts:
         for question in self.questions:

@@ -35,8 +35,11 @@ class MqttSink:
     """Publishes to `config`'s broker for `device`; `states()` gives {rule: state} to re-publish on each connect."""
 
     def __init__(self, config: MqttConfig, device: str, states: Callable[[], Dict[str, Optional[str]]]) -> None:
-        import paho.mqtt.client as mqtt
-
+        try:
+            import paho.mqtt.client as mqtt
+        except ImportError:
+            raise InputError("alerts.mqtt needs paho-mqtt 2.x: pip install 'paho-mqtt>=2' (it is in the llm extra), "
+                             "or remove alerts.mqtt") from None
         self.config, self.device, self.states = config, device, states
         self.base = "%s/%s" % (config.topic_prefix, device)
         self.counts = dict.fromkeys(("connects", "published", "refused"), 0)
