@@ -12,6 +12,8 @@ DEMO := build/demo
 GST_PACKAGES := python3-gi gir1.2-gstreamer-1.0 gstreamer1.0-plugins-good
 # systemd's own tools check the units (systemd-analyze verify / security, systemd-sysusers, systemd-tmpfiles).
 SYSTEMD_PACKAGES := systemd
+# The web page's browser test: Debian's Chromium and its chromedriver (selenium drives them; nothing is downloaded).
+BROWSER_PACKAGES := chromium chromium-driver
 
 .PHONY: test lint demo clean venv system-deps
 
@@ -40,6 +42,11 @@ system-deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 	    $(SYSTEMD_PACKAGES) >/dev/null; \
 	else echo "not installing $(SYSTEMD_PACKAGES) (needs root and apt-get): the unit tests will skip"; fi
+	@if command -v chromedriver >/dev/null && command -v chromium >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    $(BROWSER_PACKAGES) >/dev/null; \
+	else echo "not installing $(BROWSER_PACKAGES) (needs root and apt-get): the browser test will skip"; fi
 
 test: $(STAMP) system-deps
 	$(BIN)/ruff check .

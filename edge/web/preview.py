@@ -47,8 +47,11 @@ class Preview:
         if last is not None and last[0] is not self._frame:
             frame, result = last
             height, width = frame.image.shape[:2]
-            self._facts = FrameFacts(frame.sequence, width, height, result.grid, result.reused_from,
-                                     dict(result.timings_ms))
+            timings = dict(result.timings_ms)
+            sink = pipeline.times.get("sink")
+            if sink:  # the sink's write of this frame (the npy file, the token stream)
+                timings["sink"] = sink[-1]
+            self._facts = FrameFacts(frame.sequence, width, height, result.grid, result.reused_from, timings)
             self._frame = frame
 
     @property

@@ -147,8 +147,8 @@ async function pollAlerts() {
     return;
   }
   if (response.status === 404) {
-    rules.textContent = "no alert rules";
-    alerts.replaceChildren();
+    alerts.replaceChildren(el("li", {}, "no alert rules"));
+    await pollScene(rules);
     return;
   }
   if (!response.ok) {
@@ -166,8 +166,40 @@ async function pollAlerts() {
     table.append(row);
   });
   rules.replaceChildren((body.rules || []).length ? table : el("span", {}, "no alert rules"));
-  alerts.replaceChildren(...(body.alerts || []).slice(-20).reverse().map((a) =>
-    el("li", {}, `${a.time} ${a.device} · ${a.rule}: ${a.previous} → ${a.state} (frame ${a.frame_id}): ${a.answer}`)));
+  const recent = (body.alerts || []).slice(-20).reverse();
+  alerts.replaceChildren(...(recent.length ? recent.map((a) => el("li", {class: "alert"},
+    `${a.time} ${a.device} · ${a.rule}: ${a.previous} → ${a.state} (frame ${a.frame_id}): ${a.answer}`))
+    : [el("li", {}, "no alert yet")]));
+}
+
+// Without alert rules: the standing question (llm.schedule) and its answers, newest first, as they come.
+const sceneAnswers = [];
+
+async function pollScene(rules) {
+  let response;
+  try {
+    response = await fetch("/llm/v1/scene/latest", {cache: "no-store"});
+  } catch (error) {
+    rules.textContent = "standing question unavailable: " + error;
+    return;
+  }
+  if (!response.ok) {
+    rules.textContent = response.status === 404 ? "no standing question" : `HTTP ${response.status}`;
+    return;
+  }
+  const scene = await response.json();
+  if (!sceneAnswers.length || sceneAnswers[0].asked_at !== scene.asked_at) sceneAnswers.unshift(scene);
+  sceneAnswers.length = Math.min(sceneAnswers.length, 10);
+  const table = el("table");
+  const head = el("tr");
+  ["question", "answer", "frame"].forEach((h) => head.append(el("th", {}, h)));
+  table.append(head);
+  sceneAnswers.forEach((a) => {
+    const row = el("tr");
+    [a.question, a.answer, a.frame_id].forEach((v) => row.append(el("td", {}, v ?? "–")));
+    table.append(row);
+  });
+  rules.replaceChildren(table);
 }
 
 async function ask(event) {
@@ -212,6 +244,7 @@ function onEvent(data, answer, meta) {
   if (chunk.choices[0].finish_reason) {
     const frame = chunk.frame ? `about frame #${chunk.frame.frame_id}` : "";
     meta.textContent = `${frame} · ${chunk.usage.completion_tokens} tokens · ${chunk.choices[0].finish_reason}`;
+    answer.dataset.tokens = chunk.usage.completion_tokens;
     if (latest) renderBars(latest.frame);
   }
 }

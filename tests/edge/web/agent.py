@@ -12,7 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from tests.edge.camera.fakes import moving_frames, wait_until, write_video
 
@@ -26,10 +26,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def write_config(folder: Path, bundle: Path, web: str, extra: str = "") -> Path:
-    """agent.yaml for a looping 320x240 clip (each picture twice: frame reuse has work) with the page at `web` (the
+def write_config(folder: Path, bundle: Path, web: str, extra: str = "", size: Tuple[int, int] = (320, 240)) -> Path:
+    """agent.yaml for a looping clip of `size` (each picture twice: frame reuse has work) with the page at `web` (the
     web: section's flow mapping)."""
-    write_video(folder / "clip.avi", [f for f in moving_frames(15, size=(320, 240)) for _ in range(2)], fps=10)
+    write_video(folder / "clip.avi", [f for f in moving_frames(15, size=size) for _ in range(2)], fps=10)
     config = folder / "agent.yaml"
     config.write_text("bundle: %s\ncamera: {kind: file, path: clip.avi, loop: true, fps: 10}\nresize: fast\n"
                       "sink: {kind: npy, directory: tokens, "

@@ -55,7 +55,7 @@ def test_state_and_mjpeg_of_a_running_agent(make_bundle, tmp_path):
         assert state["history"][-1]["ram_mb"] > 0  # the fallback monitor reads this machine's RAM
         assert any(p["fps"] > 0 for p in state["history"])
         if frame["reused_from"] is None:
-            assert set(frame["timings_ms"]) == {"reuse_check", "preprocess", "vpm", "resampler"}
+            assert set(frame["timings_ms"]) == {"reuse_check", "preprocess", "vpm", "resampler", "sink"}
         assert state["llm"]["down"] is not None
         assert [b["kind"] for b in state["banners"]] == ["llm"]
         assert wait_for_state(base, lambda s: s["report"]["reused"] > 0, "a reused frame")
