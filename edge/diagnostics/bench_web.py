@@ -21,7 +21,7 @@ from ..errors import InputError
 from ..monitor.readers import open_monitor
 from ..web.page import WebPage
 
-WARMUP_S = 2.0  # after the first frame: the engines' first runs are slower
+WARMUP_S = 5.0  # after the first frame: the engines' first runs are slower
 FIRST_FRAME_S = 300.0
 
 
