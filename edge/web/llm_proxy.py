@@ -6,7 +6,7 @@ import http.client
 import threading
 import time
 import urllib.parse
-from typing import Any, Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 TIMEOUT_S = 300.0  # an answer may take long on a busy box
 PROBE_TIMEOUT_S = 1.0
@@ -62,6 +62,3 @@ class LlmProxy:
     def _mark(self, why: Optional[str]) -> None:
         with self._lock:
             self._status = (time.monotonic(), why)
-
-    def describe(self) -> Dict[str, Any]:
-        return {"url": self.base_url, "down": self.down()}
