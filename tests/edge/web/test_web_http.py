@@ -90,7 +90,7 @@ def test_a_page_beyond_loopback_needs_its_token(make_bundle, tmp_path):
     agent = Process("run", write_config(tmp_path, make_bundle("2.6"), "{enabled: true, listen: '0.0.0.0:%d', "
                                         "token_file: web.token}" % port))
     try:
-        wait_for_state(base, lambda s: True, "the server up", {"Authorization": "Bearer " + token})
+        wait_for_state(base, lambda s: s["frame"] is not None, "a frame", {"Authorization": "Bearer " + token})
         assert_token_guard(base, token)
     finally:
         assert agent.stop() == 0, "\n".join(agent.lines)
