@@ -1,8 +1,8 @@
 """The page in a real headless Chromium against `minicpmv-edge up` (the agent with the page, and the LLM process
 with a tiny GGUF) on a generated video: the MJPEG frame shows and moves on (two frame numbers), the slice grid is
-drawn over it, the plots fill, a typed question gets a streamed answer with the LLM's prefill and decode bars, and
-the standing question's answer is listed. A second test points the page's proxy at a stand-in LLM API serving
-alerts in /v1/alerts' shape and sees them listed. Screenshots go to docs/screenshots/."""
+drawn over it, the reuse badge shows, the plots fill, a typed question gets a streamed answer with the LLM's
+prefill and decode bars, and the standing question's answer is listed. A second test points the page's proxy at a
+stand-in LLM API serving alerts in /v1/alerts' shape and sees them listed. Screenshots go to docs/screenshots/."""
 from __future__ import annotations
 
 import json
@@ -58,6 +58,9 @@ def test_live_view_answer_and_plots_in_chromium(make_bundle, make_gguf, tmp_path
             assert browser.execute_script(painted("#plot-%s canvas" % key)) > 0
         wait_for(browser, "return document.getElementById('rules').textContent", "the standing question's answer",
                  lambda text: "What is on the table?" in text)
+        badge = wait_for(browser, "const b = document.getElementById('reused'); return b.hidden ? null : "
+                         "b.textContent", "the reuse badge")  # the clip shows each picture twice
+        assert badge.startswith("tokens reused from #")
         SHOTS.mkdir(parents=True, exist_ok=True)
         browser.find_element("id", "live").screenshot(str(SHOTS / "live-view-grid.png"))
         browser.find_element("id", "box").screenshot(str(SHOTS / "plots.png"))
