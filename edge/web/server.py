@@ -124,8 +124,9 @@ class Handler(BaseHTTPRequestHandler):
             return True
         cookies = dict(part.strip().split("=", 1) for part in self.headers.get("Cookie", "").split(";")
                        if "=" in part)
+        bearer = self.headers.get("Authorization", "")
         given = [query.get("token", [""])[0], cookies.get(COOKIE, ""),
-                 self.headers.get("Authorization", "")[len("Bearer "):]]
+                 bearer[len("Bearer "):] if bearer.startswith("Bearer ") else ""]
         return any(hmac.compare_digest(value.encode(), token.encode()) for value in given if value)
 
     def _static(self, name: str, query: Dict[str, Any]) -> None:
@@ -138,8 +139,10 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", TYPES[path.suffix])
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-cache")
-        if "token" in query:  # the page's own requests carry the token as a cookie from here on
-            self.send_header("Set-Cookie", "%s=%s; HttpOnly; SameSite=Strict; Path=/" % (COOKIE, query["token"][0]))
+        token = self.server.token
+        if token is not None and hmac.compare_digest(query.get("token", [""])[0].encode(), token.encode()):
+            # the page's own requests carry the token as a cookie from here on
+            self.send_header("Set-Cookie", "%s=%s; HttpOnly; SameSite=Strict; Path=/" % (COOKIE, token))
         self.end_headers()
         self.wfile.write(data)
 
@@ -172,7 +175,8 @@ class Handler(BaseHTTPRequestHandler):
     def _proxy(self, method: str, path: str) -> None:
         body = None
         if method == "POST":
-            length = int(self.headers.get("Content-Length") or 0)
+            length_text = self.headers.get("Content-Length", "")
+            length = int(length_text) if length_text.isdigit() else 0
             if length > MAX_BODY_BYTES:
                 self.close_connection = True
                 self._json(413, {"error": "the body is over %d bytes" % MAX_BODY_BYTES})

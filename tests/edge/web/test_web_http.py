@@ -100,6 +100,7 @@ def assert_token_guard(base: str, token: str) -> None:
     status, _, _ = get(base + "state")
     assert status == 401
     assert get(base + "state", {"Authorization": "Bearer wrong-token-of-the-page"})[0] == 401
+    assert get(base + "state", {"Authorization": "Token: " + token})[0] == 401  # only a Bearer token counts
     assert get(base + "state", {"Authorization": "Bearer " + token})[0] == 200
     status, _, headers = get(base + "?token=" + token)
     assert status == 200
