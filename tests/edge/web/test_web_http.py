@@ -50,7 +50,7 @@ def test_state_and_mjpeg_of_a_running_agent(make_bundle, tmp_path):
         frame = state["frame"]
         assert (frame["width"], frame["height"]) == (320, 240)
         assert frame["grid"] is None or len(frame["grid"]) == 2
-        assert state["report"]["frames"] >= frame["sequence"] > 0
+        assert frame["sequence"] >= state["report"]["frames"] - 1 >= 0  # camera sequences count the dropped too
         assert set(state["history"][-1]) >= {"t", "fps", "slices", "ram_mb", "power_w", "temp_c"}
         assert state["history"][-1]["ram_mb"] > 0  # the fallback monitor reads this machine's RAM
         assert any(p["fps"] > 0 for p in state["history"])
