@@ -14,6 +14,8 @@ GST_PACKAGES := python3-gi gir1.2-gstreamer-1.0 gstreamer1.0-plugins-good
 SYSTEMD_PACKAGES := systemd
 # The MQTT broker the alerts' MQTT sink is tested against (started by the tests on a free loopback port).
 MQTT_PACKAGES := mosquitto
+# The web page's browser test: Debian's Chromium and its chromedriver (selenium drives them; nothing is downloaded).
+BROWSER_PACKAGES := chromium chromium-driver
 
 .PHONY: test lint demo clean venv system-deps
 
@@ -30,23 +32,24 @@ $(STAMP): setup.py pyproject.toml
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# $(call need,TEST,PACKAGES,WHAT): install PACKAGES with apt-get unless the shell TEST passes; only as root where
+# apt-get exists, otherwise say which tests will skip.
+define need
+	@if $(1); then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    $(2) >/dev/null; \
+	else echo "not installing $(2) (needs root and apt-get): $(3) will skip"; fi
+endef
+
+GST_CHECK := /usr/bin/python3 -c "import gi; gi.require_version('Gst', '1.0'); from gi.repository import Gst; \
+	Gst.init(None); assert Gst.ElementFactory.find('rtspsrc')" 2>/dev/null
+
 system-deps:
-	@if /usr/bin/python3 -c "import gi; gi.require_version('Gst', '1.0'); from gi.repository import Gst; \
-	    Gst.init(None); assert Gst.ElementFactory.find('rtspsrc')" 2>/dev/null; then :; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	    $(GST_PACKAGES) >/dev/null; \
-	else echo "not installing $(GST_PACKAGES) (needs root and apt-get): the GStreamer parse tests will skip"; fi
-	@if command -v systemd-analyze >/dev/null; then :; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	    $(SYSTEMD_PACKAGES) >/dev/null; \
-	else echo "not installing $(SYSTEMD_PACKAGES) (needs root and apt-get): the unit tests will skip"; fi
-	@if command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ]; then :; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	    $(MQTT_PACKAGES) >/dev/null; \
-	else echo "not installing $(MQTT_PACKAGES) (needs root and apt-get): the MQTT alert tests will skip"; fi
+	$(call need,$(GST_CHECK),$(GST_PACKAGES),the GStreamer parse tests)
+	$(call need,command -v systemd-analyze >/dev/null,$(SYSTEMD_PACKAGES),the unit tests)
+	$(call need,command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ],$(MQTT_PACKAGES),the MQTT alert tests)
+	$(call need,command -v chromedriver >/dev/null && command -v chromium >/dev/null,$(BROWSER_PACKAGES),the browser test)
 
 test: $(STAMP) system-deps
 	$(BIN)/ruff check .

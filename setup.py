@@ -33,7 +33,8 @@ setup(
     long_description=read_long_description(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["converter*", "edge*", "configs*"]),
-    package_data={"configs": ["devices/*.yaml", "tensorrt/*.yaml", "agent/*.yaml"]},
+    package_data={"configs": ["devices/*.yaml", "tensorrt/*.yaml", "agent/*.yaml"],
+                  "edge.web": ["static/*.html", "static/*.js", "static/*.css"]},  # the page (edge/web/)
     # The units and snippets `minicpmv-edge install` and `flash-overlay` write (edge/deploy/layout.py finds them).
     data_files=[("share/minicpmv-edge/systemd", sorted("systemd/" + p.name for p in (HERE / "systemd").glob("*")
                                                        if p.suffix in (".service", ".sysusers", ".tmpfiles")))],
@@ -51,9 +52,10 @@ setup(
         "llm": ["llama-cpp-python==0.3.36", "gguf", "paho-mqtt>=2.0,<3"],
         "trt-check": TRT_CHECK,
         # openai: the client the LLM process's API is tested with. jetson-stats: the monitor is tested against its
-        # real JtopServer (tests/edge/monitor/); psutil: the reference for the fallback's RAM figures.
+        # real JtopServer (tests/edge/monitor/); psutil: the reference for the fallback's RAM figures; selenium: the
+        # web page is tested in Debian's headless Chromium through its chromedriver (make system-deps).
         "dev": ["pytest", "ruff", "vermin", "openai", "transformers>=4.45", "pillow", "opencv-python-headless",
-                "jetson-stats==7.2.2", "psutil", *TRT_CHECK],
+                "jetson-stats==7.2.2", "psutil", "selenium>=4.20", *TRT_CHECK],
     },
     entry_points={
         "console_scripts": [

@@ -31,7 +31,7 @@ from .frame_reuse import SETTINGS as REUSE_SETTINGS
 from .frame_reuse import FrameReuse
 
 KEYS = ("bundle", "camera", "backend", "precision", "resize", "max_slice_nums", "reuse", "sink", "stream",
-        "engine_cache", "max_frames", "llm", "api", "metrics", "governor", "alerts")
+        "engine_cache", "max_frames", "llm", "api", "metrics", "governor", "alerts", "web")
 SINK_KINDS = ("npy",)
 SINK_KEYS = ("kind", "directory", "keep")
 STREAM_KEYS = ("enabled", "socket", "tcp", "secret_file", "dtype", "queue_length", "max_frame_bytes",
@@ -40,6 +40,9 @@ LLM_KEYS = ("gguf", "ctx", "max_tokens", "threads", "schedule")
 SCHEDULE_KEYS = ("question", "every_s", "answers_file")
 API_KEYS = ("listen", "token_file")
 METRICS_KEYS = ("enabled", "listen", "llm_listen")
+WEB_KEYS = ("enabled", "listen", "token_file", "preview_fps", "llm_url")
+WEB_LISTEN = "127.0.0.1:8090"
+MAX_PREVIEW_FPS = 30
 METRICS_LISTEN, LLM_METRICS_LISTEN = "127.0.0.1:9108", "127.0.0.1:9109"
 MAX_QUEUE_LENGTH = 1000
 FRAME_BYTES_RANGE = (1 << 20, 1 << 30)  # 1 MiB .. 1 GiB: a 10-slice 4.5 frame in fp32 is about 10 MiB
@@ -106,6 +109,17 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    """The `web:` section: the agent's local page (docs/web.md); a non-loopback `listen` needs a token file."""
+
+    enabled: bool = False
+    listen: str = WEB_LISTEN
+    token_file: Optional[Path] = None
+    preview_fps: float = 2.0  # the most JPEG frames per second the page is sent
+    llm_url: Optional[str] = None  # the LLM API the page's questions go to; None: http:// + api.listen
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     bundle: Path
     camera: CameraConfig
@@ -123,6 +137,7 @@ class AgentConfig:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     governor: GovernorConfig = field(default_factory=GovernorConfig)  # off unless enabled
     alerts: Optional[AlertsConfig] = None  # None: no alert rules (the LLM process asks them: docs/alerts.md)
+    web: WebConfig = field(default_factory=WebConfig)  # off unless enabled
 
 
 def load_agent_config(path: Path) -> AgentConfig:
@@ -165,7 +180,8 @@ def parse_agent_config(data: Mapping[str, Any], base: Path) -> AgentConfig:
         api=_api(_section(data, "api"), base),
         metrics=_metrics(_section(data, "metrics")),
         governor=parse_governor(data.get("governor")),
-        alerts=parse_alerts(data.get("alerts"), base))
+        alerts=parse_alerts(data.get("alerts"), base),
+        web=_web(_section(data, "web"), base))
 
 
 def _known(section: Mapping[str, Any], known: Sequence[str], where: str = "") -> None:
@@ -345,3 +361,25 @@ def _metrics(section: Mapping[str, Any]) -> MetricsConfig:
             raise InputError("%s: %s is not a loopback address: metrics are served on loopback only (127.0.0.1 or "
                              "::1); let a local scraper or proxy carry them further" % (key, host))
     return MetricsConfig(enabled, *listens)
+
+
+def _web(section: Mapping[str, Any], base: Path) -> WebConfig:
+    _known(section, WEB_KEYS, "web")
+    enabled, listen = section.get("enabled", False), section.get("listen", WEB_LISTEN)
+    token_file, fps, llm_url = section.get("token_file"), section.get("preview_fps", 2), section.get("llm_url")
+    if not isinstance(enabled, bool):
+        raise InputError("web.enabled must be true or false, got %r" % (enabled,))
+    if not isinstance(listen, str):
+        raise InputError("web.listen must be HOST:PORT such as %s, got %r" % (WEB_LISTEN, listen))
+    host, _ = listen_address(listen, "web.listen")
+    if token_file is None and not is_loopback(host):
+        raise InputError("web.listen: %s is not a loopback address: set web.token_file (a file whose first line is "
+                         "the token the page's visitors must give), or listen on 127.0.0.1" % host)
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps <= MAX_PREVIEW_FPS:
+        raise InputError("web.preview_fps must be a number > 0 and at most %d (JPEG frames per second sent to the "
+                         "page), got %r" % (MAX_PREVIEW_FPS, fps))
+    if llm_url is not None and (not isinstance(llm_url, str) or not llm_url.startswith(("http://", "https://"))):
+        raise InputError("web.llm_url must be the LLM API's base URL such as http://127.0.0.1:8089, or null for "
+                         "http:// + api.listen; got %r" % (llm_url,))
+    return WebConfig(enabled, listen, None if token_file is None else _path(token_file, "web.token_file", base),
+                     float(fps), None if llm_url is None else llm_url.rstrip("/"))

@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -52,6 +52,7 @@ class Pipeline:
         self.times: Dict[str, List[float]] = defaultdict(list)
         self.counters: Dict[str, int] = defaultdict(int)
         self.stopping = threading.Event()
+        self.last: Optional[Tuple[Any, FrameResult]] = None  # the newest handled frame and its result (the web page)
 
     def run(self, poll_s: float = 0.5) -> Dict[str, Any]:
         """Loop until the source finishes, max_frames frames were handled, or stop() is called."""
@@ -131,6 +132,7 @@ class Pipeline:
             start = time.perf_counter()
             self.sink.write(result)
             self.times["sink"].append(_since_ms(start))
+            self.last = (frame, result)
         except Exception as exc:  # noqa: BLE001 - a bad frame must not stop the agent
             self.counters["errors"] += 1
             log.warning("frame %d skipped: %s: %s", frame.sequence, type(exc).__name__, exc)

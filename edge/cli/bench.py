@@ -1,4 +1,5 @@
-"""`minicpmv-edge bench preprocess | engines | stream | llm`: benchmarks that print figures (--json for machines)."""
+"""`minicpmv-edge bench preprocess | engines | stream | llm | hooks | web`: benchmarks that print figures
+(--json for machines)."""
 from __future__ import annotations
 
 import argparse
@@ -62,10 +63,25 @@ def register(sub: argparse._SubParsersAction) -> Dict[str, Handler]:
     common.add_bundle(hooks)
     hooks.add_argument("--repeats", type=common.positive_int, default=50, help="timed runs (median; default 50)")
     common.add_json(hooks)
+    web = bench_sub.add_parser("web", help="the frame loop's fps with the web page closed vs open (an MJPEG client "
+                                           "and /state polls), in one run on the config's camera")
+    web.add_argument("--config", required=True, type=Path, help="the agent config (its camera, bundle, engines)")
+    web.add_argument("--seconds", type=common.positive_float, default=10.0,
+                     help="seconds per measurement (default 10)")
+    web.add_argument("--rounds", type=common.positive_int, default=3,
+                     help="rounds of closed then open; medians reported (default 3)")
+    common.add_json(web)
     return {"bench": bench_command}
 
 
 def bench_command(args: argparse.Namespace) -> int:
+    if args.bench == "web":
+        from ..agent.config import load_agent_config
+        from ..diagnostics import bench_web
+
+        report = bench_web.run_bench(load_agent_config(args.config), args.seconds, args.rounds)
+        print(json.dumps(report, indent=2) if args.json else bench_web.format_report(report))
+        return 0
     if args.bench == "hooks":
         from ..diagnostics import bench_hooks
 

@@ -118,7 +118,10 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             steps = service.answer(request)
             try:
+                started = time.perf_counter()
                 reply: Reply = next(steps)
+                self._prompt_done = time.perf_counter()
+                self._prompt_ms = (self._prompt_done - started) * 1e3
                 if request.stream:
                     self._stream(reply, steps)
                 else:
@@ -150,6 +153,8 @@ class _Handler(BaseHTTPRequestHandler):
             body["usage"] = {"prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens,
                              "total_tokens": answer.prompt_tokens + answer.completion_tokens}
             body["frame"] = reply.frame  # what the answer is about: the camera frame, or null for an attached image
+            body["timings"] = {"prompt_ms": round(self._prompt_ms, 3),  # prompt fed (prefill), then the answer
+                               "decode_ms": round((time.perf_counter() - self._prompt_done) * 1e3, 3)}
         return body
 
     @property

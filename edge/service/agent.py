@@ -1,6 +1,7 @@
 """The agent as a service (`minicpmv-edge run`): the pipeline the config describes, plus systemd's notify messages
 (READY once the engines are open and the camera started, watchdog pings from the frame loop, STOPPING on the way
-out), SIGHUP reloads (edge.service.reload) and the Prometheus metrics (edge.service.agent_metrics)."""
+out), SIGHUP reloads (edge.service.reload), the Prometheus metrics (edge.service.agent_metrics) and the web page
+(edge.web)."""
 from __future__ import annotations
 
 import logging
@@ -35,23 +36,30 @@ def serve_agent(path: Path, config: AgentConfig, max_frames: Optional[int] = Non
             raise InputError(NO_CLIENT % exc) from None
         registry = CollectorRegistry(auto_describe=False)
         server = MetricsServer(registry, config.metrics.listen)
-    owned = monitor is None and (server is not None or config.governor.enabled)
+    owned = monitor is None and (server is not None or config.governor.enabled or config.web.enabled)
     if owned:
         monitor = open_monitor(interval_s=config.governor.interval_s)
+    page = None
     try:
+        if config.web.enabled:
+            from ..web.page import WebPage
+
+            page = WebPage(config.web, config.api, monitor)
         pipeline = make_pipeline(config, max_frames=max_frames, monitor=monitor)
     except BaseException:
-        if server is not None:
-            server.close()
-        if owned:
-            monitor.close()
+        for part in (server, page, monitor if owned else None):
+            if part is not None:
+                part.close()
         raise
     reloader = ConfigReloader(path, config, notifier)
     hooks: List[Any] = [reloader]
+    governor = next((hook.governor for hook in pipeline.hooks if isinstance(hook, GovernorHook)), None)
     if server is not None:
-        governor = next((hook.governor for hook in pipeline.hooks if isinstance(hook, GovernorHook)), None)
         hooks.append(AgentMetrics(pipeline, monitor, governor, registry))
         log.info("metrics at %s", server.url)
+    if page is not None:
+        hooks.extend(page.hooks(governor))
+        log.info("web page at %s", page.url)
     watchdog = watchdog_hook(notifier)
     if watchdog is not None:
         hooks.append(watchdog)
@@ -66,6 +74,8 @@ def serve_agent(path: Path, config: AgentConfig, max_frames: Optional[int] = Non
     finally:
         if server is not None:
             server.close()
+        if page is not None:
+            page.close()
         if owned:
             monitor.close()
         notifier.close()

@@ -69,6 +69,8 @@ def test_a_streamed_answer_about_the_cameras_newest_frame(start_llm) -> None:
     assert all(c.choices[0].finish_reason is None for c in chunks[:-1])
     assert chunks[-1].frame["frame_id"] == 2  # the newest frame, not the first
     assert chunks[-1].usage.completion_tokens <= 8 and chunks[-1].usage.prompt_tokens > 3 * 64
+    assert chunks[-1].timings["prompt_ms"] > 0 and chunks[-1].timings["decode_ms"] > 0  # the page's LLM bars
+    assert all(getattr(c, "timings", None) is None for c in chunks[:-1])
     text = "".join(c.choices[0].delta.content or "" for c in chunks)
     whole = client.chat.completions.create(model=model, max_tokens=8,
                                            messages=[{"role": "user", "content": "what is there?"}])
