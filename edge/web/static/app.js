@@ -146,7 +146,7 @@ async function pollAlerts() {
     rules.textContent = "alerts unavailable: " + error;
     return;
   }
-  if (response.status === 404) {
+  if (response.status === 404) {  // an LLM process without the alerts endpoint
     alerts.replaceChildren(el("li", {}, "no alert rules"));
     await pollScene(rules);
     return;
@@ -165,7 +165,11 @@ async function pollAlerts() {
     [r.name, r.question, r.state, r.last_answer, r.last_frame_id].forEach((v) => row.append(el("td", {}, v ?? "–")));
     table.append(row);
   });
-  rules.replaceChildren((body.rules || []).length ? table : el("span", {}, "no alert rules"));
+  if (!(body.rules || []).length) {  // no alert rules: the standing question (llm.schedule), if there is one
+    await pollScene(rules);
+  } else {
+    rules.replaceChildren(table);
+  }
   const recent = (body.alerts || []).slice(-20).reverse();
   alerts.replaceChildren(...(recent.length ? recent.map((a) => el("li", {class: "alert"},
     `${a.time} ${a.device} · ${a.rule}: ${a.previous} → ${a.state} (frame ${a.frame_id}): ${a.answer}`))

@@ -2,22 +2,25 @@
 with a tiny GGUF) on a generated video: the MJPEG frame shows and moves on (two frame numbers), the slice grid is
 drawn over it, the reuse badge shows, the plots fill, a typed question gets a streamed answer with the LLM's
 prefill and decode bars, and the standing question's answer is listed. A second test points the page's proxy at a
-stand-in LLM API serving alerts in /v1/alerts' shape and sees them listed. Screenshots go to docs/screenshots/."""
+real LLM process with an alert rule, whose state machine is fed scripted answers (the tiny GGUF's own answers are
+random), and sees the alert appear. Screenshots go to a temporary folder, or to $MINICPMV_SCREENSHOTS (the docs'
+pictures come from `MINICPMV_SCREENSHOTS=docs/screenshots pytest tests/edge/web/test_web_browser.py`)."""
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import os
+import tempfile
 from pathlib import Path
-from typing import Any, Dict
 
 import pytest
 
+from edge.llm.alert_config import AlertRule, AlertsConfig
+from tests.edge.llm.conftest import start_llm  # noqa: F401 - start_llm is a fixture used below
 from tests.edge.web.agent import REPO, Process, free_port, wait_for_state, write_config
 from tests.edge.web.browser import open_chromium, wait_for
 
 pytest.importorskip("cv2")
-SHOTS = REPO / "docs" / "screenshots"
+SHOTS = Path(os.environ.get("MINICPMV_SCREENSHOTS") or tempfile.mkdtemp(prefix="mcv-shots-"))
+SHOTS = SHOTS if SHOTS.is_absolute() else REPO / SHOTS
 SIZE = (960, 540)  # sliced by MiniCPM-V 2.6 (over 448x448): the page has a grid to draw
 
 
@@ -75,7 +78,7 @@ def test_live_view_answer_and_plots_in_chromium(make_bundle, make_gguf, tmp_path
         assert (tokens > 0) == bool(browser.find_element("id", "answer").text)
         bars = browser.find_element("id", "bars").text
         assert "LLM prefill" in bars and "LLM decode" in bars and "–" not in bars.split("LLM prefill")[1], bars
-        assert "no alert rules" in browser.find_element("id", "alerts").text  # no /v1/alerts on this LLM yet
+        assert "no alert yet" in browser.find_element("id", "alerts").text  # this LLM has no alert rules
         browser.find_element("id", "talk").screenshot(str(SHOTS / "answer.png"))
         browser.save_screenshot(str(SHOTS / "page.png"))
     finally:
@@ -84,50 +87,32 @@ def test_live_view_answer_and_plots_in_chromium(make_bundle, make_gguf, tmp_path
         up.stop()
 
 
-ALERTS = {"alerts": [{"device": "orin-nano-1", "rule": "door", "state": "open", "previous": "closed",
-                      "answer": "Yes, the door is open.", "question": "Is the door open?", "frame_id": 41,
-                      "time": "2026-12-01T19:40:02Z", "asked_at": 1764618002.0}],
-          "rules": [{"name": "door", "question": "Is the door open?", "state": "open",
-                     "last_answer": "Yes, the door is open.", "last_frame_id": 41, "asked_at": 1764618002.0}]}
+DOOR = AlertRule("door", "Is the door open? Answer yes or no.", 3600.0, ("yes", "no"), debounce=1, cooldown_s=0.0)
 
 
-class AlertsApi(BaseHTTPRequestHandler):
-    """A stand-in LLM API that serves /v1/alerts in the alerts' shape and /v1/models (its liveness)."""
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        bodies: Dict[str, Any] = {"/v1/alerts": ALERTS, "/v1/models": {"object": "list", "data": []}}
-        body = json.dumps(bodies.get(self.path, {"error": "not here"})).encode()
-        self.send_response(200 if self.path in bodies else 404)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
-def test_alerts_listed_in_chromium(make_bundle, tmp_path: Path):
-    api = ThreadingHTTPServer(("127.0.0.1", 0), AlertsApi)
-    threading.Thread(target=api.serve_forever, daemon=True).start()
+def test_an_alert_appears_in_chromium(make_bundle, start_llm, tmp_path: Path):  # noqa: F811
+    running = start_llm(alerts=AlertsConfig("orin-nano-1", (DOOR,)))
+    alerts = running.process.alerts
     web_port = free_port()
     base = "http://127.0.0.1:%d/" % web_port
     agent = Process("run", write_config(tmp_path, make_bundle("2.6"), "{enabled: true, listen: '127.0.0.1:%d', "
-                                        "llm_url: 'http://127.0.0.1:%d'}" % (web_port, api.server_address[1])))
+                                        "llm_url: '%s'}" % (web_port, running.url[:-len("/v1")])))
     browser = None
     try:
         wait_for_state(base, lambda s: s["frame"] is not None and s["llm"]["down"] is None, "a frame")
         browser = open_chromium()
         browser.get(base)
+        wait_for(browser, "return document.getElementById('rules').textContent", "the rule",
+                 lambda t: "Is the door open?" in t)
+        for frame_id, answer in ((40, "No, it is shut."), (41, "Yes, the door is open.")):
+            alerts.observe(DOOR, {"frame_id": frame_id, "answer": answer, "asked_at": 1764618000.0 + frame_id})
         text = wait_for(browser, "return document.getElementById('alerts').textContent", "the alert",
-                        lambda t: "door" in t)
-        assert "closed → open (frame 41): Yes, the door is open." in text
-        assert "Is the door open?" in browser.find_element("id", "rules").text
+                        lambda t: "door" in t and "→" in t)
+        assert "orin-nano-1 · door: no → yes (frame 41): Yes, the door is open." in text
+        assert "yes" in browser.find_element("id", "rules").text
         SHOTS.mkdir(parents=True, exist_ok=True)
         browser.find_element("id", "talk").screenshot(str(SHOTS / "alerts.png"))
     finally:
         if browser is not None:
             browser.quit()
         assert agent.stop() == 0, "\n".join(agent.lines)
-        api.shutdown()
-        api.server_close()
