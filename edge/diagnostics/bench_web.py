@@ -1,6 +1,7 @@
 """``minicpmv-edge bench web``: what the web page costs the frame loop, in one run of the agent on the config's
 camera: the loop's frames per second with no page open, then with a client on ``/frame.mjpg`` (and polling
-``/state`` once a second, as the page does), in alternating rounds; the medians and their ratio.
+``/state`` once a second, as the page does) in a process of its own, as a browser is, in alternating rounds; the
+medians and their ratio.
 
 Frames go to no sink (as ``profile``), so the figures are the loop's own; for a loop not held back by the camera,
 point the config at a video with ``camera: {kind: file, ..., loop: true, fps: 0}`` (as fast as it decodes).
@@ -8,6 +9,7 @@ point the config at a video with ``camera: {kind: file, ..., loop: true, fps: 0}
 from __future__ import annotations
 
 import http.client
+import multiprocessing
 import statistics
 import threading
 import time
@@ -25,43 +27,50 @@ WARMUP_S = 5.0  # after the first frame: the engines' first runs are slower
 FIRST_FRAME_S = 300.0
 
 
-class _Watcher:
-    """A page stand-in: reads /frame.mjpg in a thread and GETs /state once a second, until stopped."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port, self.jpegs, self.states = host, port, 0, 0
-        self._stopping = threading.Event()
-        self._threads = [threading.Thread(target=self._frames, daemon=True),
-                         threading.Thread(target=self._state, daemon=True)]
-        for thread in self._threads:
-            thread.start()
-
-    def _frames(self) -> None:
-        connection = http.client.HTTPConnection(self.host, self.port, timeout=30)
+def _watch(host: str, port: int, jpegs: Any, stopping: Any) -> None:
+    """The page's load, in a process of its own as a browser would be: read /frame.mjpg and GET /state once a
+    second until `stopping` is set; count the JPEGs read in `jpegs`."""
+    def frames() -> None:
+        connection = http.client.HTTPConnection(host, port, timeout=30)
         connection.request("GET", "/frame.mjpg")
         response = connection.getresponse()
-        while not self._stopping.is_set():
+        while not stopping.is_set():
             line = response.fp.readline()
             if not line:
                 break
             if line.lower().startswith(b"content-length:"):
                 response.fp.readline()
                 response.fp.read(int(line.split(b":")[1]))
-                self.jpegs += 1
+                with jpegs.get_lock():
+                    jpegs.value += 1
         connection.close()
 
-    def _state(self) -> None:
-        while not self._stopping.wait(1.0):
-            connection = http.client.HTTPConnection(self.host, self.port, timeout=30)
-            connection.request("GET", "/state")
-            connection.getresponse().read()
-            connection.close()
-            self.states += 1
+    threading.Thread(target=frames, daemon=True).start()
+    while not stopping.wait(1.0):
+        connection = http.client.HTTPConnection(host, port, timeout=30)
+        connection.request("GET", "/state")
+        connection.getresponse().read()
+        connection.close()
+
+
+class _Watcher:
+    """A page stand-in in a child process (spawned: it shares no interpreter lock with the agent)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._jpegs, self._stopping = context.Value("i", 0), context.Event()
+        self._process = context.Process(target=_watch, args=(host, port, self._jpegs, self._stopping), daemon=True)
+        self._process.start()
+
+    @property
+    def jpegs(self) -> int:
+        return self._jpegs.value
 
     def stop(self) -> None:
         self._stopping.set()
-        for thread in self._threads:
-            thread.join(35)
+        self._process.join(35)
+        if self._process.is_alive():
+            self._process.kill()
 
 
 def run_bench(config: AgentConfig, seconds: float, rounds: int) -> Dict[str, Any]:
