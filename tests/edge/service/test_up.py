@@ -9,10 +9,7 @@ import json
 import os
 import re
 import signal
-import socket
-import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -24,18 +21,12 @@ import pytest
 from edge.cli.main import main
 from edge.service.up import Backoff
 from tests.edge.camera.fakes import moving_frames, write_video
+from tests.edge.processes import Command, free_port
 
 pytest.importorskip("cv2")
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install -e '.[llm]')")
 
-REPO = Path(__file__).resolve().parents[3]
 WAIT_S = 300.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def write_config(folder: Path, bundle: Path, gguf: Path, sock_dir: Path, loop: bool = True) -> Path:
@@ -49,27 +40,18 @@ def write_config(folder: Path, bundle: Path, gguf: Path, sock_dir: Path, loop: b
     return config
 
 
-class Up:
+class Up(Command):
     """`minicpmv-edge up` as a process, its output lines collected."""
 
     def __init__(self, config: Path, *extra: str) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "edge.cli", "up", "--config", str(config), *extra],
-                                        cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.lines: List[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
+        super().__init__(["up", "--config", str(config), *extra])
 
     def pids(self, name: str) -> List[int]:
         return [int(m.group(1)) for m in (re.match(r"\[%s\] started \(pid (\d+)\)" % name, line)
                                           for line in list(self.lines)) if m]
 
     def finish(self, timeout_s: float = WAIT_S) -> str:
-        self.process.wait(timeout_s)  # stderr is a line or two: it cannot fill its pipe
-        self._reader.join(10)
+        self.wait(timeout_s)  # stderr is a line or two: it cannot fill its pipe
         return self.process.stderr.read()
 
 

@@ -3,11 +3,6 @@ tests."""
 from __future__ import annotations
 
 import json
-import signal
-import socket
-import subprocess
-import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -15,15 +10,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from tests.edge.camera.fakes import moving_frames, wait_until, write_video
+from tests.edge.processes import Command
 
-REPO = Path(__file__).resolve().parents[3]
 WAIT_S = 300.0  # generous: the engines open first
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def write_config(folder: Path, bundle: Path, web: str, extra: str = "", size: Tuple[int, int] = (320, 240)) -> Path:
@@ -37,26 +26,14 @@ def write_config(folder: Path, bundle: Path, web: str, extra: str = "", size: Tu
     return config
 
 
-class Process:
-    """`minicpmv-edge COMMAND --config CONFIG`, its output lines collected; `stop()` sends SIGTERM."""
+class Process(Command):
+    """`minicpmv-edge COMMAND --config CONFIG`, stdout and stderr lines collected; `stop()` sends SIGTERM."""
 
     def __init__(self, command: str, config: Path) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "edge.cli", command, "--config", str(config)],
-                                        cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.lines: List[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        super().__init__([command, "--config", str(config)], merge_stderr=True)
 
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(WAIT_S)
-        self._reader.join(10)
-        return code
+    def stop(self, timeout_s: float = WAIT_S) -> int:
+        return super().stop(timeout_s)
 
 
 def get(url: str, headers: Optional[Dict[str, str]] = None) -> Any:

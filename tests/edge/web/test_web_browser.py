@@ -15,7 +15,8 @@ import pytest
 
 from edge.llm.alert_config import AlertRule, AlertsConfig
 from tests.edge.llm.conftest import start_llm  # noqa: F401 - start_llm is a fixture used below
-from tests.edge.web.agent import REPO, Process, free_port, wait_for_state, write_config
+from tests.edge.processes import REPO, free_port
+from tests.edge.web.agent import Process, wait_for_state, write_config
 from tests.edge.web.browser import open_chromium, wait_for
 
 pytest.importorskip("cv2")

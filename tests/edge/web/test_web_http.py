@@ -12,7 +12,8 @@ import pytest
 
 from edge.agent.config import parse_agent_config
 from edge.errors import InputError
-from tests.edge.web.agent import Process, free_port, get, wait_for_state, write_config
+from tests.edge.processes import free_port
+from tests.edge.web.agent import Process, get, wait_for_state, write_config
 
 cv2 = pytest.importorskip("cv2")
 
