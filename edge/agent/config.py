@@ -335,15 +335,20 @@ def _schedule(value: Any, base: Path) -> Optional[ScheduleConfig]:
                           None if answers_file is None else _path(answers_file, "llm.schedule.answers_file", base))
 
 
+def _listen_or_token(where: str, listen: Any, example: str, token_file: Any, token_is: str) -> None:
+    """`<where>.listen` must be HOST:PORT; beyond loopback it needs `<where>.token_file` (holding `token_is`)."""
+    if not isinstance(listen, str):
+        raise InputError("%s.listen must be HOST:PORT such as %s, got %r" % (where, example, listen))
+    host, _ = listen_address(listen, where + ".listen")
+    if token_file is None and not is_loopback(host):
+        raise InputError("%s.listen: %s is not a loopback address: set %s.token_file (a file whose first line is "
+                         "%s), or listen on 127.0.0.1" % (where, host, where, token_is))
+
+
 def _api(section: Mapping[str, Any], base: Path) -> ApiConfig:
     _known(section, API_KEYS, "api")
     listen, token_file = section.get("listen", DEFAULT_LISTEN), section.get("token_file")
-    if not isinstance(listen, str):
-        raise InputError("api.listen must be HOST:PORT such as %s, got %r" % (DEFAULT_LISTEN, listen))
-    host, _ = listen_address(listen, "api.listen")
-    if token_file is None and not is_loopback(host):
-        raise InputError("api.listen: %s is not a loopback address: set api.token_file (a file whose first line is "
-                         "the bearer token clients must send), or listen on 127.0.0.1" % host)
+    _listen_or_token("api", listen, DEFAULT_LISTEN, token_file, "the bearer token clients must send")
     return ApiConfig(listen, None if token_file is None else _path(token_file, "api.token_file", base))
 
 
@@ -369,12 +374,7 @@ def _web(section: Mapping[str, Any], base: Path) -> WebConfig:
     token_file, fps, llm_url = section.get("token_file"), section.get("preview_fps", 2), section.get("llm_url")
     if not isinstance(enabled, bool):
         raise InputError("web.enabled must be true or false, got %r" % (enabled,))
-    if not isinstance(listen, str):
-        raise InputError("web.listen must be HOST:PORT such as %s, got %r" % (WEB_LISTEN, listen))
-    host, _ = listen_address(listen, "web.listen")
-    if token_file is None and not is_loopback(host):
-        raise InputError("web.listen: %s is not a loopback address: set web.token_file (a file whose first line is "
-                         "the token the page's visitors must give), or listen on 127.0.0.1" % host)
+    _listen_or_token("web", listen, WEB_LISTEN, token_file, "the token the page's visitors must give")
     if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps <= MAX_PREVIEW_FPS:
         raise InputError("web.preview_fps must be a number > 0 and at most %d (JPEG frames per second sent to the "
                          "page), got %r" % (MAX_PREVIEW_FPS, fps))
