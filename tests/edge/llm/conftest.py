@@ -3,9 +3,12 @@ socket path, the API on a free loopback port; beside it the agent's frame loop (
 an idle camera: tests publish the frames) serving the LLM's encode requests."""
 from __future__ import annotations
 
+import json
 import threading
+import urllib.error
+import urllib.request
 from pathlib import Path
-from typing import Callable, Iterator, List, NamedTuple, Optional
+from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 import pytest
@@ -86,3 +89,15 @@ def receiver() -> Iterator[Callable[[List[int]], Receiver]]:
     for server in started:
         server.shutdown()
         server.server_close()
+
+
+def post_chat(url: str, body: bytes, headers: Optional[Dict[str, str]] = None, timeout_s: float = 60.0
+              ) -> Tuple[int, Any]:
+    """(status, JSON body) of a POST to the API's /chat/completions under `url`, errors included."""
+    request = urllib.request.Request(url + "/chat/completions", data=body, method="POST",
+                                     headers=dict({"Content-Type": "application/json"}, **(headers or {})))
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())

@@ -17,7 +17,7 @@ openai = pytest.importorskip("openai", reason="the openai client is not installe
 
 from edge.llm.api import Limits  # noqa: E402
 
-from .conftest import publish, scene  # noqa: E402
+from .conftest import post_chat, publish, scene  # noqa: E402
 
 WAIT_S = 60.0
 
@@ -39,16 +39,6 @@ def _wait_for_frame(running, frame_id: int) -> None:
     while (running.process.follower.latest or (None,))[0] != frame_id:
         assert time.monotonic() < deadline, "frame %d never arrived" % frame_id
         time.sleep(0.02)
-
-
-def _post(url: str, body: bytes, headers=None):
-    request = urllib.request.Request(url + "/chat/completions", data=body, method="POST",
-                                     headers=dict({"Content-Type": "application/json"}, **(headers or {})))
-    try:
-        with urllib.request.urlopen(request, timeout=WAIT_S) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 def test_a_streamed_answer_about_the_cameras_newest_frame(start_llm) -> None:
@@ -136,10 +126,10 @@ def test_models_and_bad_requests(start_llm) -> None:
     running = start_llm()
     models = _client(running.url).models.list().data
     assert [m.id for m in models] == [running.process.server.model_id] and models[0].object == "model"
-    status, body = _post(running.url, b"{not json")
+    status, body = post_chat(running.url, b"{not json")
     assert status == 400 and "not JSON" in body["error"]["message"]
-    status, body = _post(running.url, json.dumps({"model": "gpt-4", "messages": [{"role": "user", "content": "hi"}]})
-                         .encode())
+    unknown = {"model": "gpt-4", "messages": [{"role": "user", "content": "hi"}]}
+    status, body = post_chat(running.url, json.dumps(unknown).encode())
     assert status == 400 and "unknown model" in body["error"]["message"]
     with pytest.raises(openai.BadRequestError, match="unknown model"):
         _client(running.url).chat.completions.create(model="gpt-4", messages=[{"role": "user", "content": "hi"}])
@@ -148,7 +138,7 @@ def test_models_and_bad_requests(start_llm) -> None:
 def test_a_request_beyond_the_context_is_400(start_llm) -> None:
     running = start_llm(n_ctx=256)
     content = [{"type": "image_url", "image_url": {"url": _data_uri(4, size=(480, 640))}}]  # 3 blocks of 64 rows
-    status, body = _post(running.url, json.dumps({"messages": [{"role": "user", "content": content}],
+    status, body = post_chat(running.url, json.dumps({"messages": [{"role": "user", "content": content}],
                                                   "max_tokens": 100}).encode())
     assert status == 400 and "context of 256 tokens" in body["error"]["message"]
 
@@ -187,7 +177,7 @@ def test_a_configured_token_is_required(start_llm, tmp_path: Path) -> None:
     running = start_llm(token="s3cret-token-0123456789")
     with pytest.raises(openai.AuthenticationError):
         _client(running.url, "wrong-token").models.list()
-    status, body = _post(running.url, b"{}")
+    status, body = post_chat(running.url, b"{}")
     assert status == 401 and "bearer token" in body["error"]["message"]
     assert _client(running.url, "s3cret-token-0123456789").models.list().data
 

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from edge.service.llm_metrics import LlmMetrics
 from edge.service.metrics_server import MetricsServer
 
-from .conftest import publish
+from .conftest import post_chat, publish
 
 WAIT_S = 60.0
 Samples = Dict[Tuple[str, Tuple[Tuple[str, str], ...]], float]
@@ -30,13 +30,7 @@ def scrape(url: str) -> Samples:
 def ask(running) -> Tuple[int, dict]:
     url, model = running.url, running.process.server.model_id
     body = json.dumps({"model": model, "max_tokens": 6, "messages": [{"role": "user", "content": "what is there?"}]})
-    request = urllib.request.Request(url + "/chat/completions", data=body.encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=WAIT_S) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+    return post_chat(url, body.encode(), timeout_s=WAIT_S)
 
 
 def test_scraped_llm_metrics_equal_the_apis_own_usage(start_llm) -> None:
