@@ -84,17 +84,8 @@ def scrape(url: str) -> Dict[str, float]:
             for sample in family.samples if not sample.labels}
 
 
-@pytest.fixture
-def notify(sock_dir):
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    path = str(sock_dir / "notify")
-    sock.bind(path)
-    yield path, sock
-    sock.close()
-
-
-def test_ready_pings_metrics_and_a_clean_sigterm(make_bundle, tmp_path, notify):
-    path, sock = notify
+def test_ready_pings_metrics_and_a_clean_sigterm(make_bundle, tmp_path, notify_socket):
+    path, sock = notify_socket
     agent = Agent(write_config(tmp_path, make_bundle("2.6")), path)
     try:
         ready = next_message(sock, "READY")
@@ -112,8 +103,8 @@ def test_ready_pings_metrics_and_a_clean_sigterm(make_bundle, tmp_path, notify):
     assert not agent.logged("Traceback")
 
 
-def test_sighup_applies_live_keys_and_refuses_a_bad_config(make_bundle, tmp_path, notify):
-    path, sock = notify
+def test_sighup_applies_live_keys_and_refuses_a_bad_config(make_bundle, tmp_path, notify_socket):
+    path, sock = notify_socket
     bundle = make_bundle("2.6")
     config = write_config(tmp_path, bundle)
     agent = Agent(config, path)

@@ -10,7 +10,6 @@ import uuid
 from typing import Any, Dict, List, Optional
 
 import numpy as np
-import pytest
 
 from edge.agent.pipeline import ENCODE_STAGES, Pipeline
 from edge.agent.sinks import NullSink
@@ -39,15 +38,6 @@ def drain(sock: socket.socket) -> List[Dict[str, str]]:
         if message is None:
             return messages
         messages.append(message)
-
-
-@pytest.fixture
-def notify_socket(sock_dir):
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    path = str(sock_dir / "notify")
-    sock.bind(path)
-    yield path, sock
-    sock.close()
 
 
 def test_messages_arrive_as_key_value_lines(notify_socket):
