@@ -39,3 +39,11 @@ def listing(root: Path) -> Dict[str, Tuple]:
             found[str(path.relative_to(root))] = (stat.st_mode, stat.st_uid, stat.st_gid, content, stat.st_ino,
                                                   stat.st_mtime_ns)
     return found
+
+
+@pytest.fixture
+def host_bundle(make_bundle, capsys) -> Path:
+    """A tiny 2.6 bundle for the host (its making's output read away, so a test sees only its command's)."""
+    made = make_bundle("2.6")
+    capsys.readouterr()
+    return made

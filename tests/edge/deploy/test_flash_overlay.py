@@ -30,13 +30,6 @@ def orin_bundle(make_bundle, capsys) -> Path:
     return made
 
 
-@pytest.fixture
-def host_bundle(make_bundle, capsys) -> Path:
-    made = make_bundle("2.6")
-    capsys.readouterr()
-    return made
-
-
 def test_writes_units_config_bundle_and_the_enabled_agent(rootfs, orin_bundle, capsys):
     assert _overlay(rootfs, orin_bundle) == 0
     out, err = capsys.readouterr()

@@ -5,19 +5,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import pytest
-
 from edge.cli.main import main
 from edge.deploy import layout
 
 from .conftest import R36_4, listing
-
-
-@pytest.fixture
-def host_bundle(make_bundle, capsys) -> Path:
-    made = make_bundle("2.6")
-    capsys.readouterr()
-    return made
 
 
 def test_install_into_a_root_twice(tmp_path, host_bundle, capsys):
