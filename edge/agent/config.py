@@ -31,7 +31,9 @@ from .frame_reuse import SETTINGS as REUSE_SETTINGS
 from .frame_reuse import FrameReuse
 
 KEYS = ("bundle", "camera", "backend", "precision", "resize", "max_slice_nums", "reuse", "sink", "stream",
-        "engine_cache", "max_frames", "llm", "api", "metrics", "governor", "alerts", "web")
+        "engine_cache", "max_frames", "llm", "api", "metrics", "governor", "alerts", "web", "pipeline")
+PIPELINES = ("sequential", "pipelined")  # the frame loop: one frame at a time, or its stages overlapped
+PIPELINE = "sequential"  # the one default for the frame loop: config, loader, run and profile
 SINK_KINDS = ("npy",)
 SINK_KEYS = ("kind", "directory", "keep")
 STREAM_KEYS = ("enabled", "socket", "tcp", "secret_file", "dtype", "queue_length", "max_frame_bytes",
@@ -138,6 +140,7 @@ class AgentConfig:
     governor: GovernorConfig = field(default_factory=GovernorConfig)  # off unless enabled
     alerts: Optional[AlertsConfig] = None  # None: no alert rules (the LLM process asks them: docs/alerts.md)
     web: WebConfig = field(default_factory=WebConfig)  # off unless enabled
+    pipeline: str = PIPELINE  # edge.agent.pipeline (sequential) or edge.agent.pipelined
 
 
 def load_agent_config(path: Path) -> AgentConfig:
@@ -181,7 +184,9 @@ def parse_agent_config(data: Mapping[str, Any], base: Path) -> AgentConfig:
         metrics=_metrics(_section(data, "metrics")),
         governor=parse_governor(data.get("governor")),
         alerts=parse_alerts(data.get("alerts"), base),
-        web=_web(_section(data, "web"), base))
+        web=_web(_section(data, "web"), base),
+        pipeline=_choice(data.get("pipeline", PIPELINE), "pipeline", PIPELINES,
+                         "(sequential: one frame at a time; pipelined: capture and preprocessing overlap the encode)"))
 
 
 def _known(section: Mapping[str, Any], known: Sequence[str], where: str = "") -> None:

@@ -60,6 +60,17 @@ class Encoder(Protocol):
         """Free the engines."""
 
 
+class StagedEncoder(Encoder, Protocol):
+    """An encoder whose `encode` is `prepare` then `encode_prepared` (edge.VisionEncoder): the pipelined loop
+    prepares one frame while the engines encode the one before."""
+
+    def prepare(self, image: Any, color: str = "rgb") -> Any:
+        """The image preprocessed for the engines (no engine buffer touched: any thread)."""
+
+    def encode_prepared(self, prepared: Any) -> EncodedImage:
+        """Tokens, grid and timings of a prepared image (the engines' thread)."""
+
+
 class Requests(Protocol):
     """Images others asked to have encoded (edge.stream.requests.EncodeRequests): served by the frame loop, the one
     thread that uses the engines."""

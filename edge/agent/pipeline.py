@@ -28,6 +28,7 @@ ENCODE_STAGES = ("preprocess", "vpm", "resampler")
 STAGES = ("reuse_check",) + ENCODE_STAGES + ("sink",)  # the work of a frame
 WAIT = "capture_wait"  # time spent waiting for the camera: reported apart, it is idle time, not work
 REQUEST = "request"  # encoding a requested image: reported apart, it is not a camera frame's work
+LATENCY = "latency"  # capture (the camera's timestamp) to the sink's write returned, per frame written
 REQUEST_POLL_S = 0.05  # the longest a requested image waits for the camera wait to end
 log = logging.getLogger("minicpmv-edge")
 
@@ -36,9 +37,17 @@ def _since_ms(start: float) -> float:
     return (time.perf_counter() - start) * 1e3
 
 
+def percentile_ms(values: Sequence[float], share: float) -> Optional[float]:
+    """The `share` (0..1) percentile of `values`, rounded to the microsecond; None for none."""
+    return round(float(np.percentile(values, 100 * share)), 3) if len(values) else None
+
+
 class Pipeline:
     """Runs frames from `source` through `encoder` into `sink`, reusing the last encoded result when `reuse` says
-    the frame barely changed (no `reuse`: every frame is encoded)."""
+    the frame barely changed (no `reuse`: every frame is encoded); one frame at a time, all in the caller's thread
+    (edge.agent.pipelined overlaps the stages)."""
+
+    mode = "sequential"  # the agent config's `pipeline:`
 
     def __init__(self, encoder: Encoder, source: Source, sink: Sink, reuse: Optional[ReuseCheck] = None,
                  max_frames: Optional[int] = None, requests: Optional[Requests] = None,
@@ -52,6 +61,7 @@ class Pipeline:
         self.times: Dict[str, List[float]] = defaultdict(list)
         self.counters: Dict[str, int] = defaultdict(int)
         self.stopping = threading.Event()
+        self._counting = threading.Lock()  # the pipelined loop counts from several threads
         self.last: Optional[Tuple[Any, FrameResult]] = None  # the newest handled frame and its result (the web page)
 
     def run(self, poll_s: float = 0.5) -> Dict[str, Any]:
@@ -122,20 +132,37 @@ class Pipeline:
 
         self.requests.serve(encode)
 
+    def count(self, counter: str) -> None:
+        with self._counting:
+            self.counters[counter] += 1
+
+    def skipped(self, frame: Any, exc: Exception) -> None:
+        """A frame that a fault kept from the sink: logged and counted."""
+        self.count("errors")
+        log.warning("frame %d skipped: %s: %s", frame.sequence, type(exc).__name__, exc)
+
     def handle(self, frame: Any) -> None:
         """One frame to the sink; a fault is logged and counted, and the loop goes on."""
-        self.counters["frames"] += 1
+        self.count("frames")
         try:
             result = self._result_of(frame)
             for stage, ms in result.timings_ms.items():
                 self.times[stage].append(ms)
+        except Exception as exc:  # noqa: BLE001 - a bad frame must not stop the agent
+            self.skipped(frame, exc)
+            return
+        self.write(frame, result)
+
+    def write(self, frame: Any, result: FrameResult) -> None:
+        """`result` to the sink, timed, with the frame's latency from capture; then it is the newest (`last`)."""
+        try:
             start = time.perf_counter()
             self.sink.write(result)
             self.times["sink"].append(_since_ms(start))
+            self.times[LATENCY].append((time.monotonic() - frame.timestamp_s) * 1e3)
             self.last = (frame, result)
         except Exception as exc:  # noqa: BLE001 - a bad frame must not stop the agent
-            self.counters["errors"] += 1
-            log.warning("frame %d skipped: %s: %s", frame.sequence, type(exc).__name__, exc)
+            self.skipped(frame, exc)
 
     def _result_of(self, frame: Any) -> FrameResult:
         """The frame encoded, or the remembered result of the last encoded frame re-stamped for this one."""
@@ -144,7 +171,7 @@ class Pipeline:
         check_ms = _since_ms(start)
         if not encode:
             source: FrameResult = self.reuse.result
-            self.counters["reused"] += 1
+            self.count("reused")
             return source._replace(sequence=frame.sequence, timestamp_s=frame.timestamp_s,
                                    timings_ms={"reuse_check": check_ms}, reused_from=source.sequence)
         encoded = self.encoder.encode(frame.image, color=frame.color)
@@ -153,17 +180,19 @@ class Pipeline:
         result = FrameResult(frame.sequence, frame.timestamp_s, encoded.grid, encoded.tokens, timings_ms)
         if self.reuse is not None:
             self.reuse.remember(frame.image, result, frame.color)
-        self.counters["encoded"] += 1
+        self.count("encoded")
         return result
 
     def report(self) -> Dict[str, Any]:
-        """Per-stage mean ms per handled frame and its share of the frame's work time, the camera wait apart,
-        counters (dropped: frames the camera replaced before they were taken), and source stats."""
+        """Per-stage mean ms per handled frame and its share of the frame's work time, the camera wait apart, the
+        latency of the frames written (capture to sink), counters (dropped: frames the camera replaced before they
+        were taken), and source stats."""
         frames = max(self.counters["frames"], 1)
         per_frame = {stage: sum(self.times.get(stage, [])) / frames for stage in STAGES}
         total = sum(per_frame.values()) or 1.0
         source = self.source.stats()
-        return {"frames": self.counters["frames"], "encoded": self.counters["encoded"],
+        latency = list(self.times.get(LATENCY, []))
+        return {"pipeline": self.mode, "frames": self.counters["frames"], "encoded": self.counters["encoded"],
                 "reused": self.counters["reused"], "errors": self.counters["errors"],
                 "hook_errors": self.counters["hook_errors"],
                 "dropped": source.get("dropped", 0),
@@ -172,6 +201,8 @@ class Pipeline:
                 "stage_shares": {s: round(v / total, 4) for s, v in per_frame.items()},
                 "frame_work_ms": round(total, 3),
                 "capture_wait_ms_per_frame": round(sum(self.times.get(WAIT, [])) / frames, 3),
+                "latency_ms": {"median": percentile_ms(latency, 0.5), "p90": percentile_ms(latency, 0.9),
+                               "frames": len(latency)},
                 "encoded_ms": {s: round(float(np.mean(self.times[s])), 3) for s in ENCODE_STAGES
                                if self.times.get(s)},
                 "sink": self.sink.describe(),

@@ -23,6 +23,7 @@ from .config import AgentConfig, StreamConfig
 from .contracts import Sink, Source
 from .frame_reuse import FrameReuse
 from .pipeline import Pipeline
+from .pipelined import PipelinedPipeline
 from .sinks import NpySink, SinkSet
 
 
@@ -55,8 +56,9 @@ def open_publisher(stream: StreamConfig, model: ModelFacts, requests: Optional[E
 
 def make_pipeline(config: AgentConfig, reuse: Optional[bool] = None, max_frames: Optional[int] = None,
                   source: Optional[Source] = None, sink: Optional[Sink] = None,
-                  monitor: Optional[Monitor] = None) -> Pipeline:
-    """Everything the config names, ready to run; `reuse`, `max_frames`, `source` and `sink` override the config.
+                  monitor: Optional[Monitor] = None, mode: Optional[str] = None) -> Pipeline:
+    """Everything the config names, ready to run; `reuse`, `max_frames`, `source`, `sink` and `mode` (the frame
+    loop: sequential or pipelined) override the config.
 
     What can fail on bad input comes first (the camera's static checks: OpenCV, GStreamer, a missing file; the sink
     folder, the stream's socket), the engines last, so a mistake is reported before a TensorRT engine is built. The
@@ -92,8 +94,9 @@ def make_pipeline(config: AgentConfig, reuse: Optional[bool] = None, max_frames:
         raise
     hooks = [] if governed is None else [GovernorHook(Governor(config.governor), governed, encoder.max_slice_nums,
                                                       owns_monitor=owned)]
-    return Pipeline(encoder, source, sink, checker, max_frames if max_frames is not None else config.max_frames,
-                    requests, hooks)
+    loop = PipelinedPipeline if (mode or config.pipeline) == "pipelined" else Pipeline
+    return loop(encoder, source, sink, checker, max_frames if max_frames is not None else config.max_frames,
+                requests, hooks)
 
 
 def run_pipeline(pipeline: Pipeline, started: Optional[Callable[[], Any]] = None,

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 from typing import Dict
 
+from ..agent.config import PIPELINE, PIPELINES
 from . import args as common
 from .shell import Handler
 
@@ -27,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> Dict[str, Handler]:
     profile.add_argument("--frames", type=common.positive_int, default=30, help="frames to profile (default 30)")
     profile.add_argument("--no-reuse", action="store_true", help="encode every frame (default: the config's "
                          "reuse.enabled, which is true unless the config sets it)")
+    profile.add_argument("--pipeline", choices=PIPELINES, help="the frame loop: sequential (one frame at a time) "
+                         "or pipelined (capture and preprocessing overlap the encode); default: the config's "
+                         "pipeline, which is %s unless the config sets it" % PIPELINE)
     common.add_json(profile)
     return {"run": run_agent, "profile": profile_agent}
 
@@ -62,7 +66,7 @@ def profile_agent(args: argparse.Namespace) -> int:
     from ..agent.sinks import NullSink
 
     report = run_pipeline(make_pipeline(load_agent_config(args.config), reuse=False if args.no_reuse else None,
-                                        max_frames=args.frames, sink=NullSink()))
+                                        max_frames=args.frames, sink=NullSink(), mode=args.pipeline))
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -70,6 +74,10 @@ def profile_agent(args: argparse.Namespace) -> int:
           "%.1f ms" % (report["frames"], report["encoded"], report["reused"], 100 * report["reused_share"],
                        report["errors"], report["dropped"], report["frame_work_ms"],
                        report["capture_wait_ms_per_frame"]))
+    latency = report["latency_ms"]
+    if latency["median"] is not None:
+        print("%s loop; latency capture to sink: median %.1f ms, p90 %.1f ms"
+              % (report["pipeline"], latency["median"], latency["p90"]))
     for stage, ms in report["stages_ms_per_frame"].items():
         share = report["stage_shares"][stage]
         print("  %-12s %9.2f ms/frame %5.1f%%  %s" % (stage, ms, 100 * share, "#" * int(round(40 * share))))

@@ -1,4 +1,4 @@
-"""`minicpmv-edge bench preprocess | engines | stream | llm | hooks | web`: benchmarks that print figures
+"""`minicpmv-edge bench preprocess | engines | stream | llm | hooks | web | pipeline`: benchmarks that print figures
 (--json for machines)."""
 from __future__ import annotations
 
@@ -71,10 +71,27 @@ def register(sub: argparse._SubParsersAction) -> Dict[str, Handler]:
     web.add_argument("--rounds", type=common.positive_int, default=3,
                      help="rounds of closed then open; medians reported (default 3)")
     common.add_json(web)
+    pipeline = bench_sub.add_parser("pipeline", help="the sequential vs the pipelined frame loop on the config's "
+                                                     "engines and camera, in turn: fps and per-frame latency")
+    pipeline.add_argument("--config", required=True, type=Path, help="the agent config (its camera, bundle, engines)")
+    pipeline.add_argument("--frames", type=common.positive_int, default=20,
+                          help="frames counted per measurement (default 20)")
+    pipeline.add_argument("--warmup", type=common.positive_int, default=2,
+                          help="frames run before counting, per measurement (default 2)")
+    pipeline.add_argument("--rounds", type=common.positive_int, default=2,
+                          help="rounds of sequential then pipelined; fps medians (default 2)")
+    common.add_json(pipeline)
     return {"bench": bench_command}
 
 
 def bench_command(args: argparse.Namespace) -> int:
+    if args.bench == "pipeline":
+        from ..agent.config import load_agent_config
+        from ..diagnostics import bench_pipeline
+
+        report = bench_pipeline.run_bench(load_agent_config(args.config), args.frames, args.rounds, args.warmup)
+        print(json.dumps(report, indent=2) if args.json else bench_pipeline.format_report(report))
+        return 0
     if args.bench == "web":
         from ..agent.config import load_agent_config
         from ..diagnostics import bench_web

@@ -16,7 +16,7 @@ from ..engines.base import Engine, host_array
 from ..engines.factory import PerModule, open_engines
 from ..engines.tensorrt.cache import DEFAULT_CACHE_DIR
 from ..errors import SliceTooLarge
-from ..preprocess.graph_inputs import pack_slices
+from ..preprocess.graph_inputs import PackedSlices, pack_slices
 from ..preprocess.image_input import to_rgb
 from ..preprocess.preprocessor import Preprocessor, slice_config
 from .prompt import PromptLayout
@@ -29,6 +29,16 @@ class EncodedImage(NamedTuple):
     grid: Optional[Tuple[int, int]]
     timings: Dict[str, float]
     patch_grids: List[Tuple[int, int]]
+
+
+class PreparedBatches(NamedTuple):
+    """An image made ready for the engines (`VisionEncoder.prepare`): its packed VPM/Resampler batches, the grid, the
+    patch grids of its slices and the preprocessing time (ms)."""
+
+    batches: List[PackedSlices]  # one per engine batch
+    grid: Optional[Tuple[int, int]]
+    patch_grids: List[Tuple[int, int]]
+    preprocess_ms: float
 
 
 class VisionEncoder:
@@ -80,6 +90,15 @@ class VisionEncoder:
     def encode(self, image: Any, color: str = "rgb") -> EncodedImage:
         """Visual tokens of one image (numpy HxW[xC] uint8 or PIL); `color="bgr"` for OpenCV frames."""
         start = time.perf_counter()
+        encoded = self.encode_prepared(self.prepare(image, color))
+        encoded.timings["total"] = (time.perf_counter() - start) * 1e3
+        return encoded
+
+    def prepare(self, image: Any, color: str = "rgb") -> PreparedBatches:
+        """The preprocessing half of `encode`: the image sliced and packed into the VPM's batches, with the slice
+        budget read once (a change of `max_slice_nums` applies to images prepared after it). Touches no engine's
+        buffers, so it may run in another thread than the engines'."""
+        start = time.perf_counter()
         rgb = to_rgb(image, color)
         plan = self.preprocessor.plan(rgb)
         patch_grids = plan.patch_grids(self.preprocessor.config.patch_size)
@@ -88,20 +107,23 @@ class VisionEncoder:
         pixel_dtype = self.engines["vpm"].input_dtypes["pixel_values"]
         batches = [pack_slices(slices[first:first + size], self.layout, pixel_dtype)
                    for first, size in self._batches(len(slices))]
+        return PreparedBatches(batches, plan.grid, patch_grids, (time.perf_counter() - start) * 1e3)
+
+    def encode_prepared(self, prepared: PreparedBatches) -> EncodedImage:
+        """The engines' half of `encode`: VPM then Resampler on each prepared batch, in the engines' thread."""
+        start = time.perf_counter()
         vpm_s = resampler_s = 0.0
         tokens = []
-        after_preprocess = time.perf_counter()
-        for batch in batches:
+        for batch in prepared.batches:
             begin = time.perf_counter()
             embeds = self.engines["vpm"].infer(batch.vpm, device_outputs=("vision_embeds",))["vision_embeds"]
             middle = time.perf_counter()
             feeds = dict(batch.resampler, vision_embeds=embeds)
             tokens.append(host_array(self.engines["resampler"].infer(feeds)["image_tokens"], np.float32))
             vpm_s, resampler_s = vpm_s + middle - begin, resampler_s + time.perf_counter() - middle
-        end = time.perf_counter()
-        timings = {"preprocess": (after_preprocess - start) * 1e3, "vpm": vpm_s * 1e3, "resampler": resampler_s * 1e3,
-                   "total": (end - start) * 1e3}
-        return EncodedImage(np.concatenate(tokens), plan.grid, timings, patch_grids)
+        timings = {"preprocess": prepared.preprocess_ms, "vpm": vpm_s * 1e3, "resampler": resampler_s * 1e3,
+                   "total": prepared.preprocess_ms + (time.perf_counter() - start) * 1e3}
+        return EncodedImage(np.concatenate(tokens), prepared.grid, timings, prepared.patch_grids)
 
     def _batches(self, count: int) -> List[Tuple[int, int]]:
         """(first, size) of each batch: up to the bundle's max batch; 2.5 (unmasked-1d) keeps one image together."""

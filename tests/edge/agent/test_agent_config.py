@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.agent.config import AgentConfig, ApiConfig, LlmConfig, ReuseConfig, StreamConfig, load_agent_config
+from edge.agent.config import PIPELINE, AgentConfig, ApiConfig, LlmConfig, ReuseConfig, StreamConfig, load_agent_config
 from edge.camera.config import CameraConfig
 from edge.cli.main import main
 from edge.llm.alert_config import AlertRule, AlertsConfig, MqttConfig, WebhookConfig
@@ -38,6 +38,8 @@ BAD_CONFIGS = [
     (BASE + "sink: tokens\n", "sink must be a mapping"),
     (BASE + "max_frames: -5\n", "max_frames must be an integer >= 1"),
     (BASE + "max_frames: 0\n", "max_frames must be an integer >= 1"),
+    (BASE + "pipeline: parallel\n", "pipeline must be one of sequential, pipelined"),
+    (BASE + "pipeline: [pipelined]\n", "pipeline must be one of sequential, pipelined"),
     (BASE + "max_frames: true\n", "max_frames must be an integer >= 1"),
     (BASE + "max_frames: ten\n", "max_frames must be an integer >= 1"),
     (BASE + "max_slice_nums: 0\n", "max_slice_nums must be an integer >= 1"),
@@ -202,6 +204,15 @@ def test_frame_reuse_has_one_default_in_the_dataclass_and_the_loader(tmp_path):
     assert load_agent_config(config).reuse == ReuseConfig()
     config.write_text(BASE + "reuse: {enabled: false, threshold: 3.5}\n")
     assert load_agent_config(config).reuse == ReuseConfig(False, {"threshold": 3.5})
+
+
+def test_the_frame_loop_has_one_default_in_the_dataclass_and_the_loader(tmp_path):
+    config = tmp_path / "agent.yaml"
+    config.write_text(BASE)
+    built = AgentConfig(bundle=Path("b"), camera=CameraConfig(kind="file", path="clip.avi"))
+    assert load_agent_config(config).pipeline == built.pipeline == PIPELINE == "sequential"
+    config.write_text(BASE + "pipeline: pipelined\n")
+    assert load_agent_config(config).pipeline == "pipelined"
 
 
 def test_the_stream_section_defaults_and_values(tmp_path):
