@@ -329,3 +329,25 @@ def test_profile_runs_the_loop_the_flag_names(converted_bundle, tmp_path, capsys
     report = json.loads(capsys.readouterr().out)
     assert report["pipeline"] == "pipelined" and report["frames"] == 3 and report["errors"] == 0
     assert report["latency_ms"]["frames"] == 3 and report["stages_ms_per_frame"]["vpm"] > 0
+
+
+def test_bench_pipeline_runs_both_loops_in_turn_on_the_same_engines():
+    from pathlib import Path
+
+    from edge.agent.config import parse_agent_config
+    from edge.diagnostics.bench_pipeline import format_report, run_bench
+
+    activity = Activity()
+    encoder = StagedEncoder(activity)
+    config = parse_agent_config({"bundle": "b", "camera": {"kind": "file", "path": "clip.avi"}}, Path("."))
+    report = run_bench(config, frames=4, rounds=2, warmup=1, encoder=encoder,
+                       make_source=lambda: CountingCamera(activity))
+    assert set(report["modes"]) == {"sequential", "pipelined"}
+    for figures in report["modes"].values():
+        assert len(figures["fps"]) == 2 and all(fps > 0 for fps in figures["fps"])
+        assert figures["latency_ms"]["frames"] == 2 * 4  # the warm-up frame of each run left out
+        assert figures["latency_ms"]["p90"] >= figures["latency_ms"]["median"]
+    assert report["fps_ratio"] == round(report["modes"]["pipelined"]["fps_median"]
+                                        / report["modes"]["sequential"]["fps_median"], 4)
+    assert len(encoder.prepared) == 2 * 2 * 5, "every frame of every run was encoded, none reused"
+    assert "pipelined / sequential" in format_report(report)
