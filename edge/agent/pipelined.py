@@ -75,7 +75,7 @@ class PipelinedPipeline(Pipeline):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._knobs = threading.Lock()  # held by the prepare stage per frame and by the hooks' turn
-        self._ended = threading.Event()  # the encode stage left its loop: the prepare stage stops too
+        self._quit = threading.Event()  # stop() or the encode stage's end: the prepare stage takes no new frame
         self._to_encode, self._to_sink = Handoff(), Handoff()
         self._failure: Optional[BaseException] = None  # what ended the prepare stage, raised by run()
         self._encode_s = self._prepare_s = 0.0  # recent times of the two stages (averages), for the start time
@@ -100,7 +100,7 @@ class PipelinedPipeline(Pipeline):
                     self._encode_s = _average(self._encode_s, time.perf_counter() - start)
                 self._tick_hooks()
         finally:
-            self._ended.set()
+            self._quit.set()
             self._to_encode.close()  # a prepare stage waiting to hand a frame on gives up
             self._to_sink.give(END)  # after the frames already handed on; False if the sink thread is gone
             for thread in threads:
@@ -109,6 +109,10 @@ class PipelinedPipeline(Pipeline):
             raise self._failure
         return self.report()
 
+    def stop(self) -> None:
+        super().stop()
+        self._quit.set()
+
     def _tick_hooks(self) -> None:
         with self._knobs:
             super()._tick_hooks()
@@ -116,7 +120,7 @@ class PipelinedPipeline(Pipeline):
     def _prepare_stage(self, wait_s: float) -> None:
         """Take frames, check and prepare each, and hand it to the encode stage, until the end; then END."""
         try:
-            while not (self.stopping.is_set() or self._ended.is_set()):
+            while not self._quit.is_set():
                 if self.max_frames is not None and self.counters["frames"] >= self.max_frames:
                     break
                 start = time.perf_counter()
@@ -132,7 +136,7 @@ class PipelinedPipeline(Pipeline):
                 if item is not None:
                     if not self._to_encode.give(item):
                         break
-                    self.stopping.wait(max(0.0, self._encode_s - LEAD * self._prepare_s))  # start just in time
+                    self._quit.wait(max(0.0, self._encode_s - LEAD * self._prepare_s))  # start just in time
         except BaseException as exc:  # raised by run(), as the sequential loop raises what its camera raises
             self._failure = exc
         finally:
