@@ -24,7 +24,7 @@ from ..errors import InputError
 from ..llm.alert_config import AlertsConfig, parse_alerts
 from ..llm.schedule import MAX_EVERY_S, ScheduleConfig
 from ..monitor.policy import GovernorConfig, parse_governor
-from ..preprocess.resize import MODES
+from ..preprocess.device.selection import MODES
 from ..stream.address import DEFAULT_LISTEN, DEFAULT_SOCKET, Address, is_loopback, listen_address, tcp_address
 from ..stream.protocol import DEFAULT_MAX_FRAME_BYTES, DTYPES
 from .frame_reuse import SETTINGS as REUSE_SETTINGS

@@ -16,6 +16,7 @@ from ..engines.base import Engine, host_array
 from ..engines.factory import PerModule, open_engines
 from ..engines.tensorrt.cache import DEFAULT_CACHE_DIR
 from ..errors import SliceTooLarge
+from ..preprocess.device.selection import DEVICE_MODES, choose_path, open_device_preprocessor
 from ..preprocess.graph_inputs import pack_slices
 from ..preprocess.image_input import to_rgb
 from ..preprocess.preprocessor import Preprocessor, slice_config
@@ -42,7 +43,12 @@ class VisionEncoder:
         self.max_batch: int = bundle.shapes("vpm").batch.max
         self.max_patches: int = bundle.shapes("vpm").patches.max
         self.max_slices_allowed: int = bundle.target.max_slices
-        self.preprocessor = Preprocessor(slice_config(bundle), resize)
+        # resize "device" or "auto": Pillow-exact preprocessing on the device when it can run (docs/preprocessing.md)
+        self.preprocess_path, self.preprocess_reason = choose_path(resize) if resize in DEVICE_MODES else (resize, "")
+        self.preprocessor = Preprocessor(slice_config(bundle), "exact" if self.preprocess_path == "device"
+                                         else self.preprocess_path)
+        self.device_preprocessor = (open_device_preprocessor(engines["vpm"], self.layout)
+                                    if self.preprocess_path == "device" else None)
         self.prompt = PromptLayout.from_facts(bundle.model)  # where the tokens go in the LLM prompt
 
     @classmethod
@@ -52,10 +58,18 @@ class VisionEncoder:
         ({"vpm": ..., "resampler": ...}); precision None = the target's default. TensorRT engines come from the
         engine cache in `cache_dir` (built there when missing)."""
         bundle = Bundle.load(Path(path))
-        return cls(bundle, open_engines(bundle, backend, precision, Path(cache_dir)), resize)
+        engines = open_engines(bundle, backend, precision, Path(cache_dir))
+        try:
+            return cls(bundle, engines, resize)
+        except BaseException:  # e.g. resize="device" on a box without pycuda: free what was opened
+            for engine in engines.values():
+                engine.close()
+            raise
 
     def close(self) -> None:
-        """Free the engines (device buffers, contexts, streams)."""
+        """Free the engines (device buffers, contexts, streams) and the device preprocessing's buffers."""
+        if self.device_preprocessor is not None:
+            self.device_preprocessor.close()
         for engine in self.engines.values():
             engine.close()
 
@@ -84,10 +98,13 @@ class VisionEncoder:
         plan = self.preprocessor.plan(rgb)
         patch_grids = plan.patch_grids(self.preprocessor.config.patch_size)
         self._check_fits(plan.slice_sizes, patch_grids)  # before any resizing: refusing is cheap
-        slices = self.preprocessor.slices(rgb, plan)
-        pixel_dtype = self.engines["vpm"].input_dtypes["pixel_values"]
-        batches = [pack_slices(slices[first:first + size], self.layout, pixel_dtype)
-                   for first, size in self._batches(len(slices))]
+        if self.device_preprocessor is not None:  # strips stay on the device, queued on the engines' stream
+            batches = self.device_preprocessor(rgb, plan, self._batches(len(patch_grids)))
+        else:
+            slices = self.preprocessor.slices(rgb, plan)
+            pixel_dtype = self.engines["vpm"].input_dtypes["pixel_values"]
+            batches = [pack_slices(slices[first:first + size], self.layout, pixel_dtype)
+                       for first, size in self._batches(len(slices))]
         vpm_s = resampler_s = 0.0
         tokens = []
         after_preprocess = time.perf_counter()

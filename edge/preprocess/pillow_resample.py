@@ -160,13 +160,15 @@ def _accumulate(gather, coefficients: AxisCoefficients, shape: Tuple[int, ...]) 
 def resample_horizontal(rgb: np.ndarray, coefficients: AxisCoefficients) -> np.ndarray:
     """One horizontal pass over HxWx3 uint8 rows."""
     shape = (rgb.shape[0], coefficients.out_size, rgb.shape[2])
-    return _accumulate(lambda index, weight: rgb[:, index, :].astype(np.int32) * weight[None, :, None], coefficients, shape)
+    return _accumulate(lambda index, weight: rgb[:, index, :].astype(np.int32) * weight[None, :, None],
+                       coefficients, shape)
 
 
 def resample_vertical(rgb: np.ndarray, coefficients: AxisCoefficients, row_offset: int = 0) -> np.ndarray:
     """One vertical pass; `row_offset` is the input row that `rgb`'s first row holds."""
     shape = (coefficients.out_size, rgb.shape[1], rgb.shape[2])
-    return _accumulate(lambda index, weight: rgb[index - row_offset].astype(np.int32) * weight[:, None, None], coefficients, shape)
+    return _accumulate(lambda index, weight: rgb[index - row_offset].astype(np.int32) * weight[:, None, None],
+                       coefficients, shape)
 
 
 def apply_plan(rgb: np.ndarray, plan: List[ResamplePass]) -> np.ndarray:
