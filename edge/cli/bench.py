@@ -1,5 +1,5 @@
-"""`minicpmv-edge bench preprocess | engines | stream | llm | hooks | web`: benchmarks that print figures
-(--json for machines)."""
+"""`minicpmv-edge bench preprocess | device-preprocess | engines | stream | llm | hooks | web`: benchmarks that
+print figures (--json for machines)."""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Dict
 
 from ..diagnostics.bench_preprocess import DEFAULT_SIZES
+from ..errors import InputError
 from . import args as common
 from .shell import Handler
 
@@ -25,6 +26,14 @@ def register(sub: argparse._SubParsersAction) -> Dict[str, Handler]:
     preprocess.add_argument("--bundle", type=Path, help="also encode with this bundle: token cosine fast vs exact")
     preprocess.add_argument("--max-slice-nums", type=int, help="slice budget (default: the bundle's, else 9)")
     common.add_json(preprocess)
+    device = bench_sub.add_parser("device-preprocess", help="preprocessing on the CUDA device (pycuda) vs the "
+                                                            "official PIL pipeline, with and without the upload")
+    device.add_argument("--size", type=common.size, default=(1920, 1080),
+                        help="the synthetic frame (default 1920x1080)")
+    device.add_argument("--repeats", type=common.positive_int, default=20, help="timed runs, min reported (default 20)")
+    device.add_argument("--seed", type=int, default=0, help="synthetic scene seed")
+    device.add_argument("--dtype", choices=("float32", "float16"), default="float32", help="strip dtype")
+    common.add_json(device)
     engines = bench_sub.add_parser("engines", help="a bundle's engines on this device: build time, per-stage "
                                                    "latency per precision, memory")
     common.add_bundle(engines)
@@ -99,6 +108,17 @@ def bench_command(args: argparse.Namespace) -> int:
 
         report = bench_stream.run_bench(args.frames, args.dtype, args.rounds)
         print(json.dumps(report, indent=2) if args.json else bench_stream.format_report(report))
+        return 0
+    if args.bench == "device-preprocess":
+        from ..diagnostics import bench_device_preprocess
+        from ..preprocess.device.selection import device_support
+
+        support = device_support()
+        if not support.ready:
+            raise InputError("bench device-preprocess needs a CUDA device with pycuda, found %s: %s"
+                             % (support.found, support.fix))
+        report = bench_device_preprocess.run_bench(args.size, args.repeats, args.seed, dtype=args.dtype)
+        print(json.dumps(report, indent=2) if args.json else bench_device_preprocess.format_report(report))
         return 0
     if args.bench == "engines":
         from ..diagnostics.bench_engines import run_bench as run_engines

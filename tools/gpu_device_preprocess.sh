@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Issue 15 must-show on a GPU machine (docs/benchmarks.md, "Issue 15: preprocessing on the GPU"): build pycuda from
+# the wheels in .whl/ (docs/tensorrt.md, "Building pycuda on an offline x86 GPU machine"), run the device
+# preprocessing tests with real pycuda, then the benchmark. Run from the repository root.
+set -euo pipefail
+SITE=${SITE:-/tmp/site}
+if ! PYTHONPATH=$SITE python3 -c "import pycuda.driver" 2>/dev/null; then
+    start=$(date +%s)
+    python3 -m pip install -q --no-index --no-deps --no-compile --target "$SITE" .whl/*.whl
+    CUDA_ROOT=/usr/local/cuda python3 -m pip install -q --no-build-isolation --no-deps --no-index --target "$SITE" \
+        .whl/pycuda-2026.1.tar.gz
+    echo "pycuda built in $(( $(date +%s) - start )) s"
+fi
+export PYTHONPATH=$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH} MINICPMV_REAL_PYCUDA=1 PATH=/usr/local/cuda/bin:$PATH
+export MINICPMV_EDGE_KERNEL_CACHE=${MINICPMV_EDGE_KERNEL_CACHE:-/tmp/minicpmv-kernels}
+python3 -c "import PIL, numpy; print('Pillow', PIL.__version__, 'numpy', numpy.__version__)"
+python3 -m edge.cli doctor | grep -A1 preprocessing || true
+python3 -m pytest -q -p no:cacheprovider tests/edge/preprocess/test_device_preprocess_gpu.py -rA --durations=8
+for dtype in float32 float16; do
+    python3 -m edge.cli bench device-preprocess --size 1920x1080 --repeats 50 --dtype $dtype --json
+done
