@@ -41,7 +41,7 @@ class DeviceBuffers:
     def table(self, key: Hashable, host: np.ndarray) -> int:
         """The device copy of a constant host array, uploaded the first time `key` is seen."""
         if key not in self._tables:
-            array = np.ascontiguousarray(host)
+            array = np.array(host, order="C", copy=True)  # a writable copy that outlives the async upload
             pointer = self.memory.alloc(array.nbytes)
             self.memory.to_device(pointer, array)
             self._tables[key] = (pointer, array)

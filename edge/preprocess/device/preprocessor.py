@@ -11,7 +11,7 @@ strips are valid until the next frame.
 """
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -45,6 +45,7 @@ class DevicePreprocessor:
         self._table = normalise_table(self.pixel_dtype)
         self._writer = self.kernels["write_strips_f32" if self.pixel_dtype == np.float32 else "write_strips_f16"]
         self._frame_size: Optional[Size] = None
+        self._index_inputs: Dict[Tuple[Tuple[int, int], ...], PackedSlices] = {}
 
     def upload(self, rgb: np.ndarray) -> None:
         """Queue the copy of an HxWx3 uint8 frame to the device (through a pinned buffer)."""
@@ -80,10 +81,17 @@ class DevicePreprocessor:
             self.memory.stream, overview, plan.source_size[0], refined, refined_width,
             self.buffers.table(("params", plan, tuple(batches)), params),
             self.buffers.table(("normalise", self.pixel_dtype.str), self._table), strips)
-        return [index_inputs(layout.sizes, self.layout,
-                             DeviceTensor(strips + layout.offset * self.pixel_dtype.itemsize, layout.shape,
-                                          self.pixel_dtype, self.memory))
+        return [self._feeds(layout.sizes, DeviceTensor(strips + layout.offset * self.pixel_dtype.itemsize,
+                                                       layout.shape, self.pixel_dtype, self.memory))
                 for layout in layouts]
+
+    def _feeds(self, sizes: List[Tuple[int, int]], pixels: DeviceTensor) -> PackedSlices:
+        """The batch's feeds; its index inputs are computed once per set of slice sizes."""
+        key = tuple(sizes)
+        if key not in self._index_inputs:
+            self._index_inputs[key] = index_inputs(sizes, self.layout, None)
+        feeds = self._index_inputs[key]
+        return feeds._replace(vpm=dict(feeds.vpm, pixel_values=pixels))
 
     def _resize(self, frame: int, in_size: Size, out_size: Size, name: str) -> int:
         """Queue Pillow's passes from the frame to the buffer `name`; the frame itself when the size is equal."""
