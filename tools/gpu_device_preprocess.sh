@@ -15,7 +15,15 @@ export PYTHONPATH=$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH} MINICPMV_REAL_PYCUDA=1 P
 export MINICPMV_EDGE_KERNEL_CACHE=${MINICPMV_EDGE_KERNEL_CACHE:-/tmp/minicpmv-kernels}
 python3 -c "import PIL, numpy; print('Pillow', PIL.__version__, 'numpy', numpy.__version__)"
 python3 -m edge.cli doctor | grep -A1 preprocessing || true
-python3 -m pytest -q -p no:cacheprovider tests/edge/preprocess/test_device_preprocess_gpu.py -rA --durations=8
+OUT=${OUT:-/tmp/device-preprocess-out}
+mkdir -p "$OUT"
+GPU_TESTS=tests/edge/preprocess/test_device_preprocess_gpu.py
+# the parity tests first, then the benchmark, then the slower tests that build bundles
+python3 -m pytest -q -p no:cacheprovider $GPU_TESTS -k "not encoder and not tensorrt" -rA --durations=5 \
+    2>&1 | tee "$OUT/pytest-parity.txt"
 for dtype in float32 float16; do
-    python3 -m edge.cli bench device-preprocess --size 1920x1080 --repeats 50 --dtype $dtype --json
+    python3 -m edge.cli bench device-preprocess --size 1920x1080 --repeats 50 --dtype $dtype --json \
+        | tee "$OUT/bench-$dtype.json"
 done
+python3 -m pytest -q -p no:cacheprovider $GPU_TESTS -k "encoder or tensorrt" -rA --durations=5 \
+    2>&1 | tee "$OUT/pytest-encoder.txt"
