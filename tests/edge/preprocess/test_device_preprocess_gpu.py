@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from edge.preprocess.device.selection import device_support
+from edge.preprocess.device.strip_map import batch_layouts
 from edge.preprocess.graph_inputs import pack_slices
 from edge.preprocess.pillow_resample import resample_passes
 from edge.preprocess.preprocessor import Preprocessor
@@ -143,8 +144,10 @@ def test_tensorrt_runner_binds_the_device_strips(converted_bundle, tmp_path):
     encoder = VisionEncoder(bundle, engines, resize="device")
     try:
         tokens = encoder.encode(rgb).tokens
-        strips = encoder.device_preprocessor.buffers.get("strips", 0)
-        assert engines["vpm"].context._addresses["pixel_values"] == strips
+        plan = encoder.preprocessor.plan(rgb)
+        last = batch_layouts(plan.patch_grids(), encoder._batches(len(plan.slice_sizes)))[-1]
+        strips = encoder.device_preprocessor.buffers.get("strips", 0)  # the last batch bound is at its offset
+        assert engines["vpm"].context._addresses["pixel_values"] == strips + last.offset * 4
         want = VisionEncoder.from_bundle(converted_bundle, precision="fp32").encode(rgb).tokens
         np.testing.assert_allclose(tokens, want, rtol=0, atol=1e-5)
     finally:
