@@ -8,7 +8,7 @@ import pytest
 from edge.preprocess.device.selection import device_support
 from edge.preprocess.device.strip_map import batch_layouts
 from edge.preprocess.graph_inputs import pack_slices
-from edge.preprocess.pillow_resample import resample_passes
+from edge.preprocess.pillow_resample import RULE_SHRINK_HEIGHT, VERTICAL, resample_passes, resize_reference
 from edge.preprocess.preprocessor import Preprocessor
 from edge.preprocess.scenes import synthetic_scene
 from edge.preprocess.slicing import DEFAULT
@@ -35,7 +35,8 @@ def random_frames(count=216, seed=15):
     """Frame sizes: landscape and portrait, tiny (upscaled), large, extreme aspect ratios, and frames whose
     overview keeps one side (a pass skipped)."""
     rng = np.random.default_rng(seed)
-    frames = [(448, 448), (448, 300), (300, 448), (602, 1000), (14, 14), (1, 1), (4000, 50), (50, 3000)]
+    frames = [(448, 448), (448, 300), (300, 448), (602, 1000), (14, 14), (1, 1), (4000, 50), (50, 3000),
+              (20, 20000), (30, 9000)]  # over 100x taller than wide: Pillow 12.2-12.3 go vertical first
     while len(frames) < count:
         kind = len(frames) % 4
         if kind == 0:
@@ -57,9 +58,12 @@ def frame_pixels(size, index):
     return synthetic_scene(*size, seed=index)
 
 
-def check_frame(device, rgb, max_batch, dtype, layout="masked-2d"):
-    """Device feeds of every batch equal pack_slices of the exact slices (pixels bit for bit, index inputs)."""
+def check_frame(device, rgb, max_batch, dtype, layout="masked-2d", rule=None):
+    """Device feeds of every batch equal pack_slices of the exact slices (pixels bit for bit, index inputs); with
+    `rule`, of slices resized by the numpy reference under that pass-order rule instead of the installed Pillow."""
     exact = Preprocessor(DEFAULT, "exact")
+    if rule is not None:
+        exact._resize = lambda image, size: resize_reference(image, size, rule)
     plan = exact.plan(rgb)
     slices = exact.slices(rgb, plan)
     batches = [(first, min(max_batch, len(slices) - first)) for first in range(0, len(slices), max_batch)]
@@ -101,6 +105,23 @@ def test_worked_examples_equal_exact(memory, cache_dir, dtype, layout):
                         dtype=dtype, layout=layout)
     finally:
         device.close()
+
+
+def test_pillow_13_pass_order_on_the_device(memory, cache_dir):
+    """Pillow 13 resizes vertically first when the height loses over twice the width's pixels; whatever Pillow
+    this machine has, the device under that rule equals the numpy reference (which equals Pillow 13 bit for bit,
+    tests/edge/preprocess/test_pillow_resample.py)."""
+    from edge.preprocess.device.preprocessor import DevicePreprocessor
+
+    device = DevicePreprocessor(memory, "masked-2d", np.float32, rule=RULE_SHRINK_HEIGHT, cache_dir=cache_dir)
+    vertical_first = 0
+    try:
+        for index, size in enumerate(random_frames(count=60, seed=16)):
+            plan = check_frame(device, frame_pixels(size, index), 16, np.float32, rule=RULE_SHRINK_HEIGHT)
+            vertical_first += resample_passes(size, plan.source_size, RULE_SHRINK_HEIGHT)[:1] == [VERTICAL]
+    finally:
+        device.close()
+    assert vertical_first >= 10
 
 
 def test_kernels_are_cached_on_disk(memory, cache_dir):
