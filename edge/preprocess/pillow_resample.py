@@ -75,9 +75,10 @@ def axis_coefficients(in_size: int, out_size: int) -> AxisCoefficients:
                        weights)
     scaled = weights * float(1 << PRECISION_BITS)
     fixed = np.trunc(np.where(weights < 0, scaled - 0.5, scaled + 0.5)).astype(np.int32)
-    for array in (first, count, fixed):
-        array.setflags(write=False)
-    return AxisCoefficients(in_size, out_size, first.astype(np.int32), count.astype(np.int32), fixed)
+    tables = AxisCoefficients(in_size, out_size, first.astype(np.int32), count.astype(np.int32), fixed)
+    for array in tables[2:]:
+        array.setflags(write=False)  # shared through the cache
+    return tables
 
 
 def pillow_pass_rule(version: Optional[str] = None) -> str:

@@ -159,3 +159,14 @@ def test_encoder_device_mode_without_a_device(make_bundle, monkeypatch):
             VisionEncoder.from_bundle(bundle, resize="exact") as exact:
         assert auto.preprocess_path == "exact" and "no pycuda" in auto.preprocess_reason
         assert np.array_equal(auto.encode(rgb).tokens, exact.encode(rgb).tokens)
+
+
+def test_bench_without_a_device_is_one_line_and_exit_2(monkeypatch, capsys):
+    from edge.cli.main import main
+
+    monkeypatch.setattr(selection, "device_support", lambda: MISSING)
+    assert main(["bench", "device-preprocess", "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.strip().count("\n") == 0
+    assert "device-preprocess needs a CUDA device with pycuda, found no pycuda: pip install pycuda" in captured.err
