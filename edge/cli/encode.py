@@ -47,16 +47,19 @@ def encode(args: argparse.Namespace) -> int:
         result = encoder.encode(image if image is not None else synthetic_scene(*args.scene))
         prompt = "".join("{Q}" if isinstance(s, int) else s for s in encoder.prompt.segments(result.grid))
         query_num = encoder.prompt.query_num
+        preprocess = {"path": encoder.preprocess_path, "why": encoder.preprocess_reason or "resize: %s" % args.resize}
     if args.out:
         atomic_write_npy(args.out, result.tokens)
     summary = {"tokens_shape": list(result.tokens.shape), "grid": result.grid, "patch_grids": result.patch_grids,
-               "timings_ms": {k: round(v, 2) for k, v in result.timings.items()}, "prompt": prompt,
+               "timings_ms": {k: round(v, 2) for k, v in result.timings.items()}, "preprocess": preprocess,
+               "prompt": prompt,
                "out": str(args.out) if args.out else None}
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
     print("tokens %s, grid %s, %s" % ("x".join(map(str, result.tokens.shape)), result.grid,
                                       ", ".join("%s %.1f ms" % kv for kv in summary["timings_ms"].items())))
+    print("preprocessing: %(path)s (%(why)s)" % preprocess)
     print("prompt layout ({Q} = %d <unk> placeholders): %s" % (query_num, prompt))
     if args.out:
         print("tokens written to %s" % args.out)

@@ -170,3 +170,17 @@ def test_bench_without_a_device_is_one_line_and_exit_2(monkeypatch, capsys):
     assert captured.out == ""
     assert captured.err.strip().count("\n") == 0
     assert "device-preprocess needs a CUDA device with pycuda, found no pycuda: pip install pycuda" in captured.err
+
+
+def test_encode_command_says_which_path_ran(make_bundle, monkeypatch, capsys):
+    import json
+
+    from edge.cli.main import main
+
+    monkeypatch.setattr(selection, "device_support", lambda: MISSING)
+    bundle = str(make_bundle("2.6"))
+    assert main(["encode", "--bundle", bundle, "--scene", "300x200", "--resize", "auto", "--json"]) == 0
+    preprocess = json.loads(capsys.readouterr().out)["preprocess"]
+    assert preprocess["path"] == "exact" and "no pycuda" in preprocess["why"]
+    assert main(["encode", "--bundle", bundle, "--scene", "300x200", "--resize", "device"]) == 2
+    assert "resize: device cannot run here (no pycuda)" in capsys.readouterr().err
