@@ -12,6 +12,7 @@ from edge.preprocess.pillow_resample import RULE_SHRINK_HEIGHT, VERTICAL, resamp
 from edge.preprocess.preprocessor import Preprocessor
 from edge.preprocess.scenes import synthetic_scene
 from edge.preprocess.slicing import DEFAULT
+from tests.standins.fake_pycuda import real_pycuda
 
 SUPPORT = device_support()
 pytestmark = pytest.mark.skipif(not SUPPORT.ready, reason="device preprocessing cannot run here: " + SUPPORT.found)
@@ -144,6 +145,7 @@ def test_encoder_on_the_device_gives_exact_tokens(make_bundle):
         assert np.array_equal(device.encode(rgb).tokens, exact.encode(rgb).tokens)
 
 
+@pytest.mark.skipif(not real_pycuda(), reason="needs MINICPMV_REAL_PYCUDA=1 (real pycuda behind the stand-in TensorRT)")
 def test_tensorrt_runner_binds_the_device_strips(converted_bundle, tmp_path):
     """With real pycuda memory and the stand-in TensorRT: the VPM's pixel_values address is the device strips
     buffer (no host copy), and the tokens equal the exact path's."""
@@ -151,11 +153,9 @@ def test_tensorrt_runner_binds_the_device_strips(converted_bundle, tmp_path):
     from edge.encoder.vision_encoder import VisionEncoder
     from edge.engines.factory import open_engines
     from edge.engines.tensorrt.build import BuildSettings
-    from tests.standins.fake_pycuda import device_memory, real_pycuda
+    from tests.standins.fake_pycuda import device_memory
     from tests.standins.fake_tensorrt import RELEASES, make_tensorrt
 
-    if not real_pycuda():
-        pytest.skip("needs MINICPMV_REAL_PYCUDA=1 (real pycuda behind the stand-in TensorRT)")
     bundle = Bundle.load(converted_bundle)
     memory, adapter = device_memory()
     settings = BuildSettings(timing_cache=tmp_path / "timing.cache", workspace_bytes=1 << 28, check=False)
