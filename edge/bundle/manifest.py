@@ -21,9 +21,11 @@ MODULES = ("vpm", "resampler")
 
 
 def write_manifest(bundle_dir: Path, manifest: Dict[str, Any]) -> Dict[str, Any]:
-    """Add the sha256 and size of every file the graphs name, then write manifest.yaml atomically."""
+    """Add the sha256 and size of every file the graphs name (the modules', and the optional ``video`` entry's),
+    then write manifest.yaml atomically."""
     files: Dict[str, Dict[str, Any]] = {}
-    for module in manifest["modules"].values():
+    extra = [manifest["video"]] if "video" in manifest else []  # the optional grouped (video) Resampler graphs
+    for module in list(manifest["modules"].values()) + extra:
         for graph in module["graphs"].values():
             for relative in graph["files"]:
                 path = Path(bundle_dir) / relative

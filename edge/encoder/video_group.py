@@ -1,0 +1,119 @@
+"""MiniCPM-V 4.5 video packing: N <= 6 consecutive frames' VPM features -> one grouped Resampler call -> one block of Q
+tokens per slice position for the N frames (docs/minicpmv.md, "Video: grouped frames").
+
+Temporal ids are made as the official video recipe makes them: a frame's time since the first grouped frame, mapped
+to the nearest multiple of 0.1 s, that multiple divided by 0.1 and truncated (so 4.3 s gives 42, as the official
+float64 arithmetic does). A group holds frames of one slice plan (same slice sizes): slice s of every frame is one
+group of keys, as the official processor groups them; a frame whose plan differs (the governor changed the slice
+budget, the camera its size) closes the group early, and the group covers the frames it has.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+
+import numpy as np
+
+from ..bundle.manifest import Bundle
+from ..errors import InputError
+from .vision_encoder import VpmFeatures
+
+TIME_SCALE_S = 0.1  # one temporal id step
+MAX_GROUP_FRAMES = 6  # the official packing limit
+MODULE = "resampler_group"
+
+
+def temporal_id(seconds: float) -> int:
+    """The official id of a frame `seconds` after the start: nearest multiple k of 0.1 s, then int(k*0.1 / 0.1)."""
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError("a frame time must be a finite number of seconds >= 0, got %r" % (seconds,))
+    low = math.floor(seconds / TIME_SCALE_S)
+    candidates = (low - 1, low, low + 1)
+    nearest = min((k for k in candidates if k >= 0), key=lambda k: abs(k * TIME_SCALE_S - seconds))
+    return int(nearest * TIME_SCALE_S / TIME_SCALE_S)
+
+
+class GroupTokens(NamedTuple):
+    """One group's tokens float32 [slices, Q, D] (laid out as the first frame's still-image tokens), its grid, the
+    camera sequences and temporal ids of its frames, and the grouped Resampler's time (ms)."""
+
+    tokens: np.ndarray
+    grid: Optional[Tuple[int, int]]
+    sequences: List[int]
+    temporal_ids: List[int]
+    resampler_ms: float
+
+    @property
+    def frames(self) -> int:
+        return len(self.sequences)
+
+
+def video_graph_path(bundle: Bundle, precision: Optional[str] = None) -> Path:
+    """The bundle's grouped Resampler graph (fp32 unless `precision` names another it has); an InputError naming
+    the fix when the bundle has none."""
+    video = bundle.manifest.get("video")
+    if not isinstance(video, dict) or not video.get("graphs"):
+        raise InputError("video.group_frames needs the grouped Resampler in the bundle, and %s has none: run "
+                         "minicpmv-convert export-video --bundle %s --checkpoint CHECKPOINT (MiniCPM-V 4.5)"
+                         % (bundle.path, bundle.path))
+    graphs = video["graphs"]
+    chosen = precision if precision in graphs else ("fp32" if "fp32" in graphs else next(iter(graphs)))
+    return bundle.path / graphs[chosen]["files"][0]
+
+
+class FrameGrouper:
+    """Collects frames' VPM features and resamples every `size` of them together with `engine` (the grouped
+    Resampler graph: vision_embeds [G*N, L, width], tgt_sizes [G*N, 2], temporal_ids [G, N] -> [G, Q, D])."""
+
+    def __init__(self, engine: Any, size: int) -> None:
+        if not 1 <= size <= MAX_GROUP_FRAMES:
+            raise ValueError("a group holds 1..%d frames, got %r" % (MAX_GROUP_FRAMES, size))
+        self.engine, self.size = engine, size
+        self.start_s: Optional[float] = None
+        self.pending: List[Tuple[int, float, VpmFeatures]] = []
+        self.groups = 0
+        self.closed_early = 0
+
+    def add(self, sequence: int, timestamp_s: float, features: VpmFeatures) -> Optional[GroupTokens]:
+        """Take one frame; the tokens of the group it completes, or of the group it closed early (its slice plan
+        differs from the group's: it then starts the next group), else None."""
+        if self.start_s is None:
+            self.start_s = timestamp_s
+        done = None
+        if self.pending and self.pending[0][2].patch_grids != features.patch_grids:
+            done = self.flush()
+            self.closed_early += 1
+        self.pending.append((sequence, timestamp_s, features))
+        if len(self.pending) == self.size:
+            done = self.flush()
+        return done
+
+    def flush(self) -> Optional[GroupTokens]:
+        """Resample the frames waiting (fewer than `size` at the end of a source), or None when none wait."""
+        if not self.pending:
+            return None
+        frames, self.pending = self.pending, []
+        start_s = self.start_s if self.start_s is not None else frames[0][1]
+        ids = [temporal_id(max(0.0, t - start_s)) for _, t, _ in frames]
+        grids = frames[0][2].patch_grids
+        length = max(r * c for r, c in grids)
+        width = frames[0][2].rows[0].shape[1]
+        embeds = np.zeros((len(grids) * len(frames), length, width), dtype=np.float32)
+        sizes = np.zeros((len(grids) * len(frames), 2), dtype=np.int32)
+        for s, (r, c) in enumerate(grids):  # slice position after slice position, frame after frame inside each
+            for f, (_, _, features) in enumerate(frames):
+                embeds[s * len(frames) + f, : r * c] = features.rows[s]
+                sizes[s * len(frames) + f] = (r, c)
+        feeds = {"vision_embeds": embeds, "tgt_sizes": sizes,
+                 "temporal_ids": np.tile(np.array(ids, dtype=np.int32), (len(grids), 1))}
+        begin = time.perf_counter()
+        tokens = np.asarray(self.engine.infer(feeds)["image_tokens"], dtype=np.float32)
+        self.groups += 1
+        return GroupTokens(tokens, frames[0][2].grid, [s for s, _, _ in frames], ids,
+                           (time.perf_counter() - begin) * 1e3)
+
+    def stats(self) -> Dict[str, Any]:
+        return {"group_frames": self.size, "groups": self.groups, "closed_early": self.closed_early,
+                "waiting": len(self.pending)}

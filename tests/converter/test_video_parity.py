@@ -1,0 +1,126 @@
+"""MiniCPM-V 4.5's grouped (video) Resampler graph (ONNX Runtime, fp32) equals a transcription of the official temporal
+path (tests/converter/temporal_reference.py) on random weights, for 1..6 frames per group; with one frame and no
+temporal id it equals the still-image Resampler graph; it passes check-ops; export-video refuses bad input."""
+from __future__ import annotations
+
+from typing import List, Sequence, Tuple
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from converter.check_ops import check_model
+from converter.checkpoint import load_vision_checkpoint
+from converter.cli import main
+from converter.trt_ops import OperatorTable
+from edge.bundle.manifest import Bundle
+from edge.encoder.video_group import temporal_id, video_graph_path
+from edge.engines.onnxrt import open_session
+from tests.converter.temporal_reference import OfficialTemporalResampler, official_temporal_ids
+
+RELATIVE_TOLERANCE = 1e-4  # of the output scale (max |reference|), fp32
+FPS = 3.0
+
+
+def _close(got: np.ndarray, want: np.ndarray, what: str) -> float:
+    scale = float(np.abs(want).max())
+    error = float(np.abs(got - want).max())
+    assert error <= RELATIVE_TOLERANCE * scale, "%s: max abs error %.3g > %.0e x scale %.3g" % (
+        what, error, RELATIVE_TOLERANCE, scale)
+    return error / scale
+
+
+@pytest.fixture(scope="module")
+def video_bundle(make_bundle, make_checkpoint, tmp_path_factory):
+    """A copy of the tiny 4.5 fp32 bundle with the grouped graph added by the CLI."""
+    import shutil
+
+    out = tmp_path_factory.mktemp("video") / "bundle"
+    shutil.copytree(make_bundle("4.5"), out)
+    assert main(["export-video", "--bundle", str(out), "--checkpoint", str(make_checkpoint("4.5"))]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def parts(video_bundle, make_checkpoint):
+    ck = load_vision_checkpoint(make_checkpoint("4.5"))
+    bundle = Bundle.load(video_bundle)
+    return (open_session(video_graph_path(bundle)), open_session(bundle.graph_path("resampler", "fp32")),
+            OfficialTemporalResampler(ck.tensors, ck.spec.resampler_heads), ck.spec.width)
+
+
+def _run(session, frames: np.ndarray, sizes: Sequence[Tuple[int, int]], ids: List[List[int]]) -> np.ndarray:
+    return session.run(None, {"vision_embeds": frames, "tgt_sizes": np.array(sizes, dtype=np.int32),
+                              "temporal_ids": np.array(ids, dtype=np.int32)})[0]
+
+
+@pytest.mark.parametrize("frames", [1, 2, 3, 4, 5, 6])
+def test_group_matches_official_temporal_path(parts, frames):
+    group, _, reference, width = parts
+    rows, cols = 5, 7
+    rng = np.random.default_rng(frames)
+    x = rng.standard_normal((frames, rows * cols, width)).astype(np.float32)
+    start = 40.0 + frames  # well inside a video: ids in the hundreds
+    ids = official_temporal_ids([start + i / FPS for i in range(frames)], 100.0, frames)
+    assert len(ids) == 1 and len(ids[0]) == frames
+    got = _run(group, x, [(rows, cols)] * frames, ids)
+    want = reference(torch.from_numpy(x), [(rows, cols)] * frames, ids).numpy()
+    assert got.shape == want.shape == (1, reference.query.shape[0], reference.dim)
+    _close(got, want, "%d frames" % frames)
+
+
+def test_groups_of_mixed_sizes_match_the_frame_major_path(parts):
+    """Two groups (two slice positions of 3 frames) of different sizes in one call: padded keys are masked per
+    frame, as the official batch path does; each group alone also equals the official default path."""
+    group, _, reference, width = parts
+    sizes = [(4, 6)] * 3 + [(3, 5)] * 3
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((6, 24, width)).astype(np.float32)
+    x[3:, 15:] = 0.0
+    ids = [[12, 15, 19], [12, 15, 19]]
+    got = _run(group, x, sizes, ids)
+    _close(got, reference(torch.from_numpy(x), sizes, ids, path="batch").numpy(), "two groups, batch path")
+    alone = reference(torch.from_numpy(x[3:, :15].copy()), sizes[3:], ids[1:]).numpy()
+    _close(got[1:], alone, "second group alone, foreach path")
+
+
+def test_one_frame_without_temporal_id_is_the_still_resampler(parts):
+    group, still, _, width = parts
+    x = np.random.default_rng(3).standard_normal((1, 30, width)).astype(np.float32)
+    sizes = np.array([[5, 6]], dtype=np.int32)
+    got = _run(group, x, [(5, 6)], [[-1]])
+    want = still.run(None, {"vision_embeds": x, "tgt_sizes": sizes})[0]
+    _close(got, want, "N=1, id -1 vs still graph")
+
+
+def test_temporal_ids_follow_the_official_recipe():
+    times = [i / 7.0 + 0.01 for i in range(300)]  # 7 fps for ~43 s: ids from 0.1 s steps, truncated as official
+    want = [i for group in official_temporal_ids(times, 60.0, 1) for i in group]
+    assert [temporal_id(t) for t in times] == want
+
+
+@pytest.mark.parametrize("tensorrt", ["8.5", "10.3"])
+def test_group_graph_passes_check_ops(make_checkpoint, tmp_path, tensorrt):
+    from converter.export import export_graph
+    from converter.video_export import MODULE, build_group_module, group_feeds, group_graph_io
+    from edge.device.profiles import onnx_opset_for
+
+    ck = load_vision_checkpoint(make_checkpoint("4.5"))
+    graph = export_graph(build_group_module(ck, 70), MODULE, "fp16", group_graph_io(ck), group_feeds(ck), tmp_path,
+                         onnx_opset_for(tensorrt))
+    model = onnx.load(str(tmp_path / graph.files[0]))
+    assert check_model(model, OperatorTable.for_release(tensorrt)) == []
+    inferred = onnx.shape_inference.infer_shapes(model).graph
+    types = {v.name: v.type.tensor_type.elem_type for v in list(inferred.value_info) + list(inferred.input)}
+    trig = [n for n in inferred.node if n.op_type in ("Sin", "Cos")]
+    assert len(trig) == 2  # the temporal term is computed in the graph, from the ids, in float32 (fp16 graph)
+    assert all(types[n.input[0]] == onnx.TensorProto.FLOAT for n in trig)
+
+
+def test_export_video_refuses_a_bundle_of_another_version(make_bundle, make_checkpoint, capsys):
+    bundle, checkpoint = make_bundle("2.6"), make_checkpoint("2.6")
+    capsys.readouterr()
+    assert main(["export-video", "--bundle", str(bundle), "--checkpoint", str(checkpoint)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "4.5" in err[0]
