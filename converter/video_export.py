@@ -18,8 +18,8 @@ import onnx
 from edge.bundle.manifest import Bundle, write_manifest
 from edge.errors import InputError
 
-from .checkpoint import VisionCheckpoint
 from .check_ops import check_model
+from .checkpoint import VisionCheckpoint
 from .export import GraphIO, export_graph
 from .modeling import Resampler
 from .modeling.group_resampler import MAX_GROUP_FRAMES, GroupResampler

@@ -92,3 +92,14 @@ def sock_dir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="mcv-", dir="/tmp"))
     yield path
     shutil.rmtree(str(path), ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def video_bundle(tmp_path_factory, make_bundle, make_checkpoint) -> Path:
+    """A copy of the tiny 4.5 fp32 bundle with the grouped (video) Resampler added by `export-video`."""
+    from converter.cli import main
+
+    out = tmp_path_factory.mktemp("video") / "bundle"
+    shutil.copytree(make_bundle("4.5"), out)
+    assert main(["export-video", "--bundle", str(out), "--checkpoint", str(make_checkpoint("4.5"))]) == 0
+    return out

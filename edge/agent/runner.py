@@ -24,6 +24,7 @@ from .contracts import Sink, Source
 from .frame_reuse import FrameReuse
 from .pipeline import Pipeline
 from .sinks import NpySink, SinkSet
+from .video_pipeline import GroupingPipeline, open_grouper
 
 
 def open_encoder(config: AgentConfig, bundle: Optional[Bundle] = None, snapshot: Optional[Snapshot] = None
@@ -74,6 +75,10 @@ def make_pipeline(config: AgentConfig, reuse: Optional[bool] = None, max_frames:
             bundle, requests = Bundle.load(config.bundle), EncodeRequests(config.stream.max_requests)
             sinks.append(open_publisher(config.stream, bundle.model, requests))
         sink = SinkSet(sinks)
+    grouper = None
+    if config.video.grouped:  # before the engines: a bundle without the grouped graph is refused at once
+        bundle = bundle or Bundle.load(config.bundle)
+        grouper = open_grouper(bundle, config.video.group_frames, config.precision.get("resampler"))
     enabled = config.reuse.enabled if reuse is None else reuse
     checker = FrameReuse.from_dict(config.reuse.settings) if enabled else None
     owned = config.governor.enabled and monitor is None
@@ -92,8 +97,10 @@ def make_pipeline(config: AgentConfig, reuse: Optional[bool] = None, max_frames:
         raise
     hooks = [] if governed is None else [GovernorHook(Governor(config.governor), governed, encoder.max_slice_nums,
                                                       owns_monitor=owned)]
-    return Pipeline(encoder, source, sink, checker, max_frames if max_frames is not None else config.max_frames,
-                    requests, hooks)
+    frames = max_frames if max_frames is not None else config.max_frames
+    if grouper is not None:
+        return GroupingPipeline(encoder, source, sink, checker, frames, requests, hooks, grouper=grouper)
+    return Pipeline(encoder, source, sink, checker, frames, requests, hooks)
 
 
 def run_pipeline(pipeline: Pipeline, started: Optional[Callable[[], Any]] = None,

@@ -12,13 +12,15 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
 from ..bundle.manifest import Bundle
 from ..errors import InputError
-from .vision_encoder import VpmFeatures
+
+if TYPE_CHECKING:  # annotations only: importing the encoder would import the engines
+    from .vision_encoder import VpmFeatures
 
 TIME_SCALE_S = 0.1  # one temporal id step
 MAX_GROUP_FRAMES = 6  # the official packing limit
@@ -37,11 +39,12 @@ def temporal_id(seconds: float) -> int:
 
 class GroupTokens(NamedTuple):
     """One group's tokens float32 [slices, Q, D] (laid out as the first frame's still-image tokens), its grid, the
-    camera sequences and temporal ids of its frames, and the grouped Resampler's time (ms)."""
+    camera sequences, capture times and temporal ids of its frames, and the grouped Resampler's time (ms)."""
 
     tokens: np.ndarray
     grid: Optional[Tuple[int, int]]
     sequences: List[int]
+    timestamps_s: List[float]
     temporal_ids: List[int]
     resampler_ms: float
 
@@ -111,7 +114,7 @@ class FrameGrouper:
         begin = time.perf_counter()
         tokens = np.asarray(self.engine.infer(feeds)["image_tokens"], dtype=np.float32)
         self.groups += 1
-        return GroupTokens(tokens, frames[0][2].grid, [s for s, _, _ in frames], ids,
+        return GroupTokens(tokens, frames[0][2].grid, [s for s, _, _ in frames], [t for _, t, _ in frames], ids,
                            (time.perf_counter() - begin) * 1e3)
 
     def stats(self) -> Dict[str, Any]:

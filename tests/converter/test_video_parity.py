@@ -32,17 +32,6 @@ def _close(got: np.ndarray, want: np.ndarray, what: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def video_bundle(make_bundle, make_checkpoint, tmp_path_factory):
-    """A copy of the tiny 4.5 fp32 bundle with the grouped graph added by the CLI."""
-    import shutil
-
-    out = tmp_path_factory.mktemp("video") / "bundle"
-    shutil.copytree(make_bundle("4.5"), out)
-    assert main(["export-video", "--bundle", str(out), "--checkpoint", str(make_checkpoint("4.5"))]) == 0
-    return out
-
-
-@pytest.fixture(scope="module")
 def parts(video_bundle, make_checkpoint):
     ck = load_vision_checkpoint(make_checkpoint("4.5"))
     bundle = Bundle.load(video_bundle)
