@@ -104,3 +104,39 @@ def official_temporal_ids(times_s: Sequence[float], duration_s: float, packing: 
     ids = (nearest / TIME_SCALE).astype(np.int32)
     packing = min(packing, MAX_PACKING)
     return [ids[i:i + packing].tolist() for i in range(0, len(ids), packing)]
+
+
+def parity_table(bundle_path: str, checkpoint_path: str, rows: int = 32, cols: int = 32, fps: float = 3.0
+                 ) -> List[Dict[str, float]]:
+    """The bundle's grouped graph (ONNX Runtime, fp32) vs this transcription, N = 1..6 frames of random features of
+    one rows x cols slice each, ids of frames `fps` apart from 10 s: max abs error and output scale per N."""
+    from converter.checkpoint import load_vision_checkpoint
+    from edge.bundle.manifest import Bundle
+    from edge.encoder.video_group import video_graph_path
+    from edge.engines.onnxrt import open_session
+
+    ck = load_vision_checkpoint(checkpoint_path)
+    session = open_session(video_graph_path(Bundle.load(bundle_path), "fp32"))
+    reference = OfficialTemporalResampler(ck.tensors, ck.spec.resampler_heads)
+    table = []
+    for n in range(1, MAX_PACKING + 1):
+        x = np.random.default_rng(n).standard_normal((n, rows * cols, ck.spec.width)).astype(np.float32)
+        ids = official_temporal_ids([10.0 + i / fps for i in range(n)], 60.0, n)
+        got = session.run(None, {"vision_embeds": x, "tgt_sizes": np.array([(rows, cols)] * n, dtype=np.int32),
+                                 "temporal_ids": np.array(ids, dtype=np.int32)})[0]
+        want = reference(torch.from_numpy(x), [(rows, cols)] * n, ids).numpy()
+        error, scale = float(np.abs(got - want).max()), float(np.abs(want).max())
+        table.append({"frames": n, "temporal_ids": ids[0], "max_abs_error": error, "output_scale": scale,
+                      "relative": error / scale})
+    return table
+
+
+if __name__ == "__main__":
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description="grouped Resampler graph vs the official temporal path, N = 1..6")
+    parser.add_argument("--bundle", required=True)
+    parser.add_argument("--checkpoint", required=True)
+    parsed = parser.parse_args()
+    print(json.dumps(parity_table(parsed.bundle, parsed.checkpoint), indent=2))
