@@ -154,3 +154,18 @@ def test_a_group_is_placed_as_its_first_frame_without_the_image_id():
     group = layout.for_frames(6).text((2, 1))
     assert still.startswith("<image_id>0</image_id><image>") and group == still[len("<image_id>0</image_id>"):]
     assert layout.for_frames(1) == layout
+
+
+def test_the_agent_refuses_grouping_on_a_bundle_without_the_grouped_graph(make_bundle, tmp_path, capsys):
+    pytest.importorskip("cv2")
+    from edge.cli.main import main
+    from tests.edge.camera.fakes import write_video
+
+    write_video(tmp_path / "clip.avi", moving_frames(2), fps=10)
+    config = tmp_path / "agent.yaml"
+    bundle = make_bundle("4.5")
+    config.write_text("bundle: %s\ncamera: {kind: file, path: clip.avi}\nvideo: {group_frames: 6}\n" % bundle)
+    capsys.readouterr()
+    assert main(["run", "--config", str(config)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "export-video" in err[0]
