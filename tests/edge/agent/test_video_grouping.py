@@ -169,3 +169,18 @@ def test_the_agent_refuses_grouping_on_a_bundle_without_the_grouped_graph(make_b
     assert main(["run", "--config", str(config)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "export-video" in err[0]
+
+
+def test_bench_video_counts_one_token_group_per_n_frames(video_bundle, capsys):
+    import json
+
+    from edge.cli.main import main
+
+    capsys.readouterr()
+    assert main(["bench", "video", "--bundle", str(video_bundle), "--frames", "6", "--fps", "5",
+                 "--size", "320x240", "--group-frames", "1", "--group-frames", "3", "--json"]) == 0
+    runs = json.loads(capsys.readouterr().out)["runs"]
+    assert [r["token_groups_sent"] for r in runs] == [6, 2]
+    q = runs[0]["token_rows_sent"] // 6
+    assert runs[0]["tokens_per_video_second"] == q * 5 and runs[1]["tokens_per_video_second"] == round(q * 5 / 3, 2)
+    assert main(["bench", "video", "--bundle", str(video_bundle), "--group-frames", "7"]) == 2
