@@ -12,7 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Union
 
-from edge.bundle.manifest import MODULES, Bundle
+from edge.bundle.manifest import MODULES, VIDEO_MODULE, Bundle
 from edge.engines.tensorrt.build import workspace_limit
 from edge.engines.tensorrt.builder import BuildFailed, BuildOptions, build_engine, builder_name, is_rtx, profile_shapes
 from edge.errors import InputError
@@ -49,15 +49,15 @@ def require_builder() -> Any:
 
 
 def build_check_bundle(bundle: Bundle, trt: Any, log: Log = print) -> Dict[str, Any]:
-    """Parse and build each graph of `bundle` with its optimization profile and workspace limit: a JSON-ready
-    report per graph file (parsed, built, seconds, engine bytes; the parser's problems naming the node, or the
-    builder's errors) and `passed`."""
+    """Parse and build each graph of `bundle` (the grouped video Resampler's too, where it has one) with its
+    optimization profile and workspace limit: a JSON-ready report per graph file (parsed, built, seconds, engine
+    bytes; the parser's problems naming the node, or the builder's errors) and `passed`."""
     capability = RTX_CAPABILITY if is_rtx(trt) else None
     graphs: Dict[str, Any] = {}
-    for module in MODULES:
+    for module in MODULES + (VIDEO_MODULE,):
         for precision in bundle.precisions(module):
             graph = bundle.graph(module, precision)
-            workspace = workspace_limit(bundle, precision, trt)
+            workspace = workspace_limit(bundle, precision, trt, module)
             options = BuildOptions(precision, profile_shapes(graph.inputs, bundle.shapes(module)), workspace,
                                    compute_capability=capability)
             log("building %s with %s (workspace limit %d MiB) ..." % (graph.onnx_file, builder_name(trt),

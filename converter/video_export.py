@@ -3,7 +3,8 @@
 The graph (converter.modeling.group_resampler) shares the still-image Resampler's weights, so it is exported from the
 checkpoint the bundle came from (checked by its weights' sha256) into ``<precision>/resampler_group.onnx``, checked
 against the bundle target's TensorRT operator table, and listed in the manifest under ``video`` (its files hashed
-like every other). A bundle without that entry is a still-image bundle, unchanged: the grouped graph is opt-in.
+like every other) with its TensorRT profile ranges (`video_shapes`). A bundle without that entry is a still-image
+bundle, unchanged: the grouped graph is opt-in.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any, Callable, Dict, List, Optional
 import numpy as np
 import onnx
 
-from edge.bundle.manifest import Bundle, write_manifest
+from edge.bundle.manifest import VIDEO_MODULE, Bundle, write_manifest
 from edge.errors import InputError
 
 from .check_ops import check_model
@@ -26,7 +27,12 @@ from .modeling.group_resampler import MAX_GROUP_FRAMES, GroupResampler
 from .trt_ops import OperatorTable
 
 VIDEO_VERSIONS = ("4.5",)  # the versions whose Resampler has the temporal path
-MODULE = "resampler_group"
+MODULE = VIDEO_MODULE
+# Most groups (slice positions of a frame) in one call of the TensorRT profile. The official video recipe slices a
+# frame at most in two (max_slice_nums 1 or 2: an overview and up to 2 tiles, 3 positions); a frame with more slices
+# goes through in several calls of at most this many groups (groups do not attend to each other). Measured: 10 groups
+# (a 9-tile frame) at 1024 patches asked TensorRT-RTX for 8.8 GB to build fp16 (docs/benchmarks.md).
+PROFILE_MAX_GROUPS = 3
 
 
 def group_graph_io(ck: VisionCheckpoint) -> GraphIO:
@@ -46,6 +52,19 @@ def group_feeds(ck: VisionCheckpoint, seed: int = 0) -> Dict[str, np.ndarray]:
     return {"vision_embeds": rng.standard_normal((len(sizes), length, ck.spec.width)).astype(np.float32),
             "tgt_sizes": np.array(sizes, dtype=np.int32),
             "temporal_ids": np.array([[0, 3, 7], [10, 13, 17]], dtype=np.int32)}
+
+
+def video_shapes(bundle: Bundle) -> Dict[str, Dict[str, int]]:
+    """The grouped graph's profile ranges for the bundle's target: frames 1..6 per group (opt 6), groups 1..the
+    frame's slice positions capped at PROFILE_MAX_GROUPS (opt 1), patches as the still Resampler's, batch (groups x
+    frames) between."""
+    patches = bundle.shapes("resampler").patches
+    groups = max(1, min(PROFILE_MAX_GROUPS, bundle.target.max_slices + 1))
+    frames = MAX_GROUP_FRAMES
+    return {"batch": {"min": 1, "opt": frames, "max": groups * frames},
+            "patches": {"min": patches.min, "opt": patches.opt, "max": patches.max},
+            "groups": {"min": 1, "opt": 1, "max": groups},
+            "frames": {"min": 1, "opt": frames, "max": frames}}
 
 
 def build_group_module(ck: VisionCheckpoint, max_patches: int) -> GroupResampler:
@@ -105,5 +124,6 @@ def add_video_graphs(bundle_path: Path, ck: VisionCheckpoint, precisions: List[s
             for relative in entry["files"]:
                 (bundle.path / relative).parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(str(Path(scratch) / relative), str(bundle.path / relative))
-    manifest = dict(bundle.manifest, video={"max_group_frames": MAX_GROUP_FRAMES, "graphs": entries})
+    manifest = dict(bundle.manifest, video={"max_group_frames": MAX_GROUP_FRAMES, "shapes": video_shapes(bundle),
+                                            "graphs": entries})
     return write_manifest(bundle.path, manifest)

@@ -103,3 +103,15 @@ def video_bundle(tmp_path_factory, make_bundle, make_checkpoint) -> Path:
     shutil.copytree(make_bundle("4.5"), out)
     assert main(["export-video", "--bundle", str(out), "--checkpoint", str(make_checkpoint("4.5"))]) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def trt_video_bundle(tmp_path_factory, make_bundle, make_checkpoint) -> Path:
+    """A tiny 4.5 fp16 bundle for orin-nano-8gb (TensorRT 10.3) with the grouped Resampler at fp32 and fp16."""
+    from converter.cli import main
+
+    out = tmp_path_factory.mktemp("video-trt") / "bundle"
+    shutil.copytree(make_bundle("4.5", "fp16", "orin-nano-8gb"), out)
+    assert main(["export-video", "--bundle", str(out), "--checkpoint", str(make_checkpoint("4.5")),
+                 "--precision", "fp32", "--precision", "fp16"]) == 0
+    return out

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .layers import attend, split_heads
+from .layers import key_padding_bias
 from .resampler import Resampler
 
 MAX_GROUP_FRAMES = 6  # the official video path packs at most 6 frames into one group
@@ -53,17 +53,6 @@ class GroupResampler(nn.Module):
         position = r.key_positions(tgt_sizes, length) + self.temporal_term(temporal_ids).unsqueeze(1)
         keys = kv + position.to(kv.dtype)
         d = kv.shape[-1]
-        keys, values = keys.reshape(groups, -1, d), kv.reshape(groups, -1, d)  # frame after frame per group
         counts = tgt_sizes[:, 0].to(torch.int32) * tgt_sizes[:, 1].to(torch.int32)
-        index = torch.arange(length, dtype=torch.int32, device=tgt_sizes.device).unsqueeze(0)
-        padded = (index >= counts.unsqueeze(1)).to(torch.float32).reshape(groups, -1)
-        bias = (padded * torch.finfo(torch.float32).min)[:, None, None, :]
-        w_q, w_k, w_v = r.attn.in_proj_weight.chunk(3)
-        b_q, b_k, b_v = r.attn.in_proj_bias.chunk(3)
-        queries = r.ln_q(r.query).unsqueeze(0)
-        q = split_heads(torch.matmul(queries, w_q.t()) + b_q, r.heads)
-        k = split_heads(torch.matmul(keys, w_k.t()) + b_k, r.heads)
-        v = split_heads(torch.matmul(values, w_v.t()) + b_v, r.heads)
-        attended = attend(q, k, v, bias, r.scale)  # [G, H, Q, d]
-        out = attended.transpose(1, 2).reshape(groups, q.shape[2], -1)
-        return torch.matmul(r.ln_post(r.attn.out_proj(out)), r.proj)
+        bias = key_padding_bias(counts, length).reshape(groups, 1, 1, -1)  # frame after frame per group
+        return r.cross_attend(keys.reshape(groups, -1, d), kv.reshape(groups, -1, d), bias)

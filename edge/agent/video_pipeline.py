@@ -14,21 +14,28 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
-from ..bundle.manifest import Bundle
-from ..encoder.video_group import FrameGrouper, GroupTokens, video_graph_path
-from ..engines.factory import open_onnx
+from ..bundle.manifest import VIDEO_MODULE, Bundle
+from ..encoder.video_group import FrameGrouper, GroupTokens
+from ..engines.factory import open_video_engine
+from ..engines.tensorrt.build import BuildSettings
+from ..engines.tensorrt.cache import DEFAULT_CACHE_DIR
 from .contracts import FrameResult
 from .pipeline import Pipeline, _since_ms
 
 log = logging.getLogger("minicpmv-edge")
 
 
-def open_grouper(bundle: Bundle, group_frames: int, precision: Optional[str] = None) -> FrameGrouper:
-    """The bundle's grouped Resampler graph on ONNX Runtime (`precision` fp32 or fp16 where the bundle has it, else
-    fp32), grouping `group_frames` frames; an InputError naming the fix when the bundle has no such graph."""
-    return FrameGrouper(open_onnx(video_graph_path(bundle, precision)), group_frames)
+def open_grouper(bundle: Bundle, group_frames: int, backend: Optional[str] = "onnxruntime",
+                 precision: Optional[str] = None, cache_dir: Path = DEFAULT_CACHE_DIR,
+                 settings: Optional[BuildSettings] = None, runtime: Optional[Tuple[Any, Any]] = None) -> FrameGrouper:
+    """The bundle's grouped Resampler on `backend` (the Resampler's: ONNX Runtime, or a TensorRT engine from the
+    engine cache) at the grouped precision nearest `precision`, grouping `group_frames` frames, at most the
+    profile's groups a call; an InputError naming the fix when the bundle has no such graph."""
+    engine = open_video_engine(bundle, backend, precision, cache_dir, settings, runtime=runtime)
+    return FrameGrouper(engine, group_frames, bundle.shapes(VIDEO_MODULE).groups.max)
 
 
 class GroupingPipeline(Pipeline):
@@ -93,6 +100,13 @@ class GroupingPipeline(Pipeline):
         self.times["sink"].append(_since_ms(start))
         self.counters["groups"] += 1
         self.last = (self.last_frame, result)
+
+    def close(self) -> None:
+        """Free the grouped Resampler's engine too."""
+        try:
+            super().close()
+        finally:
+            self.grouper.engine.close()
 
     def report(self) -> Dict[str, Any]:
         return dict(super().report(), video=dict(self.grouper.stats(), sent=self.counters["groups"]))

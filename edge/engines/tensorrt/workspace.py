@@ -84,3 +84,10 @@ def workspace_limit_bytes(profile_workspace: int, dims: VisionDims, batch: int, 
     scratch = max(vpm_scratch_bytes(dims, batch, patches, precision, strongly_typed),
                   resampler_scratch_bytes(dims, batch, patches, precision, strongly_typed))
     return max(profile_workspace, scratch + TACTIC_HEADROOM_BYTES)
+
+
+def group_workspace_bytes(dims: VisionDims, batch: int, patches: int, precision: str, strongly_typed: bool) -> int:
+    """The WORKSPACE limit for the grouped (video) Resampler: its largest call is the still Resampler's at `batch` =
+    groups x frames slices (the keys of a group's frames are one sequence, the same element count), so that
+    scratch + TACTIC_HEADROOM_BYTES (not the VPM's larger limit: the grouped graph has no ViT attention)."""
+    return resampler_scratch_bytes(dims, batch, patches, precision, strongly_typed) + TACTIC_HEADROOM_BYTES

@@ -83,8 +83,9 @@ def test_every_group_of_frames_equals_the_official_temporal_path(video_bundle, m
     reference = OfficialTemporalResampler(ck.tensors, ck.spec.resampler_heads)
     with VisionEncoder.from_bundle(video_bundle) as own:
         features = [own.vpm_features(image, color="bgr") for image in images]
-    times = [i / FPS for i in range(7)]
-    ids = official_temporal_ids(times, 10.0, 3)
+    # each group as the official model takes it as one clip: ids from the group's first frame (docs/minicpmv.md)
+    ids = [official_temporal_ids([i / FPS for i in range(n)], 10.0, 3)[0] for n in (3, 3, 1)]
+    assert ids == [[0, 3, 7], [0, 3, 7], [0]]
     first = 0
     for result, group in zip(sink.results, ids):
         frames = features[first:first + len(group)]
@@ -105,7 +106,8 @@ def test_unchanged_frames_reuse_features_and_groups_still_close_every_n_frames(v
     report = pipeline.run()
     assert report["encoded"] == 1 and report["reused"] == 5
     assert [r.frames for r in sink.results] == [3, 3]
-    assert not np.allclose(sink.results[0].tokens, sink.results[1].tokens)  # same picture, later temporal ids
+    # the same picture at the same spacing: the same ids relative to each group's first frame, the same tokens
+    np.testing.assert_array_equal(sink.results[0].tokens, sink.results[1].tokens)
 
 
 def test_a_changed_slice_budget_closes_the_waiting_group(video_bundle):
