@@ -3,6 +3,7 @@ path (tests/converter/temporal_reference.py) on random weights, for 1..6 frames 
 temporal id it equals the still-image Resampler graph; it passes check-ops; export-video refuses bad input."""
 from __future__ import annotations
 
+import json
 from typing import List, Sequence, Tuple
 
 import numpy as np
@@ -15,7 +16,8 @@ from converter.checkpoint import load_vision_checkpoint
 from converter.cli import main
 from converter.trt_ops import OperatorTable
 from edge.bundle.manifest import Bundle
-from edge.encoder.video_group import temporal_id, video_graph_path
+from edge.encoder.video_group import FrameGrouper, temporal_id, video_graph_path
+from edge.encoder.vision_encoder import VpmFeatures
 from edge.engines.onnxrt import open_session
 from tests.converter.temporal_reference import OfficialTemporalResampler, official_temporal_ids
 
@@ -105,6 +107,38 @@ def test_group_graph_passes_check_ops(make_checkpoint, tmp_path, tensorrt):
     trig = [n for n in inferred.node if n.op_type in ("Sin", "Cos")]
     assert len(trig) == 2  # the temporal term is computed in the graph, from the ids, in float32 (fp16 graph)
     assert all(types[n.input[0]] == onnx.TensorProto.FLOAT for n in trig)
+
+
+class RecordingEngine:
+    """An engine that records the temporal ids it is given and returns zero tokens."""
+
+    def __init__(self) -> None:
+        self.ids: List[List[int]] = []
+
+    def infer(self, feeds):
+        self.ids += feeds["temporal_ids"].tolist()
+        return {"image_tokens": np.zeros((feeds["temporal_ids"].shape[0], 1, 1), np.float32)}
+
+
+@pytest.mark.parametrize("start_s", [10.0, 360000.0])  # 10 s or 100 hours into the stream
+def test_temporal_ids_are_the_official_ids_of_the_group_as_one_clip(start_s):
+    """However long the camera has run, a group's ids are what the official recipe gives a video made of the
+    group's frames: from 0 at its first frame (docs/minicpmv.md), so they stay bounded and exact in float32."""
+    engine = RecordingEngine()
+    grouper = FrameGrouper(engine, 3)
+    features = VpmFeatures([np.zeros((4, 8), np.float32)], [(2, 2)], None, {})
+    closed = [grouper.add(i, start_s + i / FPS, features) for i in range(6)]
+    want = official_temporal_ids([i / FPS for i in range(3)], 10.0, 3)[0]
+    assert [g.temporal_ids for g in closed if g is not None] == [want, want] and engine.ids == [want, want]
+
+
+@pytest.mark.parametrize("tensorrt", ["8.5", "10.3"])
+def test_check_ops_checks_the_grouped_graphs_of_a_bundle(trt_video_bundle, tensorrt, capsys):
+    capsys.readouterr()
+    assert main(["check-ops", "--bundle", str(trt_video_bundle), "--trt", tensorrt, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    grouped = {g["precision"] for g in report["graphs"].values() if g["module"] == "resampler_group"}
+    assert report["passed"] and grouped == {"fp32", "fp16"}
 
 
 def test_export_video_refuses_a_bundle_of_another_version(make_bundle, make_checkpoint, capsys):

@@ -114,3 +114,12 @@ def test_the_agent_runs_the_grouped_graph_on_tensorrt_when_its_backend_is_tensor
     assert cached == ["resampler", "resampler_group", "vpm"]  # each module's engine, the grouped one too
     for got, want in zip(results["tensorrt"], results["onnxruntime"]):
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * float(np.abs(want).max()))
+
+
+def test_build_builds_the_grouped_engine_with_the_others(trt_video_bundle, tmp_path):
+    memory, adapter = device_memory()
+    trt = make_tensorrt("10.3", adapter)
+    report = build_module.build_bundle(Bundle.load(trt_video_bundle), trt, memory,
+                                       build_module.BuildSettings(cache_dir=tmp_path), log=lambda message: None)
+    assert sorted(report) == ["resampler", "resampler_group", "vpm"]
+    assert report["resampler_group"]["precision"] == "fp16" and report["resampler_group"]["check_relative_error"] < 1e-3
