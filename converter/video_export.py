@@ -28,11 +28,12 @@ from .trt_ops import OperatorTable
 
 VIDEO_VERSIONS = ("4.5",)  # the versions whose Resampler has the temporal path
 MODULE = VIDEO_MODULE
-# Most groups (slice positions of a frame) in one call of the TensorRT profile. The official video recipe slices a
-# frame at most in two (max_slice_nums 1 or 2: an overview and up to 2 tiles, 3 positions); a frame with more slices
-# goes through in several calls of at most this many groups (groups do not attend to each other). Measured: 10 groups
-# (a 9-tile frame) at 1024 patches asked TensorRT-RTX for 8.8 GB to build fp16 (docs/benchmarks.md).
-PROFILE_MAX_GROUPS = 3
+# Most groups (slice positions of a frame) in one call of the TensorRT profile: one. A frame with S slice positions
+# goes through in S calls (groups do not attend to each other: the tokens are the same), and the official video
+# recipe has one position anyway (max_slice_nums=1). Measured with TensorRT-RTX on the `small` 4.5 graph at 2048
+# patches (docs/benchmarks.md): 1 group x 6 frames builds at fp32 and fp16; 3 groups x 6 frames failed to build at
+# fp32 and fp16; 10 groups asked for 8.8 GB at fp16 and 1024 patches.
+PROFILE_MAX_GROUPS = 1
 
 
 def group_graph_io(ck: VisionCheckpoint) -> GraphIO:
@@ -56,8 +57,8 @@ def group_feeds(ck: VisionCheckpoint, seed: int = 0) -> Dict[str, np.ndarray]:
 
 def video_shapes(bundle: Bundle) -> Dict[str, Dict[str, int]]:
     """The grouped graph's profile ranges for the bundle's target: frames 1..6 per group (opt 6), groups 1..the
-    frame's slice positions capped at PROFILE_MAX_GROUPS (opt 1), patches as the still Resampler's, batch (groups x
-    frames) between."""
+    frame's slice positions capped at PROFILE_MAX_GROUPS (opt 1), patches as the still Resampler's (the target's),
+    batch (groups x frames) between."""
     patches = bundle.shapes("resampler").patches
     groups = max(1, min(PROFILE_MAX_GROUPS, bundle.target.max_slices + 1))
     frames = MAX_GROUP_FRAMES
