@@ -8,7 +8,8 @@ last encoded frame's features and its own temporal id, so a group still closes e
 at fps / N, whatever the scene does) and the saving is the VPM, the costly stage. The governor still applies: its
 fps cap spaces the frames (the temporal ids come from the capture times), and a changed slice budget changes the
 frames' slice plan, which closes the waiting group early (it covers the frames it has). At the end of a source that
-ends, a partly filled group is resampled with the frames it has.
+ends, a partly filled group is resampled with the frames it has. The grouped Resampler runs where the Resampler runs
+(ONNX Runtime, or its own TensorRT engine from the engine cache: `open_grouper`).
 """
 from __future__ import annotations
 
@@ -102,11 +103,11 @@ class GroupingPipeline(Pipeline):
         self.last = (self.last_frame, result)
 
     def close(self) -> None:
-        """Free the grouped Resampler's engine too."""
+        """Free the grouped Resampler's engine first (it shares the encoder's device memory), then the rest."""
         try:
-            super().close()
-        finally:
             self.grouper.engine.close()
+        finally:
+            super().close()
 
     def report(self) -> Dict[str, Any]:
         return dict(super().report(), video=dict(self.grouper.stats(), sent=self.counters["groups"]))
