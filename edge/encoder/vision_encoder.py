@@ -32,6 +32,16 @@ class EncodedImage(NamedTuple):
     patch_grids: List[Tuple[int, int]]
 
 
+class VpmFeatures(NamedTuple):
+    """The VPM rows of each slice of one image ([rows*cols, width] float32, overview first), their patch grids
+    (rows, cols), the image's slice grid and stage timings (ms: preprocess, vpm)."""
+
+    rows: List[np.ndarray]
+    patch_grids: List[Tuple[int, int]]
+    grid: Optional[Tuple[int, int]]
+    timings: Dict[str, float]
+
+
 class VisionEncoder:
     """A bundle's VPM and Resampler behind one call; build it with `from_bundle`, close it (or use `with`) to free
     the engines."""
@@ -119,6 +129,29 @@ class VisionEncoder:
         timings = {"preprocess": (after_preprocess - start) * 1e3, "vpm": vpm_s * 1e3, "resampler": resampler_s * 1e3,
                    "total": (end - start) * 1e3}
         return EncodedImage(np.concatenate(tokens), plan.grid, timings, patch_grids)
+
+    def vpm_features(self, image: Any, color: str = "rgb") -> VpmFeatures:
+        """The VPM output of each slice of one image, not yet resampled (the grouped video Resampler takes the
+        features of several frames at once; edge.encoder.video_group)."""
+        start = time.perf_counter()
+        rgb = to_rgb(image, color)
+        plan = self.preprocessor.plan(rgb)
+        patch_grids = plan.patch_grids(self.preprocessor.config.patch_size)
+        self._check_fits(plan.slice_sizes, patch_grids)
+        slices = self.preprocessor.slices(rgb, plan)
+        pixel_dtype = self.engines["vpm"].input_dtypes["pixel_values"]
+        after_preprocess = time.perf_counter()
+        rows: List[np.ndarray] = []
+        grids: List[Tuple[int, int]] = []
+        for first, size in self._batches(len(slices)):
+            batch = pack_slices(slices[first:first + size], self.layout, pixel_dtype)
+            embeds = host_array(self.engines["vpm"].infer(batch.vpm)["vision_embeds"], np.float32)
+            for index, (r, c) in enumerate(batch.resampler["tgt_sizes"].tolist()):
+                rows.append(embeds[index, : r * c])
+                grids.append((r, c))
+        timings = {"preprocess": (after_preprocess - start) * 1e3,
+                   "vpm": (time.perf_counter() - after_preprocess) * 1e3}
+        return VpmFeatures(rows, grids, plan.grid, timings)
 
     def _batches(self, count: int) -> List[Tuple[int, int]]:
         """(first, size) of each batch: up to the bundle's max batch; 2.5 (unmasked-1d) keeps one image together."""
