@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 
@@ -16,7 +16,8 @@ from ..engines.base import Engine, host_array
 from ..engines.factory import PerModule, open_engines
 from ..engines.tensorrt.cache import DEFAULT_CACHE_DIR
 from ..errors import SliceTooLarge
-from ..preprocess.graph_inputs import PackedSlices, pack_slices
+from ..preprocess.device.selection import DEVICE_MODES, choose_path, open_device_preprocessor
+from ..preprocess.graph_inputs import pack_slices
 from ..preprocess.image_input import to_rgb
 from ..preprocess.preprocessor import Preprocessor, slice_config
 from .prompt import PromptLayout
@@ -33,12 +34,24 @@ class EncodedImage(NamedTuple):
 
 class PreparedBatches(NamedTuple):
     """An image made ready for the engines (`VisionEncoder.prepare`): its packed VPM/Resampler batches, the grid, the
-    patch grids of its slices and the preprocessing time (ms)."""
+    patch grids of its slices and the preprocessing time (ms). With device preprocessing the batches are made by
+    `on_device`, which queues the kernels on the engines' stream and so runs in `encode_prepared`."""
 
-    batches: List[PackedSlices]  # one per engine batch
+    batches: List[Any]  # one PackedSlices per engine batch; empty when `on_device` makes them
     grid: Optional[Tuple[int, int]]
     patch_grids: List[Tuple[int, int]]
     preprocess_ms: float
+    on_device: Optional[Callable[[], List[Any]]] = None
+
+
+class VpmFeatures(NamedTuple):
+    """The VPM rows of each slice of one image ([rows*cols, width] float32, overview first), their patch grids
+    (rows, cols), the image's slice grid and stage timings (ms: preprocess, vpm)."""
+
+    rows: List[np.ndarray]
+    patch_grids: List[Tuple[int, int]]
+    grid: Optional[Tuple[int, int]]
+    timings: Dict[str, float]
 
 
 class VisionEncoder:
@@ -52,7 +65,12 @@ class VisionEncoder:
         self.max_batch: int = bundle.shapes("vpm").batch.max
         self.max_patches: int = bundle.shapes("vpm").patches.max
         self.max_slices_allowed: int = bundle.target.max_slices
-        self.preprocessor = Preprocessor(slice_config(bundle), resize)
+        # resize "device" or "auto": Pillow-exact preprocessing on the device when it can run (docs/preprocessing.md)
+        self.preprocess_path, self.preprocess_reason = choose_path(resize) if resize in DEVICE_MODES else (resize, "")
+        self.preprocessor = Preprocessor(slice_config(bundle), "exact" if self.preprocess_path == "device"
+                                         else self.preprocess_path)
+        self.device_preprocessor = (open_device_preprocessor(engines["vpm"], self.layout)
+                                    if self.preprocess_path == "device" else None)
         self.prompt = PromptLayout.from_facts(bundle.model)  # where the tokens go in the LLM prompt
 
     @classmethod
@@ -62,10 +80,18 @@ class VisionEncoder:
         ({"vpm": ..., "resampler": ...}); precision None = the target's default. TensorRT engines come from the
         engine cache in `cache_dir` (built there when missing)."""
         bundle = Bundle.load(Path(path))
-        return cls(bundle, open_engines(bundle, backend, precision, Path(cache_dir)), resize)
+        engines = open_engines(bundle, backend, precision, Path(cache_dir))
+        try:
+            return cls(bundle, engines, resize)
+        except BaseException:  # e.g. resize="device" on a box without pycuda: free what was opened
+            for engine in engines.values():
+                engine.close()
+            raise
 
     def close(self) -> None:
-        """Free the engines (device buffers, contexts, streams)."""
+        """Free the engines (device buffers, contexts, streams) and the device preprocessing's buffers."""
+        if self.device_preprocessor is not None:
+            self.device_preprocessor.close()
         for engine in self.engines.values():
             engine.close()
 
@@ -97,12 +123,17 @@ class VisionEncoder:
     def prepare(self, image: Any, color: str = "rgb") -> PreparedBatches:
         """The preprocessing half of `encode`: the image sliced and packed into the VPM's batches, with the slice
         budget read once (a change of `max_slice_nums` applies to images prepared after it). Touches no engine's
-        buffers, so it may run in another thread than the engines'."""
+        buffers (device preprocessing is left to `encode_prepared`), so it may run in another thread than the
+        engines'."""
         start = time.perf_counter()
         rgb = to_rgb(image, color)
         plan = self.preprocessor.plan(rgb)
         patch_grids = plan.patch_grids(self.preprocessor.config.patch_size)
         self._check_fits(plan.slice_sizes, patch_grids)  # before any resizing: refusing is cheap
+        if self.device_preprocessor is not None:  # strips stay on the device, queued on the engines' stream
+            device, sizes = self.device_preprocessor, self._batches(len(patch_grids))
+            return PreparedBatches([], plan.grid, patch_grids, (time.perf_counter() - start) * 1e3,
+                                   lambda: device(rgb, plan, sizes))
         slices = self.preprocessor.slices(rgb, plan)
         pixel_dtype = self.engines["vpm"].input_dtypes["pixel_values"]
         batches = [pack_slices(slices[first:first + size], self.layout, pixel_dtype)
@@ -110,20 +141,48 @@ class VisionEncoder:
         return PreparedBatches(batches, plan.grid, patch_grids, (time.perf_counter() - start) * 1e3)
 
     def encode_prepared(self, prepared: PreparedBatches) -> EncodedImage:
-        """The engines' half of `encode`: VPM then Resampler on each prepared batch, in the engines' thread."""
+        """The engines' half of `encode`: the device preprocessing if any, then VPM and Resampler on each prepared
+        batch, in the engines' thread."""
         start = time.perf_counter()
+        batches, preprocess_ms = prepared.batches, prepared.preprocess_ms
+        if prepared.on_device is not None:
+            batches = prepared.on_device()
+            preprocess_ms += (time.perf_counter() - start) * 1e3
         vpm_s = resampler_s = 0.0
         tokens = []
-        for batch in prepared.batches:
+        for batch in batches:
             begin = time.perf_counter()
             embeds = self.engines["vpm"].infer(batch.vpm, device_outputs=("vision_embeds",))["vision_embeds"]
             middle = time.perf_counter()
             feeds = dict(batch.resampler, vision_embeds=embeds)
             tokens.append(host_array(self.engines["resampler"].infer(feeds)["image_tokens"], np.float32))
             vpm_s, resampler_s = vpm_s + middle - begin, resampler_s + time.perf_counter() - middle
-        timings = {"preprocess": prepared.preprocess_ms, "vpm": vpm_s * 1e3, "resampler": resampler_s * 1e3,
+        timings = {"preprocess": preprocess_ms, "vpm": vpm_s * 1e3, "resampler": resampler_s * 1e3,
                    "total": prepared.preprocess_ms + (time.perf_counter() - start) * 1e3}
         return EncodedImage(np.concatenate(tokens), prepared.grid, timings, prepared.patch_grids)
+
+    def vpm_features(self, image: Any, color: str = "rgb") -> VpmFeatures:
+        """The VPM output of each slice of one image, not yet resampled (the grouped video Resampler takes the
+        features of several frames at once; edge.encoder.video_group)."""
+        start = time.perf_counter()
+        rgb = to_rgb(image, color)
+        plan = self.preprocessor.plan(rgb)
+        patch_grids = plan.patch_grids(self.preprocessor.config.patch_size)
+        self._check_fits(plan.slice_sizes, patch_grids)
+        slices = self.preprocessor.slices(rgb, plan)
+        pixel_dtype = self.engines["vpm"].input_dtypes["pixel_values"]
+        after_preprocess = time.perf_counter()
+        rows: List[np.ndarray] = []
+        grids: List[Tuple[int, int]] = []
+        for first, size in self._batches(len(slices)):
+            batch = pack_slices(slices[first:first + size], self.layout, pixel_dtype)
+            embeds = host_array(self.engines["vpm"].infer(batch.vpm)["vision_embeds"], np.float32)
+            for index, (r, c) in enumerate(batch.resampler["tgt_sizes"].tolist()):
+                rows.append(embeds[index, : r * c])
+                grids.append((r, c))
+        timings = {"preprocess": (after_preprocess - start) * 1e3,
+                   "vpm": (time.perf_counter() - after_preprocess) * 1e3}
+        return VpmFeatures(rows, grids, plan.grid, timings)
 
     def _batches(self, count: int) -> List[Tuple[int, int]]:
         """(first, size) of each batch: up to the bundle's max batch; 2.5 (unmasked-1d) keeps one image together."""

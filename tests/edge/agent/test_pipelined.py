@@ -351,3 +351,19 @@ def test_bench_pipeline_runs_both_loops_in_turn_on_the_same_engines():
                                         / report["modes"]["sequential"]["fps_median"], 4)
     assert len(encoder.prepared) == 2 * 2 * 5, "every frame of every run was encoded, none reused"
     assert "pipelined / sequential" in format_report(report)
+
+
+def test_pipelined_with_grouped_video_is_refused_before_anything_is_opened(tmp_path):
+    from pathlib import Path
+
+    from edge.agent.config import parse_agent_config
+    from edge.agent.runner import make_pipeline
+    from edge.errors import InputError
+
+    config = parse_agent_config({"bundle": "missing", "camera": {"kind": "file", "path": "missing.avi"},
+                                 "video": {"group_frames": 2}, "pipeline": "pipelined"}, Path(tmp_path))
+    with pytest.raises(InputError, match="pipeline: pipelined does not group video frames"):
+        make_pipeline(config)
+    with pytest.raises(InputError, match="pipeline: pipelined does not group video frames"):
+        make_pipeline(parse_agent_config({"bundle": "missing", "camera": {"kind": "file", "path": "missing.avi"},
+                                          "video": {"group_frames": 2}}, Path(tmp_path)), mode="pipelined")
