@@ -7,6 +7,7 @@ thread (OpenCV and Pillow both release the GIL while they resize). Normalisation
 """
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, List, NamedTuple, Optional
@@ -19,15 +20,17 @@ from .resize import resizer
 from .slicing import DEFAULT, SliceConfig, SlicePlan, plan_slices
 
 _POOL: Optional[ThreadPoolExecutor] = None
+_POOL_PID = 0
 _POOL_LOCK = threading.Lock()
 
 
 def _overview_pool() -> ThreadPoolExecutor:
-    """The process's one helper thread for overview resizes, started on first use."""
-    global _POOL
+    """The process's one helper thread for overview resizes, started on first use (and again in a forked child,
+    which inherits the pool but not its thread)."""
+    global _POOL, _POOL_PID
     with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="overview-resize")
+        if _POOL is None or _POOL_PID != os.getpid():
+            _POOL, _POOL_PID = ThreadPoolExecutor(max_workers=1, thread_name_prefix="overview-resize"), os.getpid()
         return _POOL
 
 

@@ -87,3 +87,20 @@ def test_concurrent_callers_get_their_own_slices():
             assert len(got) == len(want)
             for a, b in zip(got, want):
                 np.testing.assert_array_equal(a, b)
+
+
+def test_a_forked_child_resizes_on_a_fresh_helper_thread():
+    import os
+    import signal
+
+    frame = synthetic_scene(960, 540, seed=5)
+    preprocessor = Preprocessor(resize="fast")
+    want = preprocessor(frame).slices  # the parent's helper thread exists from here on
+    pid = os.fork()
+    if pid == 0:  # the child: exit status 0 only if it resizes (a dead inherited thread would hang it)
+        signal.signal(signal.SIGALRM, lambda *_: os._exit(2))
+        signal.alarm(30)
+        got = preprocessor(frame).slices
+        os._exit(0 if all(np.array_equal(a, b) for a, b in zip(got, want)) else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
