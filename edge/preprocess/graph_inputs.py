@@ -19,6 +19,7 @@ from .position_ids import slice_position_ids, strip_position_ids
 
 PATCH = 14
 NORMALISE = (np.arange(256, dtype=np.float32) / np.float32(255) - np.float32(0.5)) / np.float32(0.5)
+_NORMALISE_FP16_BITS = NORMALISE.astype(np.float16).view(np.uint16)  # the same table for fp16 graph inputs
 LAYOUTS = ("masked-2d", "unmasked-1d")
 
 
@@ -62,7 +63,8 @@ def _copy_strip(tile: np.ndarray, target: np.ndarray) -> None:
 
 
 def _normalise(values: np.ndarray, out: np.ndarray) -> None:
-    """out[...] = NORMALISE[values] for C-contiguous 2-D arrays; OpenCV's LUT where present (~10x numpy's)."""
+    """out[...] = NORMALISE[values] for C-contiguous 2-D arrays; OpenCV's LUT where present (~10x numpy's),
+    written straight into `out` for float32 and (as 16-bit patterns) float16."""
     try:
         import cv2
     except ImportError:
@@ -70,6 +72,8 @@ def _normalise(values: np.ndarray, out: np.ndarray) -> None:
         return
     if out.dtype == np.float32:
         cv2.LUT(values, NORMALISE, dst=out)
+    elif out.dtype == np.float16:
+        cv2.LUT(values, _NORMALISE_FP16_BITS, dst=out.view(np.uint16))
     else:
         out[...] = cv2.LUT(values, NORMALISE)
 

@@ -104,3 +104,11 @@ def test_a_forked_child_resizes_on_a_fresh_helper_thread():
         os._exit(0 if all(np.array_equal(a, b) for a, b in zip(got, want)) else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_fp16_strips_are_the_float32_strips_rounded():
+    tiles = Preprocessor(resize="fast")(synthetic_scene(1280, 720, seed=6)).slices
+    half = pack_slices(tiles, "masked-2d", np.float16).vpm["pixel_values"]
+    full = pack_slices(tiles, "masked-2d", np.float32).vpm["pixel_values"]
+    assert half.dtype == np.float16
+    np.testing.assert_array_equal(half.view(np.uint16), full.astype(np.float16).view(np.uint16))
