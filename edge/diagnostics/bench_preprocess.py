@@ -2,7 +2,9 @@
 
 The baseline is the official processor's own steps (PIL resizes and crops, per-slice float conversion and
 normalisation, the patch-strip layout) at the same slice plan; ``exact`` and ``fast`` are this project's
-preprocessing up to the VPM's strips. Reported per input size: times (min and median of the repeats), speed-up
+preprocessing up to the VPM's strips. The three take turns within every repeat (baseline, exact, fast, then
+again), so that load from other work on the machine falls on all three alike. Reported per input size: times
+(min and median of the repeats), speed-up
 ratios over the baseline, pixel distance from the baseline in 0..255 levels, and, given a bundle, the cosine
 of ``fast`` tokens against ``exact`` ones, next to the cosine between two different scenes' tokens (the scale
 that says how much a given cosine means for that model). Geometry is checked against the worked
@@ -63,13 +65,18 @@ def check_spec_examples(config: SliceConfig = DEFAULT) -> Dict[str, Any]:
     return {"checked": len(SPEC_EXAMPLES), "matching": len(SPEC_EXAMPLES) - len(wrong), "wrong": wrong}
 
 
-def _timed(function: Callable[[], Any], repeats: int) -> Tuple[Any, Dict[str, float]]:
-    times, result = [], None
+def _timed(functions: Dict[str, Callable[[], Any]], repeats: int) -> Dict[str, Tuple[Any, Dict[str, float]]]:
+    """Each function's last result and its times, the functions taking turns in every repeat: on a shared machine
+    every one of them then meets the same spells of load, and their minimums compare like with like."""
+    times: Dict[str, List[float]] = {name: [] for name in functions}
+    results: Dict[str, Any] = {}
     for _ in range(repeats):
-        start = time.perf_counter()
-        result = function()
-        times.append((time.perf_counter() - start) * 1e3)
-    return result, {"min_ms": round(min(times), 3), "median_ms": round(float(np.median(times)), 3)}
+        for name, function in functions.items():
+            start = time.perf_counter()
+            results[name] = function()
+            times[name].append((time.perf_counter() - start) * 1e3)
+    return {name: (results[name], {"min_ms": round(min(values), 3), "median_ms": round(float(np.median(values)), 3)})
+            for name, values in times.items()}
 
 
 def _strips(pixels: np.ndarray, reference: Sequence[np.ndarray]) -> List[np.ndarray]:
@@ -95,14 +102,17 @@ def bench_size(size: Tuple[int, int], config: SliceConfig, layout: str, repeats:
     """Every figure of one input size."""
     rgb = synthetic_scene(size[0], size[1], seed)
     plan = plan_slices(size, config)
-    reference, reference_time = _timed(lambda: official_pipeline(rgb, plan), repeats)
+    modes = {mode: Preprocessor(config, mode) for mode in ("exact", "fast")}
+    functions: Dict[str, Callable[[], Any]] = {"reference": lambda: official_pipeline(rgb, plan)}
+    functions.update({mode: (lambda p=p: pack_slices(p(rgb).slices, layout)) for mode, p in modes.items()})
+    timed = _timed(functions, repeats)
+    reference, reference_time = timed["reference"]
     row: Dict[str, Any] = {
         "size": "%dx%d" % size, "grid": plan.grid, "slices": len(plan.slice_sizes),
         "overview": "%dx%d" % plan.source_size, "tile": "%dx%d" % plan.tile_size if plan.tile_size else None,
         "reference_pil": reference_time}
-    for mode in ("exact", "fast"):
-        preprocessor = Preprocessor(config, mode)
-        packed, timing = _timed(lambda p=preprocessor: pack_slices(p(rgb).slices, layout), repeats)
+    for mode in modes:
+        packed, timing = timed[mode]
         timing["speedup_vs_reference"] = round(reference_time["min_ms"] / timing["min_ms"], 2)
         row[mode] = dict(timing, pixels_vs_reference=_distance(_strips(packed.vpm["pixel_values"], reference),
                                                                reference))
