@@ -2,11 +2,13 @@
 
 The baseline is the official processor's own steps (PIL resizes and crops, per-slice float conversion and
 normalisation, the patch-strip layout) at the same slice plan; ``exact`` and ``fast`` are this project's
-preprocessing up to the VPM's strips. Reported per input size: times (min and median of the repeats), speed-up
-ratios over the baseline, pixel distance from the baseline in 0..255 levels, and, given a bundle, the cosine
-of ``fast`` tokens against ``exact`` ones, next to the cosine between two different scenes' tokens (the scale
-that says how much a given cosine means for that model). Geometry is checked against the worked
-examples in docs/minicpmv.md.
+preprocessing up to the VPM's strips. The three take turns within every repeat (baseline, exact, fast, then
+again), so that load from other work on the machine falls on all three alike. Reported per input size: times
+(min and median of the repeats, and the least CPU time of the process's threads: the work done, which load from
+elsewhere changes less than wall time), speed-up ratios over the baseline, pixel distance from the baseline in
+0..255 levels, and, given a bundle, the cosine of ``fast`` tokens against ``exact`` ones, next to the cosine
+between two different scenes' tokens (the scale that says how much a given cosine means for that model).
+Geometry is checked against the worked examples in docs/minicpmv.md.
 """
 from __future__ import annotations
 
@@ -63,13 +65,22 @@ def check_spec_examples(config: SliceConfig = DEFAULT) -> Dict[str, Any]:
     return {"checked": len(SPEC_EXAMPLES), "matching": len(SPEC_EXAMPLES) - len(wrong), "wrong": wrong}
 
 
-def _timed(function: Callable[[], Any], repeats: int) -> Tuple[Any, Dict[str, float]]:
-    times, result = [], None
+def _timed(functions: Dict[str, Callable[[], Any]], repeats: int) -> Dict[str, Tuple[Any, Dict[str, float]]]:
+    """Each function's last result, its wall times (min, median) and the least CPU time the process spent on it (all
+    its threads), the functions taking turns in every repeat: on a shared machine every one of them then meets the
+    same spells of load, and their minimums compare like with like."""
+    times: Dict[str, List[float]] = {name: [] for name in functions}
+    cpu: Dict[str, List[float]] = {name: [] for name in functions}
+    results: Dict[str, Any] = {}
     for _ in range(repeats):
-        start = time.perf_counter()
-        result = function()
-        times.append((time.perf_counter() - start) * 1e3)
-    return result, {"min_ms": round(min(times), 3), "median_ms": round(float(np.median(times)), 3)}
+        for name, function in functions.items():
+            start, start_cpu = time.perf_counter(), time.process_time()
+            results[name] = function()
+            times[name].append((time.perf_counter() - start) * 1e3)
+            cpu[name].append((time.process_time() - start_cpu) * 1e3)
+    return {name: (results[name], {"min_ms": round(min(values), 3), "median_ms": round(float(np.median(values)), 3),
+                                   "cpu_min_ms": round(min(cpu[name]), 3)})
+            for name, values in times.items()}
 
 
 def _strips(pixels: np.ndarray, reference: Sequence[np.ndarray]) -> List[np.ndarray]:
@@ -95,15 +106,19 @@ def bench_size(size: Tuple[int, int], config: SliceConfig, layout: str, repeats:
     """Every figure of one input size."""
     rgb = synthetic_scene(size[0], size[1], seed)
     plan = plan_slices(size, config)
-    reference, reference_time = _timed(lambda: official_pipeline(rgb, plan), repeats)
+    modes = {mode: Preprocessor(config, mode) for mode in ("exact", "fast")}
+    functions: Dict[str, Callable[[], Any]] = {"reference": lambda: official_pipeline(rgb, plan)}
+    functions.update({mode: (lambda p=p: pack_slices(p(rgb).slices, layout)) for mode, p in modes.items()})
+    timed = _timed(functions, repeats)
+    reference, reference_time = timed["reference"]
     row: Dict[str, Any] = {
         "size": "%dx%d" % size, "grid": plan.grid, "slices": len(plan.slice_sizes),
         "overview": "%dx%d" % plan.source_size, "tile": "%dx%d" % plan.tile_size if plan.tile_size else None,
         "reference_pil": reference_time}
-    for mode in ("exact", "fast"):
-        preprocessor = Preprocessor(config, mode)
-        packed, timing = _timed(lambda p=preprocessor: pack_slices(p(rgb).slices, layout), repeats)
+    for mode in modes:
+        packed, timing = timed[mode]
         timing["speedup_vs_reference"] = round(reference_time["min_ms"] / timing["min_ms"], 2)
+        timing["cpu_ratio_vs_reference"] = round(reference_time["cpu_min_ms"] / max(timing["cpu_min_ms"], 1e-3), 2)
         row[mode] = dict(timing, pixels_vs_reference=_distance(_strips(packed.vpm["pixel_values"], reference),
                                                                reference))
     if encoders:
@@ -157,14 +172,14 @@ def format_report(report: Dict[str, Any]) -> str:
     lines = ["preprocess benchmark (%d repeats, max_slice_nums %d); docs/minicpmv.md worked examples %d/%d"
              % (report["repeats"], report["max_slice_nums"], report["spec_examples"]["matching"],
                 report["spec_examples"]["checked"]),
-             "%-10s %-7s %10s %10s %8s %10s %8s %10s %s" % (
-                 "size", "slices", "PIL ms", "exact ms", "x", "fast ms", "x", "fast lvl",
+             "%-10s %-7s %10s %10s %8s %10s %8s %8s %10s %s" % (
+                 "size", "slices", "PIL ms", "exact ms", "x", "fast ms", "x", "cpu x", "fast lvl",
                  "token cosine fast/exact (another scene)")]
     for row in report["sizes"]:
         cos, other = row.get("token_cosine_fast_vs_exact"), row.get("token_cosine_between_scenes")
-        lines.append("%-10s %-7d %10.1f %10.1f %8.2f %10.1f %8.2f %10.2f %s" % (
+        lines.append("%-10s %-7d %10.1f %10.1f %8.2f %10.1f %8.2f %8.2f %10.2f %s" % (
             row["size"], row["slices"], row["reference_pil"]["min_ms"], row["exact"]["min_ms"],
             row["exact"]["speedup_vs_reference"], row["fast"]["min_ms"], row["fast"]["speedup_vs_reference"],
-            row["fast"]["pixels_vs_reference"]["mean_levels"],
+            row["fast"]["cpu_ratio_vs_reference"], row["fast"]["pixels_vs_reference"]["mean_levels"],
             "min %.5f mean %.5f (mean %.3f)" % (cos["min"], cos["mean"], other["mean"]) if cos else "-"))
     return "\n".join(lines)

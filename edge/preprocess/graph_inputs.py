@@ -19,6 +19,7 @@ from .position_ids import slice_position_ids, strip_position_ids
 
 PATCH = 14
 NORMALISE = (np.arange(256, dtype=np.float32) / np.float32(255) - np.float32(0.5)) / np.float32(0.5)
+_NORMALISE_FP16_BITS = NORMALISE.astype(np.float16).view(np.uint16)  # the same table for fp16 graph inputs
 LAYOUTS = ("masked-2d", "unmasked-1d")
 
 
@@ -48,14 +49,22 @@ def to_strip(slice_chw: np.ndarray) -> np.ndarray:
     return patches.reshape(3, PATCH, rows * cols * PATCH)
 
 
-def _tile_strip(tile: np.ndarray) -> np.ndarray:
-    """An RGB [14h, 14w, 3] tile as a [3, 14, h, w, 14] view whose C-order is the official strip layout."""
-    rows, cols = patch_grid(tile)
-    return tile.reshape(rows, PATCH, cols, PATCH, 3).transpose(4, 1, 0, 2, 3)
+def _copy_strip(tile: np.ndarray, target: np.ndarray) -> None:
+    """Lay an RGB [14h, 14w, 3] tile (any strides) into `target`, a uint8 [3, 14, 14*h*w] strip.
+
+    Strip row y of a channel is the tile's rows y, 14 + y, 28 + y, ... of that channel side by side, so each
+    channel is one copy of whole tile rows: contiguous runs where the tile is channel-planar underneath.
+    """
+    rows, _ = patch_grid(tile)
+    width = tile.shape[1]
+    for channel in range(3):
+        plane = tile[:, :, channel].reshape(rows, PATCH, width)
+        np.copyto(target[channel].reshape(PATCH, rows, width), plane.transpose(1, 0, 2))
 
 
 def _normalise(values: np.ndarray, out: np.ndarray) -> None:
-    """out[...] = NORMALISE[values] for C-contiguous 2-D arrays; OpenCV's LUT where present (~10x numpy's)."""
+    """out[...] = NORMALISE[values] for C-contiguous 2-D arrays; OpenCV's LUT where present (~10x numpy's),
+    written straight into `out` for float32 and (as 16-bit patterns) float16."""
     try:
         import cv2
     except ImportError:
@@ -63,6 +72,8 @@ def _normalise(values: np.ndarray, out: np.ndarray) -> None:
         return
     if out.dtype == np.float32:
         cv2.LUT(values, NORMALISE, dst=out)
+    elif out.dtype == np.float16:
+        cv2.LUT(values, _NORMALISE_FP16_BITS, dst=out.view(np.uint16))
     else:
         out[...] = cv2.LUT(values, NORMALISE)
 
@@ -70,17 +81,17 @@ def _normalise(values: np.ndarray, out: np.ndarray) -> None:
 def _pack_pixels(slices: Sequence[np.ndarray], sizes: Sequence[Tuple[int, int]], longest: int,
                  dtype: np.dtype) -> np.ndarray:
     """[B, 3, 14, 14*longest] strips, zero beyond each slice's patches (2.5 attends to that padding)."""
-    pixels = np.zeros((len(slices), 3, PATCH, PATCH * longest), dtype=dtype)
     if slices[0].dtype != np.uint8:
+        pixels = np.zeros((len(slices), 3, PATCH, PATCH * longest), dtype=dtype)
         for index, (slice_, (rows, cols)) in enumerate(zip(slices, sizes)):
             pixels[index, :, :, : PATCH * rows * cols] = to_strip(slice_)
         return pixels
-    # RGB tiles: lay the strips out in uint8 (a quarter of the bytes), normalise the batch in one pass,
-    # then restore the zero padding that the table lookup turned into -1.
-    staging = np.zeros(pixels.shape, dtype=np.uint8)
+    pixels = np.empty((len(slices), 3, PATCH, PATCH * longest), dtype=dtype)
+    # RGB tiles: lay the strips out in uint8 (a quarter of the bytes), normalise the batch in one pass into
+    # uninitialised memory, then zero only the padding (which the table lookup turned into -1).
+    staging = np.empty(pixels.shape, dtype=np.uint8)
     for index, (tile, (rows, cols)) in enumerate(zip(slices, sizes)):
-        target = staging[index, :, :, : PATCH * rows * cols].reshape(3, PATCH, rows, cols, PATCH)
-        np.copyto(target, _tile_strip(tile))
+        _copy_strip(tile, staging[index, :, :, : PATCH * rows * cols])
     _normalise(staging.reshape(-1, PATCH * longest), pixels.reshape(-1, PATCH * longest))
     for index, (rows, cols) in enumerate(sizes):
         pixels[index, :, :, PATCH * rows * cols:] = 0

@@ -1,12 +1,16 @@
 """Image -> RGB uint8 slices in model order, per the slice plan (geometry in ``edge.slicing``).
 
 Resizing happens once per plan entry (overview, refined image) in uint8, as the official processor does; the
-tiles are views of the refined image. Normalisation is left to ``edge.graph_inputs.pack_slices``, which does
-it while laying the slices out as strips.
+tiles are views of the refined image. The two resizes of a sliced image run at once, the overview on a helper
+thread (OpenCV and Pillow both release the GIL while they resize). Normalisation is left to
+``edge.graph_inputs.pack_slices``, which does it while laying the slices out as strips.
 """
 from __future__ import annotations
 
-from typing import Any, List, NamedTuple
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, List, NamedTuple, Optional
 
 import numpy as np
 
@@ -14,6 +18,20 @@ from ..bundle.manifest import Bundle
 from .image_input import to_rgb
 from .resize import resizer
 from .slicing import DEFAULT, SliceConfig, SlicePlan, plan_slices
+
+_POOL: Optional[ThreadPoolExecutor] = None
+_POOL_PID = 0
+_POOL_LOCK = threading.Lock()
+
+
+def _overview_pool() -> ThreadPoolExecutor:
+    """The process's one helper thread for overview resizes, started on first use (and again in a forked child,
+    which inherits the pool but not its thread)."""
+    global _POOL, _POOL_PID
+    with _POOL_LOCK:
+        if _POOL is None or _POOL_PID != os.getpid():
+            _POOL, _POOL_PID = ThreadPoolExecutor(max_workers=1, thread_name_prefix="overview-resize"), os.getpid()
+        return _POOL
 
 
 class PreparedImage(NamedTuple):
@@ -47,10 +65,10 @@ class Preprocessor:
 
     def slices(self, rgb: np.ndarray, plan: SlicePlan) -> List[np.ndarray]:
         """The RGB slices of `plan`, overview first, then the tiles (views of the refined image) row-major."""
-        slices = [self._resize(rgb, plan.source_size)]
-        if plan.grid is not None and plan.refine_size is not None and plan.tile_size is not None:
-            refined = self._resize(rgb, plan.refine_size)
-            (cols, rows), (width, height) = plan.grid, plan.tile_size
-            slices += [refined[r * height:(r + 1) * height, c * width:(c + 1) * width]
-                       for r in range(rows) for c in range(cols)]
-        return slices
+        if plan.grid is None or plan.refine_size is None or plan.tile_size is None:
+            return [self._resize(rgb, plan.source_size)]
+        overview = _overview_pool().submit(self._resize, rgb, plan.source_size)
+        refined = self._resize(rgb, plan.refine_size)
+        (cols, rows), (width, height) = plan.grid, plan.tile_size
+        return [overview.result()] + [refined[r * height:(r + 1) * height, c * width:(c + 1) * width]
+                                      for r in range(rows) for c in range(cols)]

@@ -62,6 +62,7 @@ def test_bench_preprocess_report(make_bundle, capsys):
     assert not first["fast"]["pixels_vs_reference"]["identical"]
     for row in report["sizes"]:
         assert row["fast"]["speedup_vs_reference"] > 0 and row["exact"]["min_ms"] > 0
+        assert row["fast"]["cpu_ratio_vs_reference"] > 0 and row["reference_pil"]["cpu_min_ms"] > 0
         assert 0.9 < row["token_cosine_fast_vs_exact"]["mean"] <= 1.0
         assert row["token_cosine_between_scenes"]["mean"] < row["token_cosine_fast_vs_exact"]["mean"]
 
