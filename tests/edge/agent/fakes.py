@@ -58,10 +58,10 @@ class EndlessCamera:
 class FrameList:
     """A camera by the Source protocol that hands over `images` one per `latest()` call, however slowly they are
     taken (a FrameSource keeps only the newest frame and drops one the consumer was too slow for), stamped
-    `interval_s` apart (capture times that do not depend on the machine's speed), then ends."""
+    `interval_s` apart from `start_s` (capture times that do not depend on the machine's speed), then ends."""
 
-    def __init__(self, images: List[np.ndarray], interval_s: float = 0.1) -> None:
-        self.images, self.interval_s, self.taken = list(images), interval_s, 0
+    def __init__(self, images: List[np.ndarray], interval_s: float = 0.1, start_s: float = 0.0) -> None:
+        self.images, self.interval_s, self.start_s, self.taken = list(images), interval_s, start_s, 0
 
     @property
     def finished(self) -> bool:
@@ -77,7 +77,8 @@ class FrameList:
         if self.finished:
             return None
         self.taken += 1
-        return Frame(self.images[self.taken - 1], (self.taken - 1) * self.interval_s, self.taken - 1, 0, 1)
+        return Frame(self.images[self.taken - 1], self.start_s + (self.taken - 1) * self.interval_s, self.taken - 1, 0,
+                     1)
 
     def stats(self) -> Dict[str, Any]:
         return {"frames": self.taken, "dropped": 0}

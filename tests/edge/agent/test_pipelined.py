@@ -20,35 +20,9 @@ from edge.cli.main import main
 from edge.encoder.vision_encoder import EncodedImage, VisionEncoder
 from edge.preprocess.scenes import synthetic_scene
 from edge.stream.requests import EncodeRequests
-from tests.edge.agent.fakes import EndlessCamera, ListSink
+from tests.edge.agent.fakes import EndlessCamera, FrameList, ListSink
 
 GENEROUS_S = 30.0  # only a loop that does not overlap (or hangs) waits this long
-
-
-class FrameList:
-    """A camera by the Source protocol that gives `images` once each, then is finished."""
-
-    def __init__(self, images: List[np.ndarray]) -> None:
-        self.images, self.taken = images, 0
-
-    @property
-    def finished(self) -> bool:
-        return self.taken >= len(self.images)
-
-    def start(self) -> FrameList:
-        return self
-
-    def stop(self) -> None:
-        """Nothing runs."""
-
-    def latest(self, timeout: Optional[float] = None) -> Optional[Frame]:
-        if self.finished:
-            return None
-        self.taken += 1
-        return Frame(self.images[self.taken - 1], float(self.taken), self.taken - 1, 0, 1)
-
-    def stats(self) -> Dict[str, Any]:
-        return {"taken": self.taken}
 
 
 class Activity:
@@ -176,7 +150,7 @@ def test_the_pipelined_loop_gives_the_sequential_loops_tokens_frame_by_frame(con
         for loop in (Pipeline, PipelinedPipeline):
             sink = ListSink()
             checker = FrameReuse(max_reuse_age_s=None) if reuse else None
-            report = loop(encoder, FrameList(images), sink, checker).run(poll_s=0.01)
+            report = loop(encoder, FrameList(images, interval_s=1.0, start_s=1.0), sink, checker).run(poll_s=0.01)
             assert report["pipeline"] == loop.mode and report["errors"] == 0 and report["frames"] == 7
             assert report["latency_ms"]["frames"] == 7
             results[loop.mode] = sink.results
@@ -228,7 +202,8 @@ def test_frames_that_would_reuse_a_failed_encode_are_skipped_and_the_next_is_enc
         image[0, 0, 0] = index  # the fake's frame id; one cell of 64x36, far under the reuse thresholds
     encoder = StagedEncoder(activity, fail_encode={0})
     sink = ListSink()
-    report = PipelinedPipeline(encoder, FrameList(images), sink, FrameReuse(max_reuse_age_s=None)).run(poll_s=0.01)
+    report = PipelinedPipeline(encoder, FrameList(images, interval_s=1.0, start_s=1.0), sink,
+                               FrameReuse(max_reuse_age_s=None)).run(poll_s=0.01)
     written = [(r.sequence, r.reused_from) for r in sink.results]
     assert report["frames"] == 6 and report["errors"] == len(images) - len(written) >= 1
     encoded = [sequence for sequence, source in written if source is None]

@@ -3,7 +3,7 @@ the official temporal path on the frames' VPM features with the official tempora
 budget and the end of a source; the `video:` config section; the stream's `frames` field; the prompt layout."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,42 +14,15 @@ from edge.agent.config import parse_agent_config
 from edge.agent.frame_reuse import FrameReuse
 from edge.agent.video_pipeline import GroupingPipeline, open_grouper
 from edge.bundle.manifest import Bundle
-from edge.camera.source import Frame
 from edge.encoder.prompt import PromptLayout
 from edge.encoder.vision_encoder import VisionEncoder
 from edge.errors import InputError
 from edge.stream.protocol import FRAME, FrameError, StreamFrame, decode_frame, encode_frame, pack
 from tests.converter.temporal_reference import OfficialTemporalResampler, official_temporal_ids
-from tests.edge.agent.fakes import ListSink
+from tests.edge.agent.fakes import FrameList, ListSink
 from tests.edge.camera.fakes import moving_frames
 
 FPS = 3.0
-
-
-class ClipCamera:
-    """A finite camera: the given frames, one per call, captured FPS apart from t = 100 s, then finished."""
-
-    def __init__(self, images: List[np.ndarray]) -> None:
-        self.images, self.taken = images, 0
-
-    @property
-    def finished(self) -> bool:
-        return self.taken >= len(self.images)
-
-    def start(self) -> ClipCamera:
-        return self
-
-    def stop(self) -> None:
-        """Nothing runs."""
-
-    def latest(self, timeout: Optional[float] = None) -> Optional[Frame]:
-        if self.finished:
-            return None
-        self.taken += 1
-        return Frame(self.images[self.taken - 1], 100.0 + (self.taken - 1) / FPS, self.taken - 1, 0, 1)
-
-    def stats(self) -> Dict[str, Any]:
-        return {"taken": self.taken}
 
 
 class SliceBudgetAt:
@@ -67,7 +40,8 @@ def _pipeline(bundle_path, images, group, reuse=None, hooks=()):
     bundle = Bundle.load(bundle_path)
     encoder = VisionEncoder.from_bundle(bundle_path)
     sink = ListSink()
-    pipeline = GroupingPipeline(encoder, ClipCamera(images), sink, reuse, None, None, list(hooks),
+    camera = FrameList(images, interval_s=1 / FPS, start_s=100.0)
+    pipeline = GroupingPipeline(encoder, camera, sink, reuse, None, None, list(hooks),
                                 grouper=open_grouper(bundle, group))
     return pipeline, sink, encoder
 
