@@ -67,7 +67,7 @@ _WEIGHT_BYTES = {"fp32": 4, "fp16": 2}
 _ACTIVATION_BYTES = {"fp32": 4, "fp16": 2, "int8": 2}  # int8 engines keep unquantized layers in fp16
 # Weights that get Q/DQ pairs in the int8 graphs (inputs of MatMul, Gemm, Conv); the rest stay 16-bit.
 _QUANTIZED_SUFFIXES = ("_proj.weight", "fc1.weight", "fc2.weight", "patch_embedding.weight", "in_proj_weight",
-                       "resampler.proj")
+                       "resampler.proj", "linear_1.weight", "linear_2.weight")  # linear_*: 4.6/4.7's mergers
 
 
 @dataclass(frozen=True)
