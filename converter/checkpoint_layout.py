@@ -78,7 +78,8 @@ def with_downsample_mode(layout: CheckpointLayout, mode: Optional[str]) -> Check
     if mode is None:
         return layout
     if not layout.spec.is_merger:
-        raise InputError("--downsample-mode applies to MiniCPM-V 4.6/4.7, not %s: leave it out" % layout.version)
+        raise InputError("MiniCPM-V %s has no downsample modes (only 4.6 and 4.7 do): leave out --downsample-mode"
+                         % layout.version)
     return replace(layout, spec=replace(layout.spec, downsample_mode=mode))
 
 

@@ -149,3 +149,23 @@ def test_checkpoint_config_has_transformers_keys(make_checkpoint):
     for key in ("vision_config", "text_config", "insert_layer_id", "downsample_mode", "merge_kernel_size",
                 "merger_times"):
         assert key in config
+
+
+@pytest.mark.parametrize("mode", ["16x", "4x"])
+def test_full_size_parameter_counts_equal_transformers(mode):
+    """The sizing's parameter counts (from the expected tensor shapes) equal transformers' full-size 4.6 modules,
+    built on the meta device (no memory); "4x" graphs leave the window merger out."""
+    from dataclasses import replace
+
+    from converter.checkpoint_layout import vision_spec
+    from converter.sizing import vision_parameters
+    from converter.synthetic import synthetic_config
+
+    config = synthetic_config("4.6", "full")
+    with torch.device("meta"):
+        reference = MergerReference(config)
+    tower = sum(p.numel() for p in reference.tower.parameters())
+    window = sum(p.numel() for p in reference.tower.vit_merger.parameters())
+    counts = vision_parameters(replace(vision_spec(config, "4.6"), downsample_mode=mode))
+    assert counts["vpm"] == (tower if mode == "16x" else tower - window)
+    assert counts["resampler"] == sum(p.numel() for p in reference.merger.parameters())
