@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Union
 
-from edge.bundle.manifest import MODULES, Bundle
+from edge.bundle.manifest import MODULES, VIDEO_MODULE, Bundle
 from edge.engines.tensorrt.build import workspace_limit
 from edge.engines.tensorrt.builder import BuildFailed, BuildOptions, build_engine, builder_name, is_rtx, profile_shapes
 from edge.errors import InputError
@@ -48,21 +48,24 @@ def require_builder() -> Any:
     return trt
 
 
-def build_check_bundle(bundle: Bundle, trt: Any, log: Log = print) -> Dict[str, Any]:
-    """Parse and build each graph of `bundle` with its optimization profile and workspace limit: a JSON-ready
-    report per graph file (parsed, built, seconds, engine bytes; the parser's problems naming the node, or the
-    builder's errors) and `passed`."""
+def build_check_bundle(bundle: Bundle, trt: Any, log: Log = print,
+                       modules: Sequence[str] = MODULES + (VIDEO_MODULE,)) -> Dict[str, Any]:
+    """Parse and build each graph of `bundle`'s `modules` (by default all, the grouped video Resampler's too where
+    it has one) with its optimization profile and workspace limit: a JSON-ready report per graph file (parsed,
+    built, seconds, engine bytes, the profile; the parser's problems naming the node, or the builder's errors) and
+    `passed`."""
     capability = RTX_CAPABILITY if is_rtx(trt) else None
     graphs: Dict[str, Any] = {}
-    for module in MODULES:
+    for module in modules:
         for precision in bundle.precisions(module):
             graph = bundle.graph(module, precision)
-            workspace = workspace_limit(bundle, precision, trt)
-            options = BuildOptions(precision, profile_shapes(graph.inputs, bundle.shapes(module)), workspace,
-                                   compute_capability=capability)
+            workspace = workspace_limit(bundle, precision, trt, module)
+            shapes = profile_shapes(graph.inputs, bundle.shapes(module))
+            options = BuildOptions(precision, shapes, workspace, compute_capability=capability)
             log("building %s with %s (workspace limit %d MiB) ..." % (graph.onnx_file, builder_name(trt),
                                                                       workspace >> 20))
-            entry: Dict[str, Any] = {"module": module, "precision": precision, "workspace_bytes": workspace}
+            entry: Dict[str, Any] = {"module": module, "precision": precision, "workspace_bytes": workspace,
+                                     "profile": {name: [list(s) for s in shape] for name, shape in shapes.items()}}
             try:
                 built = build_engine(trt, bundle.graph_path(module, precision), options, log)
             except BuildFailed as failure:

@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from edge.bundle.manifest import MODULES, Bundle
+from edge.bundle.manifest import MODULES, VIDEO_MODULE, Bundle
 
 from .trt_ops import OperatorTable, release_of
 
@@ -128,10 +128,11 @@ def check_model(model: onnx.ModelProto, table: OperatorTable) -> List[Problem]:
 
 
 def check_bundle(bundle: Bundle, tensorrt: str) -> Dict[str, Any]:
-    """check_model for every graph file of the bundle: a JSON-ready report with `passed`."""
+    """check_model for every graph file of the bundle (the grouped video Resampler's too, where it has one): a
+    JSON-ready report with `passed`."""
     table = OperatorTable.for_release(tensorrt)
     graphs: Dict[str, Any] = {}
-    for module in MODULES:
+    for module in MODULES + (VIDEO_MODULE,):
         for precision in bundle.precisions(module):
             graph = bundle.graph(module, precision)
             model = onnx.load(str(bundle.path / graph.onnx_file))

@@ -95,6 +95,12 @@ def _parser() -> argparse.ArgumentParser:
                                                             "builder (full TensorRT where installed, else "
                                                             "TensorRT-RTX): profiles, workspace, node-level errors")
     check.add_argument("--json", action="store_true", help="print the report as JSON")
+    video = sub.add_parser("export-video", help="add MiniCPM-V 4.5's grouped (video) Resampler graph to a 4.5 "
+                                                "bundle: N <= 6 frames -> one group of tokens")
+    video.add_argument("--bundle", required=True, type=Path, help="a 4.5 bundle (from export or convert)")
+    _add_checkpoint_args(video)
+    video.add_argument("--precision", action="append", choices=["fp32", "fp16"],
+                       help="graph precision; repeat for several (default fp32)")
     verify = sub.add_parser("verify", help="every precision of a bundle vs the torch float32 reference on held-out "
                                            "images: cosines, relative errors, per-layer errors, CPU time, report")
     verify.add_argument("--bundle", required=True, type=Path, help="bundle to verify")
@@ -383,8 +389,24 @@ def _verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_video(args: argparse.Namespace) -> int:
+    """Exit 0 with the grouped graph listed in the bundle, 2 for bad input (not a 4.5 bundle, another checkpoint)."""
+    bundle = Bundle.load(args.bundle)
+    layout = read_layout(args.checkpoint, args.model_version)
+    if bundle.model.version != "4.5" or layout.facts.version != "4.5":
+        raise InputError("export-video takes a MiniCPM-V 4.5 bundle and checkpoint (got bundle %s, checkpoint %s): "
+                         "only 4.5 has the grouped video Resampler" % (bundle.model.version, layout.facts.version))
+    from .video_export import add_video_graphs
+
+    manifest = add_video_graphs(args.bundle, _load(layout), args.precision or ["fp32"],
+                                log=lambda message: print(message, file=sys.stderr))
+    print("grouped video Resampler (%s) added to %s" % (", ".join(manifest["video"]["graphs"]), args.bundle))
+    return 0
+
+
 COMMANDS = {"make-checkpoint": _make_checkpoint, "make-gguf": _make_gguf, "inspect": _inspect, "export": _export,
-            "bench": _bench, "calibrate": _calibrate, "check-ops": _check_ops, "convert": _convert, "verify": _verify}
+            "bench": _bench, "calibrate": _calibrate, "check-ops": _check_ops, "convert": _convert, "verify": _verify,
+            "export-video": _export_video}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

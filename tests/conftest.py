@@ -92,3 +92,26 @@ def sock_dir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="mcv-", dir="/tmp"))
     yield path
     shutil.rmtree(str(path), ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def video_bundle(tmp_path_factory, make_bundle, make_checkpoint) -> Path:
+    """A copy of the tiny 4.5 fp32 bundle with the grouped (video) Resampler added by `export-video`."""
+    from converter.cli import main
+
+    out = tmp_path_factory.mktemp("video") / "bundle"
+    shutil.copytree(make_bundle("4.5"), out)
+    assert main(["export-video", "--bundle", str(out), "--checkpoint", str(make_checkpoint("4.5"))]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def trt_video_bundle(tmp_path_factory, make_bundle, make_checkpoint) -> Path:
+    """A tiny 4.5 fp16 bundle for orin-nano-8gb (TensorRT 10.3) with the grouped Resampler at fp32 and fp16."""
+    from converter.cli import main
+
+    out = tmp_path_factory.mktemp("video-trt") / "bundle"
+    shutil.copytree(make_bundle("4.5", "fp16", "orin-nano-8gb"), out)
+    assert main(["export-video", "--bundle", str(out), "--checkpoint", str(make_checkpoint("4.5")),
+                 "--precision", "fp32", "--precision", "fp16"]) == 0
+    return out

@@ -72,12 +72,18 @@ class Resampler(nn.Module):
         kv = self.ln_kv(self.kv_proj(vision_embeds))
         keys = kv + self.key_positions(tgt_sizes, length).to(kv.dtype)
         counts = tgt_sizes[:, 0].to(torch.int32) * tgt_sizes[:, 1].to(torch.int32)
+        return self.cross_attend(keys, kv, key_padding_bias(counts, length))
+
+    def cross_attend(self, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """The attention block: ln_q(query) [Q, D] attends over `keys` / `values` [B, K, D] with the additive float32
+        key bias [B, 1, 1, K]; then out_proj, ln_post and @ proj -> [B, Q, D]. The still image (K = one slice's
+        keys) and the video group (K = the keys of its frames, one after another) share it."""
         w_q, w_k, w_v = self.attn.in_proj_weight.chunk(3)
         b_q, b_k, b_v = self.attn.in_proj_bias.chunk(3)
         queries = self.ln_q(self.query).unsqueeze(0)  # [1, Q, D]
         q = split_heads(torch.matmul(queries, w_q.t()) + b_q, self.heads)
         k = split_heads(torch.matmul(keys, w_k.t()) + b_k, self.heads)
-        v = split_heads(torch.matmul(kv, w_v.t()) + b_v, self.heads)
-        attended = attend(q, k, v, key_padding_bias(counts, length), self.scale)  # [B, H, Q, d]
-        out = attended.transpose(1, 2).reshape(vision_embeds.shape[0], q.shape[2], -1)
+        v = split_heads(torch.matmul(values, w_v.t()) + b_v, self.heads)
+        attended = attend(q, k, v, bias, self.scale)  # [B, H, Q, d]
+        out = attended.transpose(1, 2).reshape(keys.shape[0], q.shape[2], -1)
         return torch.matmul(self.ln_post(self.attn.out_proj(out)), self.proj)

@@ -24,14 +24,15 @@ from ..errors import InputError
 from ..llm.alert_config import AlertsConfig, parse_alerts
 from ..llm.schedule import MAX_EVERY_S, ScheduleConfig
 from ..monitor.policy import GovernorConfig, parse_governor
-from ..preprocess.resize import MODES
+from ..preprocess.device.selection import MODES
 from ..stream.address import DEFAULT_LISTEN, DEFAULT_SOCKET, Address, is_loopback, listen_address, tcp_address
 from ..stream.protocol import DEFAULT_MAX_FRAME_BYTES, DTYPES
 from .frame_reuse import SETTINGS as REUSE_SETTINGS
 from .frame_reuse import FrameReuse
+from .video_config import VideoConfig, parse_video
 
 KEYS = ("bundle", "camera", "backend", "precision", "resize", "max_slice_nums", "reuse", "sink", "stream",
-        "engine_cache", "max_frames", "llm", "api", "metrics", "governor", "alerts", "web")
+        "engine_cache", "max_frames", "llm", "api", "metrics", "governor", "alerts", "web", "video")
 SINK_KINDS = ("npy",)
 SINK_KEYS = ("kind", "directory", "keep")
 STREAM_KEYS = ("enabled", "socket", "tcp", "secret_file", "dtype", "queue_length", "max_frame_bytes",
@@ -138,6 +139,7 @@ class AgentConfig:
     governor: GovernorConfig = field(default_factory=GovernorConfig)  # off unless enabled
     alerts: Optional[AlertsConfig] = None  # None: no alert rules (the LLM process asks them: docs/alerts.md)
     web: WebConfig = field(default_factory=WebConfig)  # off unless enabled
+    video: VideoConfig = field(default_factory=VideoConfig)  # 4.5 video packing; off unless group_frames > 1
 
 
 def load_agent_config(path: Path) -> AgentConfig:
@@ -181,7 +183,8 @@ def parse_agent_config(data: Mapping[str, Any], base: Path) -> AgentConfig:
         metrics=_metrics(_section(data, "metrics")),
         governor=parse_governor(data.get("governor")),
         alerts=parse_alerts(data.get("alerts"), base),
-        web=_web(_section(data, "web"), base))
+        web=_web(_section(data, "web"), base),
+        video=parse_video(_section(data, "video")))
 
 
 def _known(section: Mapping[str, Any], known: Sequence[str], where: str = "") -> None:

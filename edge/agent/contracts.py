@@ -24,6 +24,7 @@ class FrameResult(NamedTuple):
     tokens: np.ndarray  # float32 [1 + cols*rows, Q, D]: overview first, then tiles row-major
     timings_ms: Dict[str, float]  # this frame's stages: reuse_check, and preprocess, vpm, resampler when encoded
     reused_from: Optional[int] = None  # sequence of the frame whose tokens these are; None: this frame was encoded
+    frames: int = 1  # camera frames these tokens cover: N for a 4.5 video group (this frame the group's last)
 
     @property
     def reused(self) -> bool:

@@ -9,6 +9,7 @@ from ..bundle.facts import ModelFacts
 from ..bundle.manifest import Bundle
 from ..camera.pipelines import check_camera
 from ..camera.source import FrameSource
+from ..encoder.video_group import video_precision
 from ..encoder.vision_encoder import VisionEncoder
 from ..engines.factory import open_engines
 from ..engines.tensorrt.build import BuildSettings
@@ -24,6 +25,7 @@ from .contracts import Sink, Source
 from .frame_reuse import FrameReuse
 from .pipeline import Pipeline
 from .sinks import NpySink, SinkSet
+from .video_pipeline import GroupingPipeline, open_grouper
 
 
 def open_encoder(config: AgentConfig, bundle: Optional[Bundle] = None, snapshot: Optional[Snapshot] = None
@@ -74,6 +76,9 @@ def make_pipeline(config: AgentConfig, reuse: Optional[bool] = None, max_frames:
             bundle, requests = Bundle.load(config.bundle), EncodeRequests(config.stream.max_requests)
             sinks.append(open_publisher(config.stream, bundle.model, requests))
         sink = SinkSet(sinks)
+    if config.video.grouped:  # before the engines: a bundle without the grouped graph is refused at once
+        bundle = bundle or Bundle.load(config.bundle)
+        video_precision(bundle)
     enabled = config.reuse.enabled if reuse is None else reuse
     checker = FrameReuse.from_dict(config.reuse.settings) if enabled else None
     owned = config.governor.enabled and monitor is None
@@ -92,8 +97,19 @@ def make_pipeline(config: AgentConfig, reuse: Optional[bool] = None, max_frames:
         raise
     hooks = [] if governed is None else [GovernorHook(Governor(config.governor), governed, encoder.max_slice_nums,
                                                       owns_monitor=owned)]
-    return Pipeline(encoder, source, sink, checker, max_frames if max_frames is not None else config.max_frames,
-                    requests, hooks)
+    frames = max_frames if max_frames is not None else config.max_frames
+    if not config.video.grouped:
+        return Pipeline(encoder, source, sink, checker, frames, requests, hooks)
+    try:  # the grouped Resampler on the Resampler's backend and precision, on the encoder's device memory
+        engines = encoder.engines
+        grouper = open_grouper(encoder.bundle, config.video.group_frames, engines.backends["resampler"],
+                               engines.precisions["resampler"], config.engine_cache,
+                               BuildSettings(snapshot=None if governed is None else governed.latest()),
+                               engines.runtime)
+    except BaseException:
+        Pipeline(encoder, source, sink, checker, frames, requests, hooks).close()  # what the run would free
+        raise
+    return GroupingPipeline(encoder, source, sink, checker, frames, requests, hooks, grouper=grouper)
 
 
 def run_pipeline(pipeline: Pipeline, started: Optional[Callable[[], Any]] = None,

@@ -140,15 +140,21 @@ class ShapeRange:
 
 @dataclass(frozen=True)
 class ModuleShapes:
-    """The dynamic dimensions of a module's graphs: slices per batch and patches per slice."""
+    """The dynamic dimensions of a module's graphs: slices per batch and patches per slice; the grouped (video)
+    Resampler also has groups per call and frames per group (its batch is groups x frames)."""
 
     batch: ShapeRange
     patches: ShapeRange
+    groups: Optional[ShapeRange] = None
+    frames: Optional[ShapeRange] = None
 
     @classmethod
-    def read(cls, reader: Reader, module: str) -> ModuleShapes:
-        ranges = [ShapeRange(*(reader.get("modules.%s.shapes.%s.%s" % (module, dim, level), int)
-                               for level in ("min", "opt", "max"))) for dim in ("batch", "patches")]
+    def read(cls, reader: Reader, module: str, key: Optional[str] = None) -> ModuleShapes:
+        """`modules.<module>.shapes`, or the shapes at `key` (``video.shapes``, with groups and frames)."""
+        key = key or "modules.%s.shapes" % module
+        dims = ("batch", "patches", "groups", "frames") if key.startswith("video.") else ("batch", "patches")
+        ranges = [ShapeRange(*(reader.get("%s.%s.%s" % (key, dim, level), int) for level in ("min", "opt", "max")))
+                  for dim in dims]
         return cls(*ranges)
 
 
@@ -175,8 +181,9 @@ class GraphEntry:
     raw: Mapping[str, Any]  # the whole manifest entry (calibration, search, export check ...)
 
     @classmethod
-    def read(cls, reader: Reader, module: str, precision: str) -> GraphEntry:
-        key = "modules.%s.graphs.%s" % (module, precision)
+    def read(cls, reader: Reader, module: str, precision: str, graphs_key: Optional[str] = None) -> GraphEntry:
+        """`modules.<module>.graphs.<precision>`, or `<graphs_key>.<precision>` (``video.graphs``)."""
+        key = "%s.%s" % (graphs_key or "modules.%s.graphs" % module, precision)
         files = reader.get(key + ".files", list)
         if not files or not all(isinstance(f, str) for f in files):
             raise InputError("%s: %s.files must list the graph's files: re-export the bundle" % (reader.where, key))

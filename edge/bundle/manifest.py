@@ -18,12 +18,15 @@ from .facts import GraphEntry, ModelFacts, ModuleShapes, Reader, TargetFacts
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.yaml"
 MODULES = ("vpm", "resampler")
+VIDEO_MODULE = "resampler_group"  # MiniCPM-V 4.5's grouped (video) Resampler: the manifest's optional `video:` entry
 
 
 def write_manifest(bundle_dir: Path, manifest: Dict[str, Any]) -> Dict[str, Any]:
-    """Add the sha256 and size of every file the graphs name, then write manifest.yaml atomically."""
+    """Add the sha256 and size of every file the graphs name (the modules', and the optional ``video`` entry's),
+    then write manifest.yaml atomically."""
     files: Dict[str, Dict[str, Any]] = {}
-    for module in manifest["modules"].values():
+    extra = [manifest["video"]] if "video" in manifest else []  # the optional grouped (video) Resampler graphs
+    for module in list(manifest["modules"].values()) + extra:
         for graph in module["graphs"].values():
             for relative in graph["files"]:
                 path = Path(bundle_dir) / relative
@@ -61,6 +64,10 @@ class Bundle:
         self._shapes = {m: ModuleShapes.read(reader, m) for m in MODULES}
         self._graphs = {m: {p: GraphEntry.read(reader, m, p) for p in reader.get("modules.%s.graphs" % m, dict)}
                         for m in MODULES}
+        if "video" in manifest:  # the grouped Resampler, addressed as module VIDEO_MODULE
+            self._shapes[VIDEO_MODULE] = ModuleShapes.read(reader, VIDEO_MODULE, "video.shapes")
+            self._graphs[VIDEO_MODULE] = {p: GraphEntry.read(reader, VIDEO_MODULE, p, "video.graphs")
+                                          for p in reader.get("video.graphs", dict)}
         self.files: Dict[str, Dict[str, Any]] = dict(reader.get("files", dict, optional=True) or {})
         for relative in list(self.files) + [f for g in self._all_graphs() for f in g.files]:
             inside(self.path, relative)
@@ -101,8 +108,13 @@ class Bundle:
     def _all_graphs(self) -> List[GraphEntry]:
         return [g for graphs in self._graphs.values() for g in graphs.values()]
 
+    @property
+    def has_video(self) -> bool:
+        """True when the bundle holds the grouped (video) Resampler graph (minicpmv-convert export-video)."""
+        return bool(self._graphs.get(VIDEO_MODULE))
+
     def precisions(self, module: str) -> List[str]:
-        return list(self._graphs[module])
+        return list(self._graphs.get(module, {}))
 
     def shapes(self, module: str) -> ModuleShapes:
         return self._shapes[module]

@@ -9,6 +9,7 @@ from typing import Dict
 from ..encoder.vision_encoder import VisionEncoder
 from ..errors import InputError
 from ..fsutil import atomic_write_npy
+from ..preprocess.device.selection import MODES
 from ..preprocess.image_input import MAX_PIXELS, read_image
 from ..preprocess.scenes import synthetic_scene
 from . import args as common
@@ -22,8 +23,9 @@ def register(sub: argparse._SubParsersAction) -> Dict[str, Handler]:
     source.add_argument("--image", type=Path, help="an image file (PNG, JPEG, ... read with Pillow)")
     source.add_argument("--scene", type=common.size, default=(1920, 1080),
                         help="a synthetic WxH scene (default 1920x1080)")
-    parser.add_argument("--resize", choices=("exact", "fast"), default="exact",
-                        help="exact: Pillow's bicubic, the official pixels (default); fast: OpenCV")
+    parser.add_argument("--resize", choices=MODES, default="exact",
+                        help="exact: Pillow's bicubic, the official pixels (default); fast: OpenCV; device: exact's "
+                             "pixels computed on the CUDA device (pycuda); auto: device if it can run, else exact")
     common.add_precision(parser, help="graph precision (default: the bundle target's)")
     parser.add_argument("--max-slice-nums", type=int, help="slice budget, up to the target's max_slices")
     parser.add_argument("--out", type=Path, help="write the tokens [n_images, Q, D] float32 here (.npy)")
@@ -45,16 +47,19 @@ def encode(args: argparse.Namespace) -> int:
         result = encoder.encode(image if image is not None else synthetic_scene(*args.scene))
         prompt = "".join("{Q}" if isinstance(s, int) else s for s in encoder.prompt.segments(result.grid))
         query_num = encoder.prompt.query_num
+        preprocess = {"path": encoder.preprocess_path, "why": encoder.preprocess_reason or "resize: %s" % args.resize}
     if args.out:
         atomic_write_npy(args.out, result.tokens)
     summary = {"tokens_shape": list(result.tokens.shape), "grid": result.grid, "patch_grids": result.patch_grids,
-               "timings_ms": {k: round(v, 2) for k, v in result.timings.items()}, "prompt": prompt,
+               "timings_ms": {k: round(v, 2) for k, v in result.timings.items()}, "preprocess": preprocess,
+               "prompt": prompt,
                "out": str(args.out) if args.out else None}
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
     print("tokens %s, grid %s, %s" % ("x".join(map(str, result.tokens.shape)), result.grid,
                                       ", ".join("%s %.1f ms" % kv for kv in summary["timings_ms"].items())))
+    print("preprocessing: %(path)s (%(why)s)" % preprocess)
     print("prompt layout ({Q} = %d <unk> placeholders): %s" % (query_num, prompt))
     if args.out:
         print("tokens written to %s" % args.out)

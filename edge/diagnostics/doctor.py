@@ -110,9 +110,20 @@ def check_cache(cache_dir: Path) -> Finding:
     return Finding("engine cache", OK, found)
 
 
+def check_preprocessing(probe: Optional[Callable[[], Any]] = None) -> Finding:
+    """Which preprocessing path `resize: auto` takes on this box, and why (docs/preprocessing.md)."""
+    from ..preprocess.device.selection import device_support
+
+    support = (probe or device_support)()
+    if support.ready:
+        return Finding("preprocessing", OK, "device (resize: auto or device): %s" % support.found)
+    return Finding("preprocessing", WARN, "exact on the CPU (resize: auto); device unavailable: %s" % support.found,
+                   "for device preprocessing: %s" % support.fix)
+
+
 def run_checks(cache_dir: Path) -> List[Finding]:
     return (check_platform() + check_libraries() + [check_opencv(), check_cameras(), check_jtop_service(),
-                                                    check_cache(cache_dir)])
+                                                    check_cache(cache_dir), check_preprocessing()])
 
 
 def summary(findings: List[Finding]) -> Dict[str, Any]:

@@ -35,6 +35,12 @@ class PromptLayout(NamedTuple):
             raise ValueError("unknown prompt style %r (expected one of %s)" % (model.prompt_style, ", ".join(STYLES)))
         return cls(model.prompt_style, model.query_num, model.use_image_id)
 
+    def for_frames(self, frames: int) -> PromptLayout:
+        """The layout of tokens covering `frames` camera frames: a 4.5 video group (frames > 1) goes where the
+        still image of its first frame would, without the image id (the official video chat turns it off), and the
+        frames after the first add nothing to the prompt."""
+        return self._replace(use_image_id=False) if frames > 1 else self
+
     def segments(self, grid: Optional[Tuple[int, int]], image_index: int = 0) -> List[Segment]:
         """The layout of one image with `grid` (cols, rows) or None; `image_index` numbers images in a prompt."""
         tiles = [] if grid is None else [[1 + r * grid[0] + c for c in range(grid[0])] for r in range(grid[1])]

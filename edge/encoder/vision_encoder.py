@@ -15,7 +15,8 @@ from ..bundle.manifest import Bundle
 from ..engines.base import Engine, host_array
 from ..engines.factory import PerModule, open_engines
 from ..engines.tensorrt.cache import DEFAULT_CACHE_DIR
-from ..errors import SliceTooLarge
+from ..errors import InputError, SliceTooLarge
+from ..preprocess.device.selection import DEVICE_MODES, choose_path, open_device_preprocessor
 from ..preprocess.graph_inputs import pack_slices, slice_token_counts
 from ..preprocess.image_input import to_rgb
 from ..preprocess.preprocessor import Preprocessor, slice_config
@@ -35,6 +36,16 @@ class EncodedImage(NamedTuple):
     token_counts: Optional[List[int]] = None  # merger versions: the tokens of each slice
 
 
+class VpmFeatures(NamedTuple):
+    """The VPM rows of each slice of one image ([rows*cols, width] float32, overview first), their patch grids
+    (rows, cols), the image's slice grid and stage timings (ms: preprocess, vpm)."""
+
+    rows: List[np.ndarray]
+    patch_grids: List[Tuple[int, int]]
+    grid: Optional[Tuple[int, int]]
+    timings: Dict[str, float]
+
+
 class VisionEncoder:
     """A bundle's VPM and Resampler behind one call; build it with `from_bundle`, close it (or use `with`) to free
     the engines."""
@@ -46,7 +57,17 @@ class VisionEncoder:
         self.max_batch: int = bundle.shapes("vpm").batch.max
         self.max_patches: int = bundle.shapes("vpm").patches.max
         self.max_slices_allowed: int = bundle.target.max_slices
-        self.preprocessor = Preprocessor(slice_config(bundle), resize)
+        # resize "device" or "auto": Pillow-exact preprocessing on the device when it can run (docs/preprocessing.md)
+        self.preprocess_path, self.preprocess_reason = choose_path(resize) if resize in DEVICE_MODES else (resize, "")
+        if self.layout.startswith("merger-") and self.preprocess_path == "device":
+            if resize == "device":  # the device kernels write raster strips; merger graphs take merge order
+                raise InputError("resize: device cannot feed a MiniCPM-V 4.6/4.7 bundle (its patches go in merge "
+                                 "order, laid out on the CPU): use resize: exact or auto")
+            self.preprocess_path, self.preprocess_reason = "exact", "4.6/4.7 bundles are packed on the CPU"
+        self.preprocessor = Preprocessor(slice_config(bundle), "exact" if self.preprocess_path == "device"
+                                         else self.preprocess_path)
+        self.device_preprocessor = (open_device_preprocessor(engines["vpm"], self.layout)
+                                    if self.preprocess_path == "device" else None)
         self.prompt = PromptLayout.from_facts(bundle.model)  # where the tokens go in the LLM prompt
 
     @classmethod
@@ -56,10 +77,18 @@ class VisionEncoder:
         ({"vpm": ..., "resampler": ...}); precision None = the target's default. TensorRT engines come from the
         engine cache in `cache_dir` (built there when missing)."""
         bundle = Bundle.load(Path(path))
-        return cls(bundle, open_engines(bundle, backend, precision, Path(cache_dir)), resize)
+        engines = open_engines(bundle, backend, precision, Path(cache_dir))
+        try:
+            return cls(bundle, engines, resize)
+        except BaseException:  # e.g. resize="device" on a box without pycuda: free what was opened
+            for engine in engines.values():
+                engine.close()
+            raise
 
     def close(self) -> None:
-        """Free the engines (device buffers, contexts, streams)."""
+        """Free the engines (device buffers, contexts, streams) and the device preprocessing's buffers."""
+        if self.device_preprocessor is not None:
+            self.device_preprocessor.close()
         for engine in self.engines.values():
             engine.close()
 
@@ -88,10 +117,13 @@ class VisionEncoder:
         plan = self.preprocessor.plan(rgb)
         patch_grids = plan.patch_grids(self.preprocessor.config.patch_size)
         self._check_fits(plan.slice_sizes, patch_grids)  # before any resizing: refusing is cheap
-        slices = self.preprocessor.slices(rgb, plan)
-        pixel_dtype = self.engines["vpm"].input_dtypes["pixel_values"]
-        batches = [pack_slices(slices[first:first + size], self.layout, pixel_dtype)
-                   for first, size in self._batches(len(slices))]
+        if self.device_preprocessor is not None:  # strips stay on the device, queued on the engines' stream
+            batches = self.device_preprocessor(rgb, plan, self._batches(len(patch_grids)))
+        else:
+            slices = self.preprocessor.slices(rgb, plan)
+            pixel_dtype = self.engines["vpm"].input_dtypes["pixel_values"]
+            batches = [pack_slices(slices[first:first + size], self.layout, pixel_dtype)
+                       for first, size in self._batches(len(slices))]
         vpm_s = resampler_s = 0.0
         tokens: List[np.ndarray] = []
         after_preprocess = time.perf_counter()
@@ -113,6 +145,29 @@ class VisionEncoder:
         if self.layout.startswith("merger-"):
             counts = slice_token_counts([grid for batch in batches for grid in batch.sizes], self.layout, 0)
         return EncodedImage(np.concatenate(tokens), plan.grid, timings, patch_grids, counts)
+
+    def vpm_features(self, image: Any, color: str = "rgb") -> VpmFeatures:
+        """The VPM output of each slice of one image, not yet resampled (the grouped video Resampler takes the
+        features of several frames at once; edge.encoder.video_group)."""
+        start = time.perf_counter()
+        rgb = to_rgb(image, color)
+        plan = self.preprocessor.plan(rgb)
+        patch_grids = plan.patch_grids(self.preprocessor.config.patch_size)
+        self._check_fits(plan.slice_sizes, patch_grids)
+        slices = self.preprocessor.slices(rgb, plan)
+        pixel_dtype = self.engines["vpm"].input_dtypes["pixel_values"]
+        after_preprocess = time.perf_counter()
+        rows: List[np.ndarray] = []
+        grids: List[Tuple[int, int]] = []
+        for first, size in self._batches(len(slices)):
+            batch = pack_slices(slices[first:first + size], self.layout, pixel_dtype)
+            embeds = host_array(self.engines["vpm"].infer(batch.vpm)["vision_embeds"], np.float32)
+            for index, (r, c) in enumerate(batch.resampler["tgt_sizes"].tolist()):
+                rows.append(embeds[index, : r * c])
+                grids.append((r, c))
+        timings = {"preprocess": (after_preprocess - start) * 1e3,
+                   "vpm": (time.perf_counter() - after_preprocess) * 1e3}
+        return VpmFeatures(rows, grids, plan.grid, timings)
 
     def _batches(self, count: int) -> List[Tuple[int, int]]:
         """(first, size) of each batch: up to the bundle's max batch; 2.5 (unmasked-1d) keeps one image together."""

@@ -1,5 +1,6 @@
 """The one place engines are opened: a bundle's VPM and Resampler, each on ONNX Runtime or TensorRT at its own
-precision (convert and check one module at a time), or a single ONNX graph for the converter's measurements.
+precision (convert and check one module at a time), its grouped (video) Resampler when it has one, or a single ONNX
+graph for the converter's measurements.
 
 TensorRT engines come from the engine cache (built and checked against ONNX Runtime when missing). An `EngineSet`
 owns what it opened: `close()` (or leaving a `with` block) frees device buffers, contexts and streams, so engines
@@ -12,7 +13,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Tuple, Union
 
-from ..bundle.manifest import MODULES, Bundle
+from ..bundle.manifest import MODULES, VIDEO_MODULE, Bundle
+from ..encoder.video_group import video_precision
 from ..errors import InputError
 from .base import Engine, check_backend
 from .onnxrt import OnnxRuntimeEngine
@@ -37,10 +39,17 @@ class EngineSet(MappingABC):
     build report, and `close()`."""
 
     def __init__(self, engines: Dict[str, Engine], backends: Dict[str, str], precisions: Dict[str, str],
-                 build_report: Optional[Dict[str, Dict[str, Any]]] = None, memory: Any = None) -> None:
+                 build_report: Optional[Dict[str, Dict[str, Any]]] = None, memory: Any = None,
+                 tensorrt: Any = None) -> None:
         self.engines, self.backends, self.precisions = engines, backends, precisions
         self.build_report = build_report or {}
         self.memory = memory  # the TensorRT device-memory layer, None on ONNX Runtime alone
+        self.tensorrt = tensorrt  # the tensorrt module the engines run on, None on ONNX Runtime alone
+
+    @property
+    def runtime(self) -> Optional[Tuple[Any, Any]]:
+        """(tensorrt module, device-memory layer) where TensorRT runs, for more engines on the same device memory."""
+        return None if self.tensorrt is None else (self.tensorrt, self.memory)
 
     def __getitem__(self, module: str) -> Engine:
         return self.engines[module]
@@ -97,7 +106,27 @@ def open_engines(bundle: Bundle, backend: PerModule = "onnxruntime", precision: 
         for engine in engines.values():
             engine.close()
         raise
-    return EngineSet(engines, backends, precisions, report, memory)
+    return EngineSet(engines, backends, precisions, report, memory, trt)
+
+
+def open_video_engine(bundle: Bundle, backend: Optional[str] = "onnxruntime", precision: Optional[str] = None,
+                      cache_dir: Path = DEFAULT_CACHE_DIR, settings: Optional[tensorrt_build.BuildSettings] = None,
+                      log: Callable[[str], None] = lambda message: None,
+                      runtime: Optional[Tuple[Any, Any]] = None) -> Engine:
+    """The bundle's grouped (video) Resampler on `backend`, at the grouped graph's precision nearest `precision`
+    (video_precision; an InputError naming the fix when the bundle has none). On TensorRT: its own engine, with the
+    grouped graph's profile (groups x frames x patches from the manifest), from the engine cache like the others
+    (built and checked against ONNX Runtime when missing); `runtime` as for open_engines (an EngineSet's, to share
+    its device memory)."""
+    backend = backend or "onnxruntime"
+    check_backend(backend)
+    chosen = video_precision(bundle, precision)
+    if backend != "tensorrt":
+        return OnnxRuntimeEngine(bundle.graph_path(VIDEO_MODULE, chosen))
+    trt, memory = runtime or tensorrt_build.import_tensorrt()
+    options = replace(settings or tensorrt_build.BuildSettings(), precision=chosen, cache_dir=cache_dir)
+    engine, _ = tensorrt_build.build_module(bundle, VIDEO_MODULE, chosen, trt, memory, options, log)
+    return engine
 
 
 def open_onnx(source: Union[Path, bytes]) -> OnnxRuntimeEngine:

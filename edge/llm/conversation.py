@@ -45,6 +45,7 @@ class Image(NamedTuple):
     tokens: np.ndarray
     grid: Optional[Tuple[int, int]]
     source: Key
+    frames: int = 1  # > 1: a 4.5 video group's tokens (placed as the official video prompt places a group)
 
 
 class Prompt(NamedTuple):
@@ -99,7 +100,7 @@ def build_prompt(llm: EmbeddingLlm, layout: PromptLayout, messages: Sequence[Tup
     parts = [text_part(system), text_part(llm.tokenize(before, add_special=not system))]
     if image is not None:
         blocks = image.tokens.reshape(-1, layout.query_num, image.tokens.shape[-1])
-        for segment in layout.segments(image.grid):
+        for segment in layout.for_frames(image.frames).segments(image.grid):
             parts.append(rows_part(image.source, segment, blocks[segment]) if isinstance(segment, int)
                          else text_part(llm.tokenize(segment)))
         parts.append(text_part(llm.tokenize(after)))

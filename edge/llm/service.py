@@ -80,4 +80,6 @@ class ChatService:
                                 "for grid %s (this bundle is %s, and needs %d blocks)"
                            % (latest.model_version, blocks, latest.grid, version, expected))
         facts = {"frame_id": latest.frame_id, "timestamp_s": latest.timestamp_s, "reused_from": latest.reused_from}
-        return Image(latest.tokens, latest.grid, frame_source(latest, connection)), facts
+        if latest.frames > 1:
+            facts["frames"] = latest.frames  # a 4.5 video group ending at frame_id
+        return Image(latest.tokens, latest.grid, frame_source(latest, connection), latest.frames), facts

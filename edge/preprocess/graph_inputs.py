@@ -14,7 +14,7 @@ tensors (TensorRT 8.x has no int64). Two layouts exist, recorded per model versi
 """
 from __future__ import annotations
 
-from typing import Dict, List, NamedTuple, Sequence, Tuple
+from typing import Any, Dict, List, NamedTuple, Sequence, Tuple
 
 import numpy as np
 
@@ -28,7 +28,7 @@ LAYOUTS = ("masked-2d", "unmasked-1d", "merger-16x", "merger-4x")
 class PackedSlices(NamedTuple):
     """Graph feeds for one batch: VPM inputs, Resampler inputs and the per-slice (rows, cols)."""
 
-    vpm: Dict[str, np.ndarray]
+    vpm: Dict[str, Any]  # numpy arrays; pixel_values may be a DeviceTensor
     resampler: Dict[str, np.ndarray]
     sizes: List[Tuple[int, int]]
 
@@ -109,9 +109,15 @@ def pack_slices(slices: Sequence[np.ndarray], layout: str, dtype: np.dtype = np.
         raise ValueError("pack_slices takes either RGB uint8 tiles or normalised float slices, not both")
     sizes = [patch_grid(s) for s in slices]
     longest = max(rows * cols for rows, cols in sizes)
-    pixels = _pack_pixels(slices, sizes, longest, dtype)
-    position_ids = np.zeros((len(slices), longest), dtype=np.int32)
-    patch_counts = np.empty(len(slices), dtype=np.int32)
+    return index_inputs(sizes, layout, _pack_pixels(slices, sizes, longest, dtype))
+
+
+def index_inputs(sizes: Sequence[Tuple[int, int]], layout: str, pixels: Any) -> PackedSlices:
+    """The feeds of a batch of slices with these (rows, cols): `pixels` (the [B, 3, 14, 14*longest] strips, on
+    the host or on the device) with the int32 position ids, patch counts and tgt_sizes the layout asks for."""
+    longest = max(rows * cols for rows, cols in sizes)
+    position_ids = np.zeros((len(sizes), longest), dtype=np.int32)
+    patch_counts = np.empty(len(sizes), dtype=np.int32)
     for index, (rows, cols) in enumerate(sizes):
         count = rows * cols
         if layout == "masked-2d":
@@ -120,11 +126,11 @@ def pack_slices(slices: Sequence[np.ndarray], layout: str, dtype: np.dtype = np.
         else:
             position_ids[index] = strip_position_ids(longest)
             patch_counts[index] = longest
-    tgt_sizes = np.array(sizes, dtype=np.int32).reshape(len(slices), 2)
+    tgt_sizes = np.array(sizes, dtype=np.int32).reshape(len(sizes), 2)
     return PackedSlices(
         vpm={"pixel_values": pixels, "position_ids": position_ids, "patch_counts": patch_counts},
         resampler={"tgt_sizes": tgt_sizes},
-        sizes=sizes,
+        sizes=list(sizes),
     )
 
 

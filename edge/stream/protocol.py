@@ -24,6 +24,7 @@ KINDS = (HELLO, SUBSCRIBE, ACCEPT, REFUSE, FRAME, ENCODE, FAILED)
 WITH_PAYLOAD = (FRAME, ENCODE)  # the kinds that carry bytes after the header
 DTYPES = {"fp16": np.dtype("<f2"), "fp32": np.dtype("<f4")}
 FRAME_KEYS = ("frame_id", "timestamp_s", "model_version", "grid", "dtype", "shape", "reused_from", "request_id")
+GROUP_KEY = "frames"  # in a FRAME header only for a 4.5 video group: how many camera frames its tokens cover
 ENCODE_KEYS = ("request_id", "shape", "dtype")
 FAILED_KEYS = ("request_id", "code", "reason")
 FAILURE_CODES = ("busy", "bad-image", "stopped", "error")
@@ -61,6 +62,7 @@ class StreamFrame(NamedTuple):
     tokens: np.ndarray
     reused_from: Optional[int] = None
     request_id: Optional[int] = None
+    frames: int = 1  # camera frames the tokens cover (> 1: a 4.5 video group ending at frame_id)
 
 
 class Failure(NamedTuple):
@@ -92,6 +94,8 @@ def frame_parts(frame: StreamFrame) -> Tuple[bytes, memoryview]:
               "shape": [int(v) for v in tokens.shape],
               "reused_from": None if frame.reused_from is None else int(frame.reused_from),
               "request_id": None if frame.request_id is None else int(frame.request_id)}
+    if frame.frames != 1:
+        header[GROUP_KEY] = int(frame.frames)
     return message_parts(FRAME, header, tokens)
 
 
@@ -181,7 +185,8 @@ def _keys(header: Dict[str, Any], expected: Tuple[str, ...]) -> None:
 def frame_of(message: Message) -> StreamFrame:
     """Check a FRAME message's header field by field and against its payload; the frame, tokens not copied."""
     header = message.header
-    _keys(header, FRAME_KEYS)
+    _keys(header, FRAME_KEYS + ((GROUP_KEY,) if GROUP_KEY in header else ()))
+    frames = _int(header, GROUP_KEY, low=2) if GROUP_KEY in header else 1
     frame_id = _int(header, "frame_id")
     timestamp = header["timestamp_s"]
     if isinstance(timestamp, bool) or not isinstance(timestamp, (int, float)) or not math.isfinite(timestamp):
@@ -202,7 +207,7 @@ def frame_of(message: Message) -> StreamFrame:
                          resync=True)
     tokens = np.frombuffer(message.payload, dtype=DTYPES[dtype]).reshape(shape)
     return StreamFrame(frame_id, float(timestamp), version, grid, dtype, tokens,  # type: ignore[arg-type]
-                       reused_from, request_id)
+                       reused_from, request_id, frames)
 
 
 def image_of(message: Message) -> Tuple[int, np.ndarray]:

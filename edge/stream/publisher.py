@@ -312,7 +312,7 @@ class StreamPublisher:
     def write(self, result: FrameResult) -> None:
         """The sink's method: one frame's result as a FRAME (tokens [slices, query_num, width] in self.dtype)."""
         self.publish(StreamFrame(result.sequence, result.timestamp_s, self.model_version, result.grid, self.dtype,
-                                 result.tokens, result.reused_from))
+                                 result.tokens, result.reused_from, frames=result.frames))
 
     def _packed(self, frame: StreamFrame) -> Parts:
         """`frame` as a FRAME message; a reused frame's tokens (the same array again) are cast only once."""

@@ -58,3 +58,18 @@ def test_build_without_a_builder_is_one_line_exit_2(converted_bundle, monkeypatc
     assert main(["check-ops", "--bundle", str(converted_bundle), "--build"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "pip install tensorrt-rtx-cu13-libs==1.7.1.116" in err[0]
+
+
+def test_the_grouped_video_graph_parses_and_builds_at_fp32_and_fp16(rtx, trt_video_bundle, capsys):
+    """The grouped Resampler with the profile and workspace limit the engine factory uses (one group x frames 1..6,
+    the bundle's patches), int32 ids, through the real builder."""
+    capsys.readouterr()
+    assert main(["check-ops", "--bundle", str(trt_video_bundle), "--build", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    video = {f: g for f, g in report["build"]["graphs"].items() if g["module"] == "resampler_group"}
+    assert sorted(g["precision"] for g in video.values()) == ["fp16", "fp32"]
+    assert all(g["built"] and g["engine_bytes"] > 0 for g in video.values()) and report["build"]["passed"]
+    for graph in video.values():
+        assert graph["profile"]["temporal_ids"] == [[1, 1], [1, 6], [1, 6]]
+        assert [s[0] for s in graph["profile"]["vision_embeds"]] == [1, 6, 6]
+    assert len(report["build"]["graphs"]) == 4  # vpm and resampler fp16, the grouped graph fp32 and fp16

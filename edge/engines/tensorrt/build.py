@@ -12,8 +12,9 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
-from ...bundle.manifest import MODULES, Bundle
+from ...bundle.manifest import MODULES, VIDEO_MODULE, Bundle
 from ...device.facts import l4t_release, module_model
+from ...encoder.video_group import video_precision
 from ...errors import InputError
 from ...fsutil import atomic_write_bytes
 from ...monitor.snapshot import Snapshot
@@ -27,7 +28,7 @@ from .build_memory import build_needs_bytes, check_build_fits
 from .builder import BuildFailed, BuildOptions, Shapes, build_engine, builder_name, is_strongly_typed, profile_shapes
 from .cache import DEFAULT_CACHE_DIR, EngineCache
 from .runner import TensorRTEngine
-from .workspace import VisionDims, workspace_limit_bytes
+from .workspace import VisionDims, group_workspace_bytes, workspace_limit_bytes
 
 # Largest accepted difference from ONNX Runtime on the sample, relative to the output scale, per precision.
 TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2, "int8": 0.25}
@@ -68,14 +69,18 @@ def import_tensorrt() -> Tuple[Any, Any]:
                          "few minutes)") from None
 
 
-def workspace_limit(bundle: Bundle, precision: str, trt: Any) -> int:
+def workspace_limit(bundle: Bundle, precision: str, trt: Any, module: str = "vpm") -> int:
     """The workspace limit the converter's memory estimate counted for `precision`, raised to what this builder
     needs at the bundle's largest shapes when its typing differs from the target's (a strongly typed builder,
-    TensorRT 11 or TensorRT-RTX, runs an int8 graph's float layers, softmax included, in fp32)."""
-    recorded = bundle.target.workspace_bytes(precision) or DEFAULT_WORKSPACE_BYTES
-    shapes = bundle.shapes("vpm")
+    TensorRT 11 or TensorRT-RTX, runs an int8 graph's float layers, softmax included, in fp32). The VPM and the
+    Resampler share one limit; the grouped (video) Resampler gets its own, from its profile's largest call."""
     model = bundle.model
     dims = VisionDims(model.vision_heads, model.vision_width, model.vision_mlp, model.embed_dim, model.query_num)
+    if module == VIDEO_MODULE:
+        group = bundle.shapes(VIDEO_MODULE)
+        return group_workspace_bytes(dims, group.batch.max, group.patches.max, precision, is_strongly_typed(trt))
+    recorded = bundle.target.workspace_bytes(precision) or DEFAULT_WORKSPACE_BYTES
+    shapes = bundle.shapes("vpm")
     return workspace_limit_bytes(recorded, dims, shapes.batch.max, shapes.patches.max, precision,
                                  is_strongly_typed(trt))
 
@@ -110,7 +115,7 @@ def build_or_load(bundle: Bundle, module: str, precision: str, trt: Any, compute
                                                      ", ".join(bundle.precisions(module))))
     if settings.dla_core is not None and settings.dla_core < 0:
         raise InputError("--useDLACore must be 0 or more, got %d" % settings.dla_core)
-    workspace = settings.workspace_bytes or workspace_limit(bundle, precision, trt)
+    workspace = settings.workspace_bytes or workspace_limit(bundle, precision, trt, module)
     shapes = profile_shapes(bundle.graph(module, precision).inputs, bundle.shapes(module))
     fields = cache_fields(bundle, module, precision, shapes, trt, compute_capability, settings, workspace)
     cache = EngineCache(settings.cache_dir)
@@ -145,7 +150,8 @@ class CheckSamples:
         self._expected: Dict[Tuple[str, str], Dict[str, np.ndarray]] = {}
 
     def feeds(self, module: str, precision: str) -> Dict[str, np.ndarray]:
-        """`module`'s feeds; the Resampler's `vision_embeds` are the ONNX Runtime VPM's output at `precision`."""
+        """`module`'s feeds; the Resampler's `vision_embeds` are the ONNX Runtime VPM's output at `precision` (the
+        VPM's nearest for the grouped Resampler, whose two frames of one group are the two slices, 0.5 s apart)."""
         if self._packed is None:
             layout = self.bundle.model.slice.layout
             slices = Preprocessor()(synthetic_scene(1280, 720, seed=11)).slices
@@ -154,6 +160,10 @@ class CheckSamples:
             self._packed = pack_slices(slices if layout == "unmasked-1d" else slices[:2], layout)
         if module == "vpm":
             return self._packed.vpm
+        if module == VIDEO_MODULE:
+            vpm = precision if precision in self.bundle.precisions("vpm") else self.bundle.precision_for("vpm")
+            return dict(self._packed.resampler, vision_embeds=self.expected("vpm", vpm)["vision_embeds"],
+                        temporal_ids=np.array([[0, 5]], dtype=np.int32))
         return dict(self._packed.resampler, vision_embeds=self.expected("vpm", precision)["vision_embeds"])
 
     def expected(self, module: str, precision: str) -> Dict[str, np.ndarray]:
@@ -188,8 +198,9 @@ def output_elements(bundle: Bundle, module: str) -> Dict[str, int]:
     shapes, model = bundle.shapes(module), bundle.model
     if module == "vpm":
         return {"vision_embeds": shapes.batch.max * shapes.patches.max * model.vision_width}
+    outputs = shapes.groups.max if module == VIDEO_MODULE and shapes.groups else shapes.batch.max  # one per group
     tokens = model.query_num or shapes.patches.max // 4  # a merger version: a quarter of its input rows
-    return {"image_tokens": shapes.batch.max * tokens * model.embed_dim}
+    return {"image_tokens": outputs * tokens * model.embed_dim}
 
 
 def build_module(bundle: Bundle, module: str, precision: str, trt: Any, memory: Any, settings: BuildSettings,
@@ -219,10 +230,14 @@ def build_module(bundle: Bundle, module: str, precision: str, trt: Any, memory: 
 def build_bundle(bundle: Bundle, trt: Any, memory: Any, settings: BuildSettings,
                  log: Log = print) -> Dict[str, Dict[str, Any]]:
     """`minicpmv-edge build`: every module's engine at one precision, built or found, checked, then closed (the
-    engines stay in the cache); the report per module."""
+    engines stay in the cache); the report per module. A bundle with the grouped (video) Resampler gets its engine
+    too, at the nearest precision it has (video_precision)."""
     precision = settings.precision or bundle.target.default_precision
     report, samples = {}, CheckSamples(bundle)
-    for module in MODULES:
-        engine, report[module] = build_module(bundle, module, precision, trt, memory, settings, log, samples)
+    chosen = {m: precision for m in MODULES}
+    if bundle.has_video:
+        chosen[VIDEO_MODULE] = video_precision(bundle, precision)
+    for module, module_precision in chosen.items():
+        engine, report[module] = build_module(bundle, module, module_precision, trt, memory, settings, log, samples)
         engine.close()
     return report

@@ -95,14 +95,17 @@ def rtx_capability(trt: Any, capability: str) -> Any:
 
 def profile_shapes(graph_inputs: Sequence[TensorSpec], shapes: ModuleShapes) -> Shapes:
     """(min, opt, max) per input from the manifest: dims named batch / patches / strip_width take the bundle's
-    batch and patch ranges (strip width = 14 x patches); numbers are fixed."""
+    batch and patch ranges (strip width = 14 x patches), groups / frames the grouped Resampler's; numbers are
+    fixed."""
     def dim_at(dim: Any, level: str) -> int:
-        if dim == "batch":
-            return shapes.batch.at(level)
-        if dim == "patches":
-            return shapes.patches.at(level)
         if dim == "strip_width":
             return 14 * shapes.patches.at(level)
+        if dim in ("batch", "patches", "groups", "frames"):
+            named = getattr(shapes, dim)
+            if named is None:
+                raise InputError("the manifest names a %r dimension but gives no %s range: re-export the bundle"
+                                 % (dim, dim))
+            return named.at(level)
         return int(dim)
 
     return {spec.name: tuple(tuple(dim_at(d, level) for d in spec.dims) for level in ("min", "opt", "max"))

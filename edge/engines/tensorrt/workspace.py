@@ -84,3 +84,15 @@ def workspace_limit_bytes(profile_workspace: int, dims: VisionDims, batch: int, 
     scratch = max(vpm_scratch_bytes(dims, batch, patches, precision, strongly_typed),
                   resampler_scratch_bytes(dims, batch, patches, precision, strongly_typed))
     return max(profile_workspace, scratch + TACTIC_HEADROOM_BYTES)
+
+
+def group_workspace_bytes(dims: VisionDims, batch: int, patches: int, precision: str, strongly_typed: bool) -> int:
+    """The WORKSPACE limit for the grouped (video) Resampler at `batch` = groups x frames slices of `patches` keys:
+    4 x [B, L, D] at the float layers' width + the fp32 scores and probabilities 2 x [B, D/128, Q, L] + the fp32
+    input [B, L, width] + TACTIC_HEADROOM_BYTES (not the VPM's limit: the grouped graph has no ViT attention).
+    TensorRT-RTX 1.7.1.116, `small` 4.5 (D 4096, width 1152, Q 64), B 6, L 2048: fp32 built within 1078 MiB, fp16
+    within 694 MiB (docs/benchmarks.md); at B 18 neither built, with limits from 3 x to 4 x [B, L, D]."""
+    element = float_bytes(precision, strongly_typed)
+    scores = 2 * batch * (dims.embed_dim // 128) * dims.query_num * patches * 4
+    return (4 * batch * patches * dims.embed_dim * element + scores + batch * patches * dims.width * 4
+            + TACTIC_HEADROOM_BYTES)

@@ -1,4 +1,5 @@
-"""Agent test material: a sink that keeps every result, and a camera with a new frame at every call."""
+"""Agent test material: a sink that keeps every result, a camera with a new frame at every call, and a camera that
+hands over a list of frames one per call, none dropped."""
 from __future__ import annotations
 
 import time
@@ -52,3 +53,31 @@ class EndlessCamera:
 
     def stats(self) -> Dict[str, Any]:
         return {"taken": self.taken}
+
+
+class FrameList:
+    """A camera by the Source protocol that hands over `images` one per `latest()` call, however slowly they are
+    taken (a FrameSource keeps only the newest frame and drops one the consumer was too slow for), stamped
+    `interval_s` apart (capture times that do not depend on the machine's speed), then ends."""
+
+    def __init__(self, images: List[np.ndarray], interval_s: float = 0.1) -> None:
+        self.images, self.interval_s, self.taken = list(images), interval_s, 0
+
+    @property
+    def finished(self) -> bool:
+        return self.taken >= len(self.images)
+
+    def start(self) -> FrameList:
+        return self
+
+    def stop(self) -> None:
+        """Nothing runs."""
+
+    def latest(self, timeout: Optional[float] = None) -> Optional[Frame]:
+        if self.finished:
+            return None
+        self.taken += 1
+        return Frame(self.images[self.taken - 1], (self.taken - 1) * self.interval_s, self.taken - 1, 0, 1)
+
+    def stats(self) -> Dict[str, Any]:
+        return {"frames": self.taken, "dropped": 0}
