@@ -3,6 +3,7 @@ size, precision and target, with the engine sizes set against the converter's me
 
     python -m benchmarks.build_check --json                       # tiny and small, every version, both opsets
     python -m benchmarks.build_check --sizes full --versions 2.6 --targets orin-nano-8gb --json   # GPU machine
+    python -m benchmarks.build_check --versions 4.6:16x,4.6:4x,4.7:16x,4.7:4x --json    # 4.6/4.7, per mode
 
 Per (version, size, target): a synthetic checkpoint, fp32 and fp16 graphs exported for the target (orin-nano-8gb:
 opset 17, TensorRT 10.3; xavier-nx: opset 16, TensorRT 8.5), int8 graphs calibrated on 2 synthetic scenes without
@@ -26,6 +27,7 @@ from converter.bundle import write_bundle
 from converter.calibrate import calibrate
 from converter.calibration_settings import Settings
 from converter.checkpoint import load_tensors, read_layout
+from converter.checkpoint_layout import with_downsample_mode
 from converter.sizing import estimate_vision_bytes
 from converter.synthetic import write_checkpoint
 from edge.bundle.manifest import Bundle, write_manifest
@@ -37,16 +39,18 @@ TARGETS = ("orin-nano-8gb", "xavier-nx")
 
 
 def bundle_rows(version: str, size: str, target: str, work: Path, trt: Any) -> List[Dict[str, Any]]:
-    """Export, calibrate and build-check one bundle; one row per graph."""
+    """Export, calibrate and build-check one bundle; one row per graph. `version` may name a 4.6/4.7 downsample
+    mode after a colon (4.6:4x); the config's mode otherwise."""
     quiet = lambda message: None  # noqa: E731
+    version, _, mode = version.partition(":")
     checkpoint = work / ("ck-%s-%s" % (version, size))
     if not checkpoint.exists():
         write_checkpoint(checkpoint, version, size)
     profile = load_profile(target)
-    out = work / ("bundle-%s-%s-%s" % (version, size, target))
+    out = work / ("bundle-%s%s-%s-%s" % (version, mode, size, target))
     start = time.perf_counter()
-    layout = read_layout(checkpoint, version)
-    estimates = estimate_vision_bytes(layout.spec, profile, ["fp32", "fp16", "int8"], layout.facts.slice_layout)
+    layout = with_downsample_mode(read_layout(checkpoint, version), mode or None)
+    estimates = estimate_vision_bytes(layout.spec, profile, ["fp32", "fp16", "int8"], layout.bundle_layout)
     memory = {"vision_estimates": {p: e.to_dict() for p, e in estimates.items()}}  # estimated, not held to budget
     write_bundle(load_tensors(layout), out, profile, ["fp32", "fp16"], overwrite=True, check=False, log=quiet,
                  memory=memory)
@@ -59,7 +63,8 @@ def bundle_rows(version: str, size: str, target: str, work: Path, trt: Any) -> L
     rows = []
     for file, graph in report["graphs"].items():
         estimate = estimates[graph["precision"]].modules[graph["module"]].weight_bytes
-        rows.append({"version": version, "size": size, "target": target, "opset": bundle.target.opset,
+        rows.append({"version": version + (" " + layout.spec.downsample_mode if mode else ""), "size": size,
+                     "target": target, "opset": bundle.target.opset,
                      "graph": file, "parsed": graph["parsed"], "built": graph["built"],
                      "build_seconds": graph.get("seconds"), "engine_bytes": graph.get("engine_bytes"),
                      "workspace_bytes": graph["workspace_bytes"], "estimate_weight_bytes": estimate,

@@ -15,21 +15,25 @@ from ..bundle.manifest import Bundle
 from ..engines.base import Engine, host_array
 from ..engines.factory import PerModule, open_engines
 from ..engines.tensorrt.cache import DEFAULT_CACHE_DIR
-from ..errors import SliceTooLarge
+from ..errors import InputError, SliceTooLarge
 from ..preprocess.device.selection import DEVICE_MODES, choose_path, open_device_preprocessor
-from ..preprocess.graph_inputs import pack_slices
+from ..preprocess.graph_inputs import pack_slices, slice_token_counts
 from ..preprocess.image_input import to_rgb
 from ..preprocess.preprocessor import Preprocessor, slice_config
 from .prompt import PromptLayout
 
 
 class EncodedImage(NamedTuple):
-    """Tokens float32 [n_images, Q, D] (overview first, then tiles row-major), the grid and stage timings (ms)."""
+    """Tokens float32 [n_images, Q, D] (overview first, then tiles row-major), the grid and stage timings (ms).
+
+    Merger versions (4.6, 4.7; slices differ in token count): tokens float32 [sum(token_counts), D], slice after
+    slice in the same order, each slice's tokens in raster order over its token grid."""
 
     tokens: np.ndarray
     grid: Optional[Tuple[int, int]]
     timings: Dict[str, float]
     patch_grids: List[Tuple[int, int]]
+    token_counts: Optional[List[int]] = None  # merger versions: the tokens of each slice
 
 
 class PreparedBatches(NamedTuple):
@@ -67,6 +71,11 @@ class VisionEncoder:
         self.max_slices_allowed: int = bundle.target.max_slices
         # resize "device" or "auto": Pillow-exact preprocessing on the device when it can run (docs/preprocessing.md)
         self.preprocess_path, self.preprocess_reason = choose_path(resize) if resize in DEVICE_MODES else (resize, "")
+        if self.layout.startswith("merger-") and self.preprocess_path == "device":
+            if resize == "device":  # the device kernels write raster strips; merger graphs take merge order
+                raise InputError("resize: device cannot feed a MiniCPM-V 4.6/4.7 bundle (its patches go in merge "
+                                 "order, laid out on the CPU): use resize: exact or auto")
+            self.preprocess_path, self.preprocess_reason = "exact", "4.6/4.7 bundles are packed on the CPU"
         self.preprocessor = Preprocessor(slice_config(bundle), "exact" if self.preprocess_path == "device"
                                          else self.preprocess_path)
         self.device_preprocessor = (open_device_preprocessor(engines["vpm"], self.layout)
@@ -149,17 +158,24 @@ class VisionEncoder:
             batches = prepared.on_device()
             preprocess_ms += (time.perf_counter() - start) * 1e3
         vpm_s = resampler_s = 0.0
-        tokens = []
+        tokens: List[np.ndarray] = []
         for batch in batches:
             begin = time.perf_counter()
             embeds = self.engines["vpm"].infer(batch.vpm, device_outputs=("vision_embeds",))["vision_embeds"]
             middle = time.perf_counter()
             feeds = dict(batch.resampler, vision_embeds=embeds)
-            tokens.append(host_array(self.engines["resampler"].infer(feeds)["image_tokens"], np.float32))
+            out = host_array(self.engines["resampler"].infer(feeds)["image_tokens"], np.float32)
+            if self.layout.startswith("merger-"):  # keep each slice's own tokens, drop the padding rows
+                counts = slice_token_counts(batch.sizes, self.layout, 0)
+                out = np.concatenate([out[row, :count] for row, count in enumerate(counts)])
+            tokens.append(out)
             vpm_s, resampler_s = vpm_s + middle - begin, resampler_s + time.perf_counter() - middle
         timings = {"preprocess": preprocess_ms, "vpm": vpm_s * 1e3, "resampler": resampler_s * 1e3,
                    "total": prepared.preprocess_ms + (time.perf_counter() - start) * 1e3}
-        return EncodedImage(np.concatenate(tokens), prepared.grid, timings, prepared.patch_grids)
+        counts = None
+        if self.layout.startswith("merger-"):
+            counts = slice_token_counts([grid for batch in batches for grid in batch.sizes], self.layout, 0)
+        return EncodedImage(np.concatenate(tokens), prepared.grid, timings, prepared.patch_grids, counts)
 
     def vpm_features(self, image: Any, color: str = "rgb") -> VpmFeatures:
         """The VPM output of each slice of one image, not yet resampled (the grouped video Resampler takes the

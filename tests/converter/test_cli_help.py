@@ -19,6 +19,7 @@ NAMED_COMMAND = re.compile(r"minicpmv-convert ([a-z][a-z-]*)([^,;:()]*)")
 # commands whose runs reach it. A new message naming a flag in a place not listed here fails the test below.
 REACHED_BY = {
     "converter/checkpoint_layout.py": ["inspect", "export", "convert", "bench"],  # verify passes its own advice
+    "converter/checkpoint_layout.py:with_downsample_mode": ["export", "convert"],
     "converter/family.py": ["inspect", "export", "convert", "bench"],
     "converter/sizing.py": ["export", "convert"],
     "converter/calibration_settings.py": ["calibrate", "convert"],
