@@ -1,0 +1,77 @@
+"""edge.encoder.positions_3d (numpy) equals transformers' MiniCPM-V 4.7 get_rope_index on the processor's prompts."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge.encoder.positions_3d import Markers, canvas_coords, next_position, rope_positions
+from tests.edge import minicpmv46_reference as reference
+
+pytest.importorskip("transformers.models.minicpmv4_7")
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return reference.tiny_tokenizer()
+
+
+def _image(width, height, seed=0):
+    from PIL import Image
+
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+def _markers(tokenizer) -> Markers:
+    ids = reference.marker_ids(tokenizer)
+    return Markers(ids["image_start_id"], ids["image_end_id"], ids["slice_start_id"], ids["slice_end_id"],
+                   ids["newline_id"])
+
+
+LAYOUTS = [
+    ("one sliced image, text around", "Look: <unk> what is it?", [(1000, 300)]),
+    ("a 3x3 grid", "<unk>\nDescribe.", [(1344, 1344)]),
+    ("unsliced image only", "<unk>", [(320, 240)]),
+    ("two images", "first <unk> second <unk> compare", [(1920, 1080), (500, 300)]),
+    ("two images back to back", "<unk><unk> same?", [(800, 600), (640, 480)]),
+    ("extreme aspect", "tall <unk> wide <unk>", [(60, 2000), (3000, 90)]),
+]
+
+
+@pytest.mark.parametrize("mode", ["16x", "4x"])
+@pytest.mark.parametrize("name,text,sizes", LAYOUTS, ids=[layout[0] for layout in LAYOUTS])
+def test_positions_equal_transformers(tokenizer, mode, name, text, sizes):
+    processor = reference.processor("4.7", tokenizer)
+    inputs = processor(images=[_image(w, h, i) for i, (w, h) in enumerate(sizes)], text=[text],
+                       downsample_mode=mode, return_tensors="np")
+    ids, kinds, grids = inputs["input_ids"][0], inputs["mm_token_type_ids"][0], inputs["target_sizes"]
+    expected = reference.rope_index(tokenizer, ids, kinds, grids, mode)
+    ours = rope_positions(ids.tolist(), kinds.tolist(), [tuple(g) for g in grids.tolist()], mode, _markers(tokenizer))
+    assert ours.dtype == np.int32 and ours.shape == (3, len(ids))
+    np.testing.assert_array_equal(ours, expected)
+    assert (ours[1:] != ours[0]).any()  # the layout really is 3-D, not a 1-D count
+    assert next_position(ours) == expected.max() + 1
+
+
+def test_text_only_prompt_counts_up(tokenizer):
+    positions = rope_positions([5, 6, 7], [0, 0, 0], [], "16x", _markers(tokenizer))
+    np.testing.assert_array_equal(positions, np.tile(np.arange(3), (3, 1)))
+
+
+def test_canvas_coords_equal_torch_linspace():
+    torch = pytest.importorskip("torch")
+    for canvas in range(1, 320):
+        for count in range(1, 72):
+            expected = torch.linspace(0, canvas - 1, count).round().long().numpy()
+            np.testing.assert_array_equal(canvas_coords(canvas, count), expected, err_msg="%d %d" % (canvas, count))
+
+
+def test_mismatched_grids_refused(tokenizer):
+    markers = _markers(tokenizer)
+    ids = [markers.image_start, 1, 1, 1, 1, markers.image_end]
+    kinds = [0, 1, 1, 1, 1, 0]
+    with pytest.raises(ValueError, match="grids"):
+        rope_positions(ids, kinds, [], "16x", markers)
+    with pytest.raises(ValueError, match="does not match"):
+        rope_positions(ids, kinds, [(4, 8)], "16x", markers)
+    with pytest.raises(ValueError, match="downsample_mode"):
+        rope_positions(ids, kinds, [(8, 8)], "8x", markers)
