@@ -28,6 +28,13 @@ from .trt_ops import known_releases, table_release
 PROG = "minicpmv-convert"
 
 
+def _gguf_versions() -> List[str]:
+    """The versions whose LLM make-gguf has a recipe for."""
+    from .gguf_writer import RECIPES
+
+    return [v for v, f in family.VERSIONS.items() if f.llm_family in RECIPES]
+
+
 def _parser() -> argparse.ArgumentParser:
     parser, sub = new_parser(PROG, "Convert MiniCPM-V's vision half into a Jetson bundle.")
 
@@ -47,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
 
     gguf = sub.add_parser("make-gguf", help="write a seeded random tiny GGUF LLM in the architecture of a "
                                             "version's LLM, with its special tokens and chat template (tests)")
-    gguf.add_argument("--model-version", required=True, choices=list(family.VERSIONS),
+    gguf.add_argument("--model-version", required=True, choices=_gguf_versions(),
                       help="MiniCPM-V version whose LLM to imitate")
     gguf.add_argument("--out", required=True, type=Path, help="GGUF file to write")
     gguf.add_argument("--seed", type=int, default=0, help="random seed of the weights (default 0)")

@@ -39,10 +39,22 @@ VERSIONS: Dict[str, VersionFacts] = {
         VersionFacts("o-2.6", 64, 3584, "masked-2d", True, "v2.6", "qwen2.5", "chatml", "minicpmo"),
         VersionFacts("4.0", 64, 2560, "masked-2d", True, "v2.6", "minicpm4", "chatml", "minicpmv"),
         VersionFacts("4.5", 64, 4096, "masked-2d", True, "v2.6", "qwen3", "chatml", "minicpmv"),
+        # merger versions: no Resampler, so no fixed query count (query_num 0): a slice of h x w patches gives
+        # h*w/16 tokens (downsample_mode "16x") or h*w/4 ("4x"). LLM width of Qwen3.5-0.8B (docs/minicpmv.md).
+        VersionFacts("4.6", 0, 1024, "merger", True, "v4.6", "qwen3.5", "chatml", "minicpmv4_6"),
+        VersionFacts("4.7", 0, 1024, "merger", True, "v4.7", "qwen3.5", "chatml", "minicpmv4_7"),
     )
 }
-_UNSUPPORTED = {"2.0": "MiniCPM-V 2.0 (timm VPM)", "4.6": "MiniCPM-V 4.6 (merger, no Resampler)",
-                "4.7": "MiniCPM-V 4.7 (merger, no Resampler)"}
+MERGER_LAYOUT = "merger"  # slice_layout of the versions whose vision tower ends in mergers (4.6, 4.7)
+DOWNSAMPLE_MODES = {"4x": 4, "16x": 16}  # downsample_mode -> patches per visual token
+INSERT_LAYER_ID = 6  # transformers' default: the window-attention merger runs after this ViT layer
+_UNSUPPORTED = {"2.0": "MiniCPM-V 2.0 (timm VPM)"}
+_MODEL_TYPES = {f.model_type: f.version for f in VERSIONS.values() if f.model_type.startswith("minicpmv4_")}
+
+
+def is_merger(version: str) -> bool:
+    """Whether a version's vision tower ends in the window-attention merger and the downsample MLP (no Resampler)."""
+    return facts_for(version).slice_layout == MERGER_LAYOUT
 
 
 def facts_for(version: str) -> VersionFacts:
@@ -67,9 +79,11 @@ def detect_version(config: Dict[str, Any], fallback: Optional[str] = None) -> st
     model_type = config.get("model_type")
     if model_type == "minicpmo":
         return "o-2.6"
+    if model_type in _MODEL_TYPES:
+        return _MODEL_TYPES[model_type]
     if model_type not in (None, "minicpmv"):
         raise InputError("config.json has model_type %r, not a MiniCPM-V checkpoint: pass the directory of a "
-                         "MiniCPM-V 2.5/2.6/o-2.6/4.0/4.5 checkpoint" % model_type)
+                         "MiniCPM-V %s checkpoint" % (model_type, "/".join(VERSIONS)))
     field = _version_field(config)
     if field is not None:
         facts_for(field)
@@ -77,8 +91,8 @@ def detect_version(config: Dict[str, Any], fallback: Optional[str] = None) -> st
     query_num, hidden = config.get("query_num"), config.get("hidden_size")
     if query_num == 96:
         return "2.5"
-    matches = [f.version for f in VERSIONS.values()
-               if f.query_num == query_num and f.llm_hidden == hidden and f.model_type == "minicpmv"]
+    matches = [f.version for f in VERSIONS.values() if f.query_num
+               and f.query_num == query_num and f.llm_hidden == hidden and f.model_type == "minicpmv"]
     if len(matches) == 1:
         return matches[0]
     if fallback is not None:
