@@ -6,7 +6,7 @@ it while laying the slices out as strips.
 """
 from __future__ import annotations
 
-from typing import Any, List, NamedTuple
+from typing import Any, List, NamedTuple, Optional
 
 import numpy as np
 
@@ -23,10 +23,22 @@ class PreparedImage(NamedTuple):
     plan: SlicePlan
 
 
-def slice_config(bundle: Bundle) -> SliceConfig:
-    """A bundle's slicing, with the slice budget capped by its target's max_slices."""
+MERGER_LAYOUT = "merger"  # slice layout of the versions with a merger instead of a Resampler (4.6, 4.7)
+DEFAULT_DOWNSAMPLE_MODE = "16x"  # transformers' default for 4.6 / 4.7
+
+
+def slice_config(bundle: Bundle, downsample_mode: Optional[str] = None) -> SliceConfig:
+    """A bundle's slicing, with the slice budget capped by its target's max_slices. For a merger version (4.6,
+    4.7) sizes snap to the merge of `downsample_mode` (default "16x"); other versions take no mode."""
     facts = bundle.model.slice
-    return SliceConfig(facts.scale_resolution, min(facts.max_slice_nums, bundle.target.max_slices), facts.patch_size)
+    config = SliceConfig(facts.scale_resolution, min(facts.max_slice_nums, bundle.target.max_slices),
+                         facts.patch_size)
+    if facts.layout == MERGER_LAYOUT:
+        return config.for_mode(downsample_mode or DEFAULT_DOWNSAMPLE_MODE)
+    if downsample_mode is not None:
+        raise ValueError("downsample_mode applies to MiniCPM-V 4.6 and 4.7 only; this bundle is version %s"
+                         % bundle.model.version)
+    return config
 
 
 class Preprocessor:
