@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.encoder.positions_3d import Markers, canvas_coords, next_position, rope_positions
+from edge.encoder.positions_3d import Markers, canvas_coords, next_position, rope_positions, visual_groups
 from tests.edge import minicpmv46_reference as reference
 
 pytest.importorskip("transformers.models.minicpmv4_7")
@@ -34,6 +34,8 @@ LAYOUTS = [
     ("two images", "first <unk> second <unk> compare", [(1920, 1080), (500, 300)]),
     ("two images back to back", "<unk><unk> same?", [(800, 600), (640, 480)]),
     ("extreme aspect", "tall <unk> wide <unk>", [(60, 2000), (3000, 90)]),
+    ("no image ids, back to back: one group", "<unk><unk>\n<unk> x", [(800, 600), (320, 240), (1000, 300)]),
+    ("no image ids, text between", "a <unk> b <unk>", [(1920, 1080), (640, 480)]),
 ]
 
 
@@ -42,7 +44,7 @@ LAYOUTS = [
 def test_positions_equal_transformers(tokenizer, mode, name, text, sizes):
     processor = reference.processor("4.7", tokenizer)
     inputs = processor(images=[_image(w, h, i) for i, (w, h) in enumerate(sizes)], text=[text],
-                       downsample_mode=mode, return_tensors="np")
+                       downsample_mode=mode, use_image_id=not name.startswith("no image ids"), return_tensors="np")
     ids, kinds, grids = inputs["input_ids"][0], inputs["mm_token_type_ids"][0], inputs["target_sizes"]
     expected = reference.rope_index(tokenizer, ids, kinds, grids, mode)
     ours = rope_positions(ids.tolist(), kinds.tolist(), [tuple(g) for g in grids.tolist()], mode, _markers(tokenizer))
@@ -50,6 +52,16 @@ def test_positions_equal_transformers(tokenizer, mode, name, text, sizes):
     np.testing.assert_array_equal(ours, expected)
     assert (ours[1:] != ours[0]).any()  # the layout really is 3-D, not a 1-D count
     assert next_position(ours) == expected.max() + 1
+
+
+def test_frames_separated_only_by_markers_share_a_group(tokenizer):
+    processor = reference.processor("4.7", tokenizer)
+    inputs = processor(images=[_image(320, 240), _image(800, 600)], text=["<unk><unk>"], use_image_id=False,
+                       return_tensors="np")
+    groups = visual_groups(inputs["input_ids"][0].tolist(), inputs["mm_token_type_ids"][0].tolist(),
+                           _markers(tokenizer))
+    assert [len(group.frames) for group in groups] == [2]
+    assert [len(frame.slices) for frame in groups[0].frames] == [0, 4]
 
 
 def test_text_only_prompt_counts_up(tokenizer):
