@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
@@ -66,6 +66,20 @@ class CheckpointLayout:
     @property
     def facts(self) -> family.VersionFacts:
         return family.facts_for(self.version)
+
+    @property
+    def bundle_layout(self) -> str:
+        """The slice layout a bundle of this checkpoint records (merger versions name their mode)."""
+        return family.bundle_layout(self.version, self.spec.downsample_mode)
+
+
+def with_downsample_mode(layout: CheckpointLayout, mode: Optional[str]) -> CheckpointLayout:
+    """`layout` with its spec set to export `mode` (None: the config's); only merger versions have modes."""
+    if mode is None:
+        return layout
+    if not layout.spec.is_merger:
+        raise InputError("--downsample-mode applies to MiniCPM-V 4.6/4.7, not %s: leave it out" % layout.version)
+    return replace(layout, spec=replace(layout.spec, downsample_mode=mode))
 
 
 def vision_spec(config: Dict[str, Any], version: str) -> VisionSpec:

@@ -21,7 +21,7 @@ from edge.errors import InputError
 from edge.fsutil import refuse_existing
 
 from . import family
-from .checkpoint_layout import CheckpointLayout, read_layout
+from .checkpoint_layout import CheckpointLayout, read_layout, with_downsample_mode
 from .targets import precisions_for
 from .trt_ops import known_releases, table_release
 
@@ -126,6 +126,9 @@ def _add_export_args(parser: argparse.ArgumentParser) -> None:
     """What export and convert share: the checkpoint, the output and the target."""
     _add_checkpoint_args(parser)
     parser.add_argument("--out", required=True, type=Path, help="bundle directory to write")
+    parser.add_argument("--downsample-mode", choices=list(family.DOWNSAMPLE_MODES),
+                        help="MiniCPM-V 4.6/4.7: the token compression the bundle's graphs run, 16x (window "
+                             "merger + downsample MLP) or 4x (downsample MLP only); default: the config's")
     parser.add_argument("--target", default="host-x86",
                         help="device profile (%s) or a profile YAML path" % ", ".join(list_profiles()))
     parser.add_argument("--jetpack", help="JetPack release on the device (%s); its TensorRT sets the opset "
@@ -179,8 +182,8 @@ def _check_target(args: argparse.Namespace, precisions_of: Callable[[DeviceProfi
     precisions = precisions_of(profile)
     refuse_existing(args.out, args.force)
     llm_bytes = llm_bytes_from_args(args.llm_gguf, args.llm_bytes, args.llm_context)
-    layout = read_layout(args.checkpoint, args.model_version)
-    memory = size_bundle(layout.spec, profile, precisions, layout.facts.slice_layout, llm_bytes,
+    layout = with_downsample_mode(read_layout(args.checkpoint, args.model_version), args.downsample_mode)
+    memory = size_bundle(layout.spec, profile, precisions, layout.bundle_layout, llm_bytes,
                          log=lambda message: print(message, file=sys.stderr))
     print(describe(memory, profile), file=sys.stderr)
     return profile, precisions, layout, memory
@@ -237,9 +240,12 @@ def _inspect(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        print("MiniCPM-V %s at %s: VPM %d layers x width %d, Resampler Q=%d D=%d (%d heads), %.1f M vision "
-              "parameters" % (ck.version, ck.path, ck.spec.layers, ck.spec.width, ck.spec.query_num,
-                              ck.spec.embed_dim, ck.spec.resampler_heads, params / 1e6))
+        head = ("merger (window merger after layer %d, %d downsample MLP, config mode %s) D=%d"
+                % (ck.spec.insert_layer_id, ck.spec.merger_times, ck.spec.downsample_mode, ck.spec.embed_dim)
+                if ck.spec.is_merger else "Resampler Q=%d D=%d (%d heads)"
+                % (ck.spec.query_num, ck.spec.embed_dim, ck.spec.resampler_heads))
+        print("MiniCPM-V %s at %s: VPM %d layers x width %d, %s, %.1f M vision parameters"
+              % (ck.version, ck.path, ck.spec.layers, ck.spec.width, head, params / 1e6))
     return 0
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from .graph_inputs import NORMALISE, PATCH, patch_grid, to_strip
 
 MODE_LEVELS = {"4x": 1, "16x": 2}  # 2x2 merges between patches and tokens with merger_times 1
+LAYOUT_MODES = {"merger-16x": "16x", "merger-4x": "4x"}  # bundle slice layouts (merger_times 1) -> downsample_mode
 POSITION_GRID = 70  # vision_config.image_size 980 / patch 14
 
 
@@ -71,6 +72,20 @@ def nearest_position_ids(rows: int, cols: int, grid: int = POSITION_GRID) -> np.
     return (coords(rows)[:, None] * grid + coords(cols)[None, :]).reshape(-1)
 
 
+def crop_to_merge(slice_: np.ndarray, levels: int) -> np.ndarray:
+    """The centre of a slice cropped to whole 2^levels-patch blocks (for calibration and check feeds made by a
+    preprocessor that does not size slices for the merger)."""
+    rows, cols = patch_grid(slice_)
+    block = 2 ** levels
+    keep_r, keep_c = max(rows // block, 1) * block, max(cols // block, 1) * block
+    if keep_r > rows or keep_c > cols:
+        raise ValueError("a %dx%d slice is smaller than one %dx%d-patch block" % (rows, cols, block, block))
+    top, left = (rows - keep_r) // 2 * PATCH, (cols - keep_c) // 2 * PATCH
+    if slice_.dtype == np.uint8:
+        return slice_[top:top + keep_r * PATCH, left:left + keep_c * PATCH]
+    return slice_[:, top:top + keep_r * PATCH, left:left + keep_c * PATCH]
+
+
 def token_count(rows: int, cols: int, mode: str, merger_times: int = 1) -> int:
     """LLM tokens of a rows x cols slice."""
     return rows * cols // 4 ** merge_levels(mode, merger_times)
@@ -80,8 +95,8 @@ def _strip(slice_: np.ndarray) -> np.ndarray:
     """[3, 14, 14*n] raster strip of a float [3, 14h, 14w] slice or (normalised here) an RGB uint8 tile."""
     if slice_.dtype == np.uint8:
         rows, cols = patch_grid(slice_)
-        chw = slice_.transpose(2, 0, 1)
-        return NORMALISE[to_strip(chw.reshape(3, rows * PATCH, cols * PATCH))]
+        strip = slice_.reshape(rows, PATCH, cols, PATCH, 3).transpose(4, 1, 0, 2, 3)  # [3, py, rows, cols, px]
+        return NORMALISE[strip.reshape(3, PATCH, rows * cols * PATCH)]
     return to_strip(slice_)
 
 
