@@ -93,9 +93,12 @@ def _bundle(layout, version):
 
 
 def test_slice_config_follows_the_bundle_layout():
-    assert slice_config(_bundle("merger", "4.6")) == SliceConfig(448, 4, 14, 4)
-    assert slice_config(_bundle("merger", "4.7"), "4x") == SliceConfig(448, 4, 14, 2)
+    assert slice_config(_bundle("merger-16x", "4.6")) == SliceConfig(448, 4, 14, 4)
+    assert slice_config(_bundle("merger-4x", "4.7")) == SliceConfig(448, 4, 14, 2)
+    assert slice_config(_bundle("merger-4x", "4.7"), "4x") == SliceConfig(448, 4, 14, 2)
     assert slice_config(_bundle("masked-2d", "2.6")) == SliceConfig(448, 4, 14, 1)
+    with pytest.raises(ValueError, match="exported for downsample_mode 16x"):
+        slice_config(_bundle("merger-16x", "4.6"), "4x")
     with pytest.raises(ValueError, match="4.6 and 4.7 only"):
         slice_config(_bundle("masked-2d", "2.6"), "16x")
 
