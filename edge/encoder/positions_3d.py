@@ -11,13 +11,15 @@ positions (all three channels equal) that continue after each canvas. This modul
 - ``markers``: the ids of ``<image>``, ``</image>``, ``<slice>``, ``</slice>`` and ``"\\n"`` in the tokenizer.
 
 ``rope_positions`` returns int32 ``[3, n_tokens]`` (rows T, H, W); ``next_position`` the position of the first
-generated token (``max + 1``), from which generation counts up on all three channels. 4.6 does not use this:
+generated token (``max + 1``), from which generation counts up on all three channels. ``piece_positions`` takes
+the prompt as pieces instead (text token ids, and ``Block(grid)`` for each block of image rows), as an LLM runtime
+that feeds image rows holds it. 4.6 does not use this:
 its LLM gets plain 1-D positions.
 """
 from __future__ import annotations
 
 import itertools
-from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -34,6 +36,13 @@ class Markers(NamedTuple):
     slice_start: int
     slice_end: int
     newline: int
+
+
+class Block(NamedTuple):
+    """A run of image rows in a prompt: one overview or tile of (rows, cols) patches (its SlicePlan.patch_grids
+    entry); it holds rows * cols / merge^2 tokens."""
+
+    grid: Grid
 
 
 class Frame(NamedTuple):
@@ -210,6 +219,30 @@ def rope_positions(token_ids: Sequence[int], kinds: Sequence[int], image_grids: 
         index = group.end
     positions[:, index:] = np.arange(n - index) + current
     return positions.astype(np.int32)
+
+
+def piece_positions(pieces: Sequence[Union[Sequence[int], Block]], downsample_mode: str,
+                    markers: Markers) -> List[np.ndarray]:
+    """`rope_positions` of a prompt given as pieces in order (text token ids, or a `Block` of image rows), split
+    back per piece: one int32 [3, piece length] array each."""
+    factor = merge_factor(downsample_mode)
+    ids: List[int] = []
+    kinds: List[int] = []
+    grids: List[Grid] = []
+    lengths = []
+    for piece in pieces:
+        if isinstance(piece, Block):
+            count = (piece.grid[0] // factor) * (piece.grid[1] // factor)
+            ids += [-1] * count
+            kinds += [IMAGE] * count
+            grids.append(piece.grid)
+            lengths.append(count)
+        else:
+            ids += list(piece)
+            kinds += [TEXT] * len(piece)
+            lengths.append(len(piece))
+    positions = rope_positions(ids, kinds, grids, downsample_mode, markers)
+    return np.split(positions, np.cumsum(lengths)[:-1], axis=1) if lengths else []
 
 
 def next_position(positions: np.ndarray) -> int:

@@ -4,7 +4,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.encoder.positions_3d import Markers, canvas_coords, next_position, rope_positions, visual_groups
+from edge.encoder.positions_3d import (
+    Block,
+    Markers,
+    canvas_coords,
+    next_position,
+    piece_positions,
+    rope_positions,
+    visual_groups,
+)
 from tests.edge import minicpmv46_reference as reference
 
 pytest.importorskip("transformers.models.minicpmv4_7")
@@ -52,6 +60,26 @@ def test_positions_equal_transformers(tokenizer, mode, name, text, sizes):
     np.testing.assert_array_equal(ours, expected)
     assert (ours[1:] != ours[0]).any()  # the layout really is 3-D, not a 1-D count
     assert next_position(ours) == expected.max() + 1
+
+
+@pytest.mark.parametrize("mode", ["16x", "4x"])
+def test_pieces_give_the_same_positions(tokenizer, mode):
+    """The prompt as an LLM runtime holds it (text ids and blocks of rows) gives transformers' positions."""
+    processor = reference.processor("4.7", tokenizer)
+    inputs = processor(images=[_image(1000, 300), _image(320, 240, 1)], text=["a <unk>\nb <unk> c"],
+                       downsample_mode=mode, return_tensors="np")
+    ids, kinds, grids = inputs["input_ids"][0], inputs["mm_token_type_ids"][0], inputs["target_sizes"].tolist()
+    pieces, start, blocks = [], 0, iter(grids)
+    for kind, end in zip(kinds, range(1, len(ids) + 1)):
+        if end == len(ids) or kinds[end] != kind:
+            pieces.append(Block(tuple(next(blocks))) if kind else ids[start:end].tolist())
+            start = end
+    split = piece_positions(pieces, mode, _markers(tokenizer))
+    factor = 4 if mode == "16x" else 2
+    assert [part.shape[1] for part in split] == [
+        (p.grid[0] // factor) * (p.grid[1] // factor) if isinstance(p, Block) else len(p) for p in pieces]
+    np.testing.assert_array_equal(np.concatenate(split, axis=1),
+                                  reference.rope_index(tokenizer, ids, kinds, inputs["target_sizes"], mode))
 
 
 def test_frames_separated_only_by_markers_share_a_group(tokenizer):
