@@ -28,13 +28,6 @@ from .trt_ops import known_releases, table_release
 PROG = "minicpmv-convert"
 
 
-def _gguf_versions() -> List[str]:
-    """The versions whose LLM make-gguf has a recipe for."""
-    from .gguf_writer import RECIPES
-
-    return [v for v, f in family.VERSIONS.items() if f.llm_family in RECIPES]
-
-
 def _parser() -> argparse.ArgumentParser:
     parser, sub = new_parser(PROG, "Convert MiniCPM-V's vision half into a Jetson bundle.")
 
@@ -54,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
 
     gguf = sub.add_parser("make-gguf", help="write a seeded random tiny GGUF LLM in the architecture of a "
                                             "version's LLM, with its special tokens and chat template (tests)")
-    gguf.add_argument("--model-version", required=True, choices=_gguf_versions(),
+    gguf.add_argument("--model-version", required=True, choices=list(family.VERSIONS),
                       help="MiniCPM-V version whose LLM to imitate")
     gguf.add_argument("--out", required=True, type=Path, help="GGUF file to write")
     gguf.add_argument("--seed", type=int, default=0, help="random seed of the weights (default 0)")
@@ -221,6 +214,13 @@ def _make_gguf(args: argparse.Namespace) -> int:
         from .gguf_writer import write_gguf
     except ImportError as exc:
         raise InputError("make-gguf needs the gguf package (%s): pip install -e '.[llm]'" % exc) from None
+    from .gguf_writer import RECIPES
+
+    llm = family.facts_for(args.model_version).llm_family
+    if llm not in RECIPES:
+        raise InputError("make-gguf has no recipe for the %s LLM of MiniCPM-V %s yet: pass --model-version with one "
+                         "of %s" % (llm, args.model_version, ", ".join(
+                             v for v, f in family.VERSIONS.items() if f.llm_family in RECIPES)))
 
     written = write_gguf(args.out, args.model_version, seed=args.seed, overwrite=args.force)
     print("wrote a tiny random %s GGUF (MiniCPM-V %s LLM, n_embd %d, %d tokens) to %s"
