@@ -129,3 +129,16 @@ def test_torchvision_mode_equals_transformers_default_processor(mode):
         _, ours = _our_pixel_values(Preprocessor(DEFAULT.for_mode(mode), resize="torchvision"), image)
         reference = MiniCPMV4_6ImageProcessor()(image, downsample_mode=mode, return_tensors="np")
         np.testing.assert_allclose(ours, reference["pixel_values"][0], rtol=0, atol=1e-6)
+
+
+def test_a_real_merger_bundle_slices_as_transformers(make_bundle, image_processor):
+    """The layout a 4.6 export writes (default mode 16x) picks the merger slicing, checked on the processor."""
+    from edge.bundle.manifest import Bundle
+
+    bundle = Bundle.load(make_bundle("4.6"))
+    config = slice_config(bundle)
+    mode = {"merger-16x": "16x", "merger-4x": "4x"}[bundle.model.slice.layout]
+    for size in [(1000, 300), (33, 17)]:
+        reference = image_processor(_image(*size, seed=2), downsample_mode=mode, return_tensors="np")
+        plan = plan_slices(size, config._replace(max_slice_nums=9))
+        assert plan.patch_grids() == [tuple(t) for t in reference["target_sizes"].tolist()]
