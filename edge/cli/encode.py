@@ -24,8 +24,10 @@ def register(sub: argparse._SubParsersAction) -> Dict[str, Handler]:
     source.add_argument("--scene", type=common.size, default=(1920, 1080),
                         help="a synthetic WxH scene (default 1920x1080)")
     parser.add_argument("--resize", choices=MODES, default="exact",
-                        help="exact: Pillow's bicubic, the official pixels (default); fast: OpenCV; device: exact's "
-                             "pixels computed on the CUDA device (pycuda); auto: device if it can run, else exact")
+                        help="exact: Pillow's bicubic, the official pixels (default); fast: OpenCV; torchvision: "
+                             "torch's bicubic, as transformers' default 4.6/4.7 processor (needs torch); device: "
+                             "exact's pixels computed on the CUDA device (pycuda); auto: device if it can run, "
+                             "else exact")
     common.add_precision(parser, help="graph precision (default: the bundle target's)")
     parser.add_argument("--max-slice-nums", type=int, help="slice budget, up to the target's max_slices")
     parser.add_argument("--out", type=Path, help="write the tokens [n_images, Q, D] float32 here (.npy)")

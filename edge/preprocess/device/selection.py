@@ -1,18 +1,20 @@
-"""Which preprocessing path runs: the `resize` setting (exact | fast | device | auto) against what this box has.
+"""Which preprocessing path runs: the `resize` setting (a CPU mode, device or auto) against what this box has.
 
 ``device`` needs pycuda, a CUDA device and nvcc (pycuda runs it, or asks it its version to find a cached cubin);
 asked for and unavailable, it is a clear error. ``auto`` takes the device when it can and otherwise ``exact``, which
-gives the same pixels on the CPU. ``exact`` and ``fast`` are the CPU paths of ``edge.preprocess.resize``.
+gives the same pixels on the CPU. The CPU modes (``exact``, ``fast``, ``torchvision``) are those of
+``edge.preprocess.resize``.
 """
 from __future__ import annotations
 
 from typing import Any, NamedTuple, Optional, Tuple
 
 from ...errors import InputError
+from ..resize import MODES as CPU_MODES
 from .kernels import cached_kernel_files, find_nvcc, kernel_cache_dir
 
-MODES = ("exact", "fast", "device", "auto")
 DEVICE_MODES = ("device", "auto")
+MODES = CPU_MODES + DEVICE_MODES
 PYCUDA_FIX = "pip install pycuda (built against the CUDA toolkit; JetPack has one in /usr/local/cuda)"
 
 
