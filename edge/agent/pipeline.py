@@ -150,7 +150,8 @@ class Pipeline:
         encoded = self.encoder.encode(frame.image, color=frame.color)
         timings_ms = {"reuse_check": check_ms}
         timings_ms.update((stage, encoded.timings[stage]) for stage in ENCODE_STAGES)
-        result = FrameResult(frame.sequence, frame.timestamp_s, encoded.grid, encoded.tokens, timings_ms)
+        result = FrameResult(frame.sequence, frame.timestamp_s, encoded.grid, encoded.tokens, timings_ms,
+                             positions=encoded.positions, block_rows=encoded.block_rows)
         if self.reuse is not None:
             self.reuse.remember(frame.image, result, frame.color)
         self.counters["encoded"] += 1

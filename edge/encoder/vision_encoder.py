@@ -29,6 +29,8 @@ class EncodedImage(NamedTuple):
     grid: Optional[Tuple[int, int]]
     timings: Dict[str, float]
     patch_grids: List[Tuple[int, int]]
+    positions: Optional[np.ndarray] = None  # int32 [rows, 3]: each token row's (t, h, w) (4.7), else None
+    block_rows: Optional[Tuple[int, ...]] = None  # the token rows of each block when slices differ (4.6, 4.7)
 
 
 class VisionEncoder:

@@ -56,6 +56,8 @@ class EmbeddingLlm:
     def __init__(self, gguf_path: str, n_ctx: int = 4096, n_batch: int = 512, n_threads: Optional[int] = None,
                  repack: bool = True) -> None:
         self._ll = _llama_cpp()
+        self.path = str(gguf_path)
+        self._token_rows: Optional[Any] = None  # TokenRows, opened when first needed
         model_params = self._ll.llama_model_default_params()
         # repack=False keeps the weights out of the CPU backend's repacked layouts (llama.cpp's --no-repack): on an
         # x86 CPU that lists AMX but cannot run it, the AMX layout dies of an illegal instruction (docs/llamacpp.md).
@@ -119,6 +121,15 @@ class EmbeddingLlm:
             return 1.0
         scale = self.metadata("minicpm.embedding_scale")
         return 12.0 if scale is None else float(scale)
+
+    def token_rows(self, ids: Sequence[int]) -> np.ndarray:
+        """The token embedding rows of `ids` [len(ids), n_embd], read from the GGUF (edge.llm.token_rows), scaled
+        so that `feed_rows` gives them the model's input as their ids would have it."""
+        if self._token_rows is None:
+            from .token_rows import TokenRows
+
+            self._token_rows = TokenRows(self.path)
+        return self._token_rows.rows(ids) * np.float32(self.input_scale)
 
     def tokenize(self, text: str, add_special: bool = False) -> List[int]:
         """Token ids of `text`, special tokens (``<image>``, ``<|im_start|>`` ...) parsed as such."""

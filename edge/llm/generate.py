@@ -128,7 +128,7 @@ class Generator:
 
     def _feed_part(self, part: Part) -> None:
         if part.is_rows:
-            self.llm.feed_rows(part.content)
+            self.llm.feed_rows(part.content, part.positions, part.next_pos)
             self.fed_image_rows += part.n_tokens
         else:
             self.llm.feed_tokens(part.content)

@@ -17,6 +17,8 @@ from .follower import FrameFollower
 from .generate import Answer, Generator
 from .images import ImageEncoder
 
+MERGER_STYLES = ("v4.6", "v4.7")  # the prompt styles of the versions without a Resampler (converter.family)
+
 
 class Reply(NamedTuple):
     answer: Answer  # iterate it while holding the turn (Reply.pieces does)
@@ -32,7 +34,7 @@ class ChatService:
                  follower: Optional[FrameFollower], max_tokens: int, max_waiting: int = 2) -> None:
         self.llm, self.model, self.encode_image, self.follower = llm, model, encode_image, follower
         self.max_tokens = max_tokens
-        self.layout = PromptLayout.from_facts(model)
+        self.layout = layout_of(model)
         self.generator = Generator(llm)
         self.turn = threading.Lock()  # the model answers one request at a time
         self.slots = threading.BoundedSemaphore(1 + max_waiting)  # the one answering and those waiting
@@ -64,20 +66,31 @@ class ChatService:
         """(Image, frame facts): the attached image encoded, or the camera's newest frame (503 when none). A
         frame's source is the frame its tokens were encoded for (`reused_from` when the agent reused them)."""
         if request.image is not None:
-            tokens, grid = self.encode_image(np.asarray(request.image))
-            return Image(tokens, grid, digest_source(tokens)), None
+            encoded = self.encode_image(np.asarray(request.image))
+            return Image(encoded.tokens, encoded.grid, digest_source(encoded.tokens), encoded.positions,
+                         encoded.block_rows), None
         newest = None if self.follower is None else self.follower.newest()
         if newest is None:
             why = "no token stream configured (--stream)" if self.follower is None else (
                 self.follower.error or "the agent has not published a frame yet")
             raise ApiError(503, "no camera frame to answer about: %s; attach an image_url instead" % why)
         latest, connection = newest
-        version, blocks = self.model.version, latest.tokens.size // (self.layout.query_num *
-                                                                               latest.tokens.shape[-1])
+        version = self.model.version
+        blocks = len(latest.block_rows) if latest.block_rows is not None else latest.rows // max(
+            self.layout.query_num, 1)
         expected = 1 + (0 if latest.grid is None else latest.grid[0] * latest.grid[1])
         if latest.model_version != version or blocks != expected:
             raise ApiError(503, "the newest camera frame does not fit this process: MiniCPM-V %s tokens in %d blocks "
                                 "for grid %s (this bundle is %s, and needs %d blocks)"
                            % (latest.model_version, blocks, latest.grid, version, expected))
         facts = {"frame_id": latest.frame_id, "timestamp_s": latest.timestamp_s, "reused_from": latest.reused_from}
-        return Image(latest.tokens, latest.grid, frame_source(latest, connection)), facts
+        return Image(latest.tokens, latest.grid, frame_source(latest, connection), latest.positions,
+                     latest.block_rows), facts
+
+
+def layout_of(model: ModelFacts) -> PromptLayout:
+    """The bundle's prompt layout. 4.6 and 4.7 place their blocks as 2.6 does (image id, overview, rows of
+    slices), only their blocks differ in size, which the frames' block_rows say."""
+    if model.prompt_style in MERGER_STYLES:
+        return PromptLayout("v2.6", model.query_num, model.use_image_id)
+    return PromptLayout.from_facts(model)

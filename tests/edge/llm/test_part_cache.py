@@ -144,11 +144,7 @@ def served(make_bundle: Callable[..., Path], llms) -> Iterator[Tuple[ChatService
     llm, reference = llms
     follower = _Follower()
     with edge.VisionEncoder.from_bundle(make_bundle("2.6")) as encoder:
-        def encode(image: np.ndarray) -> Tuple[np.ndarray, Any]:
-            encoded = encoder.encode(image)
-            return encoded.tokens, encoded.grid
-
-        yield ChatService(llm, encoder.bundle.model, encode, follower, TOKENS), follower, reference, encoder
+        yield ChatService(llm, encoder.bundle.model, encoder.encode, follower, TOKENS), follower, reference, encoder
 
 
 def _ask(service: ChatService, question: str, image: Any = None) -> Tuple[np.ndarray, str, Any]:
