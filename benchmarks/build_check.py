@@ -46,7 +46,7 @@ def bundle_rows(version: str, size: str, target: str, work: Path, trt: Any) -> L
     out = work / ("bundle-%s-%s-%s" % (version, size, target))
     start = time.perf_counter()
     layout = read_layout(checkpoint, version)
-    estimates = estimate_vision_bytes(layout.spec, profile, ["fp32", "fp16", "int8"], layout.facts.slice_layout)
+    estimates = estimate_vision_bytes(layout.spec, profile, ["fp32", "fp16", "int8"], layout.bundle_layout)
     memory = {"vision_estimates": {p: e.to_dict() for p, e in estimates.items()}}  # estimated, not held to budget
     write_bundle(load_tensors(layout), out, profile, ["fp32", "fp16"], overwrite=True, check=False, log=quiet,
                  memory=memory)

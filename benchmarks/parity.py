@@ -6,6 +6,10 @@ Synthetic tiny checkpoints per version, exported through the CLI; for each case 
 (vs transformers' Idefics2VisionTransformer with the official ids) and of the tokens (vs a Resampler on
 torch.nn.MultiheadAttention), each as a fraction of the reference's max |value|. The ``images`` cases run
 whole images through ``edge.VisionEncoder`` (resize="exact") against the official chain on PIL slicing.
+
+4.6 and 4.7 (no Resampler) are run per downsample mode ("4.6 16x", "4.6 4x", ...): tokens of the two fp32
+graphs vs transformers' own ``MiniCPMV4_6VisionModel`` + ``MiniCPMV4_6Merger`` (4.7: its classes) given the same
+weights, on odd block counts, extreme aspect ratios and a padded batch of three different slices.
 """
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ from edge.bundle.manifest import Bundle
 from edge.device.profiles import load_profile
 from edge.encoder.vision_encoder import VisionEncoder
 from edge.engines.factory import open_onnx
-from edge.preprocess.graph_inputs import pack_slices
+from edge.preprocess.graph_inputs import pack_slices, slice_token_counts
 from edge.preprocess.scenes import synthetic_scene
 from references.models import ReferenceChain
 from references.slicing import official_pixel_values
@@ -35,6 +39,14 @@ SINGLE = {"25x41": [(25, 41)], "49x21": [(49, 21)], "58x18": [(58, 18)], "12x78"
 CASES = {
     "masked-2d": {**SINGLE, "padded batch 10x20+25x41+7x9+49x21": [(10, 20), (25, 41), (7, 9), (49, 21)]},
     "unmasked-1d": {**SINGLE, "image 24x43+34x30+34x30": [(24, 43), (34, 30), (34, 30)]},
+}
+
+
+MERGER_CASES = {
+    "16x": {"12x20": [(12, 20)], "28x36": [(28, 36)], "4x68": [(4, 68)], "68x4": [(68, 4)],
+            "padded batch 12x20+4x68+36x12": [(12, 20), (4, 68), (36, 12)]},
+    "4x": {"6x10": [(6, 10)], "14x18": [(14, 18)], "2x74": [(2, 74)], "74x2": [(74, 2)],
+           "padded batch 6x10+2x74+18x14": [(6, 10), (2, 74), (18, 14)]},
 }
 
 
@@ -73,13 +85,48 @@ def version_figures(version: str, workdir: Path) -> Dict[str, Any]:
     return figures
 
 
+def merger_figures(version: str, mode: str, workdir: Path) -> Dict[str, Any]:
+    """Tokens of a 4.6/4.7 bundle exported for `mode` vs transformers' vision tower and merger, per case."""
+    from dataclasses import replace
+
+    from references.merger import MergerReference
+
+    checkpoint = workdir / ("ckpt-" + version)
+    if not checkpoint.exists():
+        write_checkpoint(checkpoint, version, "tiny")
+    ck = load_vision_checkpoint(checkpoint)
+    ck.spec = replace(ck.spec, downsample_mode=mode)
+    out = workdir / ("bundle-%s-%s" % (version, mode))
+    write_bundle(ck, out, load_profile("host-x86"), ["fp32"], log=lambda message: None)
+    bundle = Bundle.load(out)
+    layout = bundle.model.slice.layout
+    vpm, resampler = (open_onnx(bundle.graph_path(m, "fp32")) for m in ("vpm", "resampler"))
+    reference = MergerReference(ck.config, ck.tensors)
+    figures: Dict[str, Any] = {}
+    for name, sizes in MERGER_CASES[mode].items():
+        rng = np.random.default_rng(0)
+        slices = [rng.uniform(-1, 1, (3, 14 * r, 14 * c)).astype(np.float32) for r, c in sizes]
+        packed = pack_slices(slices, layout)
+        tokens = resampler.infer({"vision_embeds": vpm.infer(packed.vpm)["vision_embeds"]})["image_tokens"]
+        counts = slice_token_counts(packed.sizes, layout, 0)
+        figures[name] = {"tokens_vs_transformers": max(
+            _relative(tokens[i, :n], want) for i, (n, want) in enumerate(zip(counts, reference.tokens(slices, mode))))}
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--versions", nargs="*", default=["2.5", "2.6", "o-2.6", "4.0", "4.5"])
+    parser.add_argument("--versions", nargs="*", default=["2.5", "2.6", "o-2.6", "4.0", "4.5", "4.6", "4.7"])
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        result = {v: version_figures(v, Path(tmp)) for v in args.versions}
+        result = {}
+        for version in args.versions:
+            if version in ("4.6", "4.7"):
+                for mode in MERGER_CASES:
+                    result["%s %s" % (version, mode)] = merger_figures(version, mode, Path(tmp))
+            else:
+                result[version] = version_figures(version, Path(tmp))
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -6,6 +6,7 @@ import argparse
 import copy
 import statistics
 import time
+from dataclasses import replace
 from functools import partial
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -16,6 +17,7 @@ from edge.bundle.manifest import Bundle
 from edge.engines.factory import open_onnx
 from edge.preprocess.graph_inputs import pack_slices
 
+from . import family
 from .checkpoint import load_tensors
 from .checkpoint_layout import CheckpointLayout
 from .export import build_modules
@@ -40,7 +42,9 @@ def run_bench(args: argparse.Namespace, layout: CheckpointLayout, bundle: Option
     `slice_patches` (rows, cols) patches."""
     rows, cols = slice_patches
     ck = load_tensors(layout)
-    layout = ck.facts.slice_layout
+    if ck.spec.is_merger and bundle is not None:  # time the mode the bundle's graphs run
+        ck.spec = replace(ck.spec, downsample_mode=bundle.model.merger["downsample_mode"])
+    layout = family.bundle_layout(ck.version, ck.spec.downsample_mode)
     rng = np.random.default_rng(0)
     slices = [rng.uniform(-1, 1, (3, 14 * rows, 14 * cols)).astype(np.float32) for _ in range(args.batch)]
     packed = pack_slices(slices, layout)
@@ -52,7 +56,7 @@ def run_bench(args: argparse.Namespace, layout: CheckpointLayout, bundle: Option
         torch.backends.cudnn.allow_tf32 = False
     modules = build_modules(ck, max(1024, rows * cols, rows, cols))
     feeds = [torch.from_numpy(v).to(device) for v in packed.vpm.values()]
-    tgt = torch.from_numpy(packed.resampler["tgt_sizes"]).to(device)
+    tgt = [torch.from_numpy(v).to(device) for v in packed.resampler.values()]  # tgt_sizes; none for a merger
 
     def run_torch(dtype: str):
         vpm, resampler = ((to_fp16(copy.deepcopy(m)) if dtype == "fp16" else m).to(device)
@@ -61,8 +65,8 @@ def run_bench(args: argparse.Namespace, layout: CheckpointLayout, bundle: Option
         with torch.no_grad():
             features = vpm(*inputs)
             vpm_ms = _median_ms(lambda: vpm(*inputs), args.repeats, sync)
-            res_ms = _median_ms(lambda: resampler(features, tgt), args.repeats, sync)
-            tokens = resampler(features, tgt)
+            res_ms = _median_ms(lambda: resampler(features, *tgt), args.repeats, sync)
+            tokens = resampler(features, *tgt)
         return features.float().cpu().numpy(), tokens.float().cpu().numpy(), vpm_ms, res_ms
 
     result: Dict[str, Any] = {"checkpoint": str(ck.path), "version": ck.version, "slice_patches": [rows, cols],

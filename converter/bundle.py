@@ -12,7 +12,9 @@ from edge.device.profiles import DeviceProfile, onnx_opset_for
 from edge.fsutil import atomic_directory, sha256_file
 from edge.version import __version__
 
+from . import family
 from .checkpoint import VisionCheckpoint
+from .checkpoint_layout import VisionSpec
 from .export import PROTOBUF_LIMIT_BYTES, ExportedGraph, build_modules, example_feeds, export_graph, graph_io
 from .sizing import profile_shapes
 from .targets import default_precision
@@ -33,12 +35,20 @@ def model_facts(ck: VisionCheckpoint) -> Dict[str, Any]:
                    "patch_size": spec.patch_size, "position_grid": spec.position_grid},
         "slice": {"scale_resolution": int(slice_config.get("scale_resolution", 448)),
                   "max_slice_nums": int(slice_config.get("max_slice_nums", 9)),
-                  "patch_size": spec.patch_size, "layout": facts.slice_layout},
+                  "patch_size": spec.patch_size, "layout": family.bundle_layout(ck.version, spec.downsample_mode)},
         "prompt": {"style": facts.prompt_style,
                    "use_image_id": bool(config.get("use_image_id", facts.use_image_id))},
         "llm": {"family": facts.llm_family, "chat_template": facts.chat_template, "hidden_size": spec.embed_dim,
                 "scale_emb": config.get("scale_emb")},
+        **({"merger": merger_facts(spec)} if spec.is_merger else {}),
     }
+
+
+def merger_facts(spec: VisionSpec) -> Dict[str, Any]:
+    """A merger version's mode and merges: the bundle's graphs run this downsample_mode only."""
+    return {"downsample_mode": spec.downsample_mode, "modes": [spec.downsample_mode],
+            "insert_layer_id": spec.insert_layer_id, "merger_times": spec.merger_times,
+            "patches_per_token": 4 ** spec.merge_levels}
 
 
 def _graph_entry(graph: ExportedGraph, io_dims: Dict[str, Any]) -> Dict[str, Any]:
@@ -66,7 +76,8 @@ def export_graphs(ck: VisionCheckpoint, modules: Dict[str, nn.Module], directory
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
     precisions = list(dict.fromkeys(precisions))
     opset = onnx_opset_for(profile.tensorrt)
-    feeds = example_feeds(ck, ck.facts.slice_layout)
+    layout = family.bundle_layout(ck.version, ck.spec.downsample_mode)
+    feeds = example_feeds(ck, layout)
     ios = graph_io(ck)
     entries: Dict[str, Dict[str, Any]] = {name: {"graphs": {}} for name in MODULES}
     steps = [(m, p) for p in precisions for m in MODULES]
@@ -80,7 +91,7 @@ def export_graphs(ck: VisionCheckpoint, modules: Dict[str, nn.Module], directory
         io_dims = {"inputs": ios[module].inputs, "outputs": ios[module].outputs}
         entries[module]["graphs"][precision] = _graph_entry(graph, io_dims)
     for module in MODULES:
-        entries[module]["shapes"] = profile_shapes(profile, ck.facts.slice_layout)
+        entries[module]["shapes"] = profile_shapes(profile, layout, module)
     return {
         "created_by": "minicpmv-edge %s" % __version__,
         "model": model_facts(ck),

@@ -65,6 +65,11 @@ def output(engine: OnnxRuntimeEngine, feeds: Dict[str, np.ndarray]) -> np.ndarra
     return engine.infer(feeds)[engine.output_names[0]]
 
 
+def valid_tokens(tokens: np.ndarray, counts: Sequence[int]) -> np.ndarray:
+    """[B, T, D] -> [sum(counts), D]: the tokens each slice yields (merger layouts pad the shorter slices)."""
+    return np.concatenate([tokens[row, :count] for row, count in enumerate(counts)])
+
+
 def summary(cosines: np.ndarray) -> Dict[str, float]:
     return {"mean": float(cosines.mean()), "min": float(cosines.min()), "p1": float(np.percentile(cosines, 1))}
 
@@ -84,7 +89,7 @@ class Chain:
     def tokens(self, vpm: Optional[OnnxRuntimeEngine], resampler: OnnxRuntimeEngine,
                vpm_outputs: Optional[List[np.ndarray]] = None) -> np.ndarray:
         features = vpm_outputs if vpm_outputs is not None else self.vpm_outputs(vpm)
-        return np.concatenate([output(resampler, dict(b["resampler"], vision_embeds=f))
+        return np.concatenate([valid_tokens(output(resampler, dict(b["resampler"], vision_embeds=f)), b["tokens"])
                                for b, f in zip(self.batches, features)])
 
 
@@ -136,12 +141,12 @@ def calibrate(bundle: Bundle, settings: Settings, log: Optional[Callable[[str], 
     preprocessor, layout = Preprocessor(slice_config(bundle), "exact"), bundle.model.slice.layout
     models = {m: onnx.load(str(bundle.graph_path(m, "fp32"))) for m in ("vpm", "resampler")}
     images = load_images(settings.source, settings.count, settings.seed)
-    calibration = vpm_batches(images, preprocessor, layout, max_batch)
-    per_image = [vpm_batches([image], preprocessor, layout, max_batch)
+    calibration = vpm_batches(images, preprocessor, layout, max_batch, bundle.model.query_num)
+    per_image = [vpm_batches([image], preprocessor, layout, max_batch, bundle.model.query_num)
                  for image in synthetic_images(settings.eval_count, seed=settings.seed + 1)]
     held_out = Chain([batch for batches in per_image for batch in batches])
     first = held_out.first(len(per_image[0]))
-    first_tokens = sum(len(b["resampler"]["tgt_sizes"]) for b in first.batches)  # one token block per slice
+    first_tokens = sum(sum(b["tokens"]) for b in first.batches)  # token rows of the first image
     float_vpm, float_resampler = _engine(models["vpm"]), _engine(models["resampler"])
     reference_features = held_out.vpm_outputs(float_vpm)
     reference = held_out.tokens(float_vpm, float_resampler, reference_features)

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import json
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from edge.errors import InputError
 
 from . import family
+from .merger_layout import merger_shapes, merger_spec_fields
 
-VISION_PREFIXES = ("vpm.", "resampler.")
+VISION_PREFIXES = ("vpm.", "resampler.", "model.vision_tower.", "model.merger.")
 _SAFETENSORS_HEADER_LIMIT = 100 * 1024 * 1024  # a header larger than this is not a safetensors file
 
 
@@ -33,6 +34,19 @@ class VisionSpec:
     layer_norm_eps: float
     query_num: int
     embed_dim: int
+    # merger versions (4.6, 4.7) only: the window merger's layer, the downsample MLP count, the config's mode
+    insert_layer_id: int = -1
+    merger_times: int = 0
+    downsample_mode: str = ""
+
+    @property
+    def is_merger(self) -> bool:
+        return self.merger_times > 0
+
+    @property
+    def merge_levels(self) -> int:
+        """2x2 merges between patches and LLM tokens: merger_times, plus the window merger in "16x" mode."""
+        return self.merger_times + (self.downsample_mode == "16x")
 
     @property
     def resampler_heads(self) -> int:
@@ -53,10 +67,26 @@ class CheckpointLayout:
     def facts(self) -> family.VersionFacts:
         return family.facts_for(self.version)
 
+    @property
+    def bundle_layout(self) -> str:
+        """The slice layout a bundle of this checkpoint records (merger versions name their mode)."""
+        return family.bundle_layout(self.version, self.spec.downsample_mode)
+
+
+def with_downsample_mode(layout: CheckpointLayout, mode: Optional[str]) -> CheckpointLayout:
+    """`layout` with its spec set to export `mode` (None: the config's); only merger versions have modes."""
+    if mode is None:
+        return layout
+    if not layout.spec.is_merger:
+        raise InputError("--downsample-mode applies to MiniCPM-V 4.6/4.7, not %s: leave it out" % layout.version)
+    return replace(layout, spec=replace(layout.spec, downsample_mode=mode))
+
 
 def vision_spec(config: Dict[str, Any], version: str) -> VisionSpec:
     """Vision sizes from config.json (vision_config, query_num, hidden_size), docs/minicpmv.md defaults where absent."""
     facts = family.facts_for(version)
+    if family.is_merger(version):
+        return VisionSpec(**merger_spec_fields(config, version))
     vision = config.get("vision_config") or {}
     layers = int(vision.get("num_hidden_layers", family.VISION_LAYERS))
     if config.get("drop_vision_last_layer"):
@@ -77,6 +107,8 @@ def vision_spec(config: Dict[str, Any], version: str) -> VisionSpec:
 
 def expected_shapes(spec: VisionSpec) -> Dict[str, Tuple[int, ...]]:
     """Every vision tensor the export needs, with its shape."""
+    if spec.is_merger:
+        return merger_shapes(spec)
     w, d, p = spec.width, spec.embed_dim, spec.patch_size
     shapes: Dict[str, Tuple[int, ...]] = {
         "vpm.embeddings.patch_embedding.weight": (w, 3, p, p),

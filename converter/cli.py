@@ -21,18 +21,11 @@ from edge.errors import InputError
 from edge.fsutil import refuse_existing
 
 from . import family
-from .checkpoint_layout import CheckpointLayout, read_layout
+from .checkpoint_layout import CheckpointLayout, read_layout, with_downsample_mode
 from .targets import precisions_for
 from .trt_ops import known_releases, table_release
 
 PROG = "minicpmv-convert"
-
-
-def _gguf_versions() -> List[str]:
-    """The versions whose LLM make-gguf has a recipe for."""
-    from .gguf_writer import RECIPES
-
-    return [v for v, f in family.VERSIONS.items() if f.llm_family in RECIPES]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
 
     gguf = sub.add_parser("make-gguf", help="write a seeded random tiny GGUF LLM in the architecture of a "
                                             "version's LLM, with its special tokens and chat template (tests)")
-    gguf.add_argument("--model-version", required=True, choices=_gguf_versions(),
+    gguf.add_argument("--model-version", required=True, choices=list(family.VERSIONS),
                       help="MiniCPM-V version whose LLM to imitate")
     gguf.add_argument("--out", required=True, type=Path, help="GGUF file to write")
     gguf.add_argument("--seed", type=int, default=0, help="random seed of the weights (default 0)")
@@ -126,6 +119,9 @@ def _add_export_args(parser: argparse.ArgumentParser) -> None:
     """What export and convert share: the checkpoint, the output and the target."""
     _add_checkpoint_args(parser)
     parser.add_argument("--out", required=True, type=Path, help="bundle directory to write")
+    parser.add_argument("--downsample-mode", choices=list(family.DOWNSAMPLE_MODES),
+                        help="MiniCPM-V 4.6/4.7: the token compression the bundle's graphs run, 16x (window "
+                             "merger + downsample MLP) or 4x (downsample MLP only); default: the config's")
     parser.add_argument("--target", default="host-x86",
                         help="device profile (%s) or a profile YAML path" % ", ".join(list_profiles()))
     parser.add_argument("--jetpack", help="JetPack release on the device (%s); its TensorRT sets the opset "
@@ -179,8 +175,8 @@ def _check_target(args: argparse.Namespace, precisions_of: Callable[[DeviceProfi
     precisions = precisions_of(profile)
     refuse_existing(args.out, args.force)
     llm_bytes = llm_bytes_from_args(args.llm_gguf, args.llm_bytes, args.llm_context)
-    layout = read_layout(args.checkpoint, args.model_version)
-    memory = size_bundle(layout.spec, profile, precisions, layout.facts.slice_layout, llm_bytes,
+    layout = with_downsample_mode(read_layout(args.checkpoint, args.model_version), args.downsample_mode)
+    memory = size_bundle(layout.spec, profile, precisions, layout.bundle_layout, llm_bytes,
                          log=lambda message: print(message, file=sys.stderr))
     print(describe(memory, profile), file=sys.stderr)
     return profile, precisions, layout, memory
@@ -218,6 +214,13 @@ def _make_gguf(args: argparse.Namespace) -> int:
         from .gguf_writer import write_gguf
     except ImportError as exc:
         raise InputError("make-gguf needs the gguf package (%s): pip install -e '.[llm]'" % exc) from None
+    from .gguf_writer import RECIPES
+
+    llm = family.facts_for(args.model_version).llm_family
+    if llm not in RECIPES:
+        raise InputError("make-gguf has no recipe for the %s LLM of MiniCPM-V %s yet: pass --model-version with one "
+                         "of %s" % (llm, args.model_version, ", ".join(
+                             v for v, f in family.VERSIONS.items() if f.llm_family in RECIPES)))
 
     written = write_gguf(args.out, args.model_version, seed=args.seed, overwrite=args.force)
     print("wrote a tiny random %s GGUF (MiniCPM-V %s LLM, n_embd %d, %d tokens) to %s"
@@ -237,9 +240,12 @@ def _inspect(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        print("MiniCPM-V %s at %s: VPM %d layers x width %d, Resampler Q=%d D=%d (%d heads), %.1f M vision "
-              "parameters" % (ck.version, ck.path, ck.spec.layers, ck.spec.width, ck.spec.query_num,
-                              ck.spec.embed_dim, ck.spec.resampler_heads, params / 1e6))
+        head = ("merger (window merger after layer %d, %d downsample MLP, config mode %s) D=%d"
+                % (ck.spec.insert_layer_id, ck.spec.merger_times, ck.spec.downsample_mode, ck.spec.embed_dim)
+                if ck.spec.is_merger else "Resampler Q=%d D=%d (%d heads)"
+                % (ck.spec.query_num, ck.spec.embed_dim, ck.spec.resampler_heads))
+        print("MiniCPM-V %s at %s: VPM %d layers x width %d, %s, %.1f M vision parameters"
+              % (ck.version, ck.path, ck.spec.layers, ck.spec.width, head, params / 1e6))
     return 0
 
 

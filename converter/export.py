@@ -18,7 +18,7 @@ from edge.engines.factory import open_onnx
 from edge.preprocess.graph_inputs import pack_slices
 
 from .checkpoint import VisionCheckpoint
-from .modeling import NavitSiglipEncoder, Resampler
+from .modeling import MergerHead, MergerVisionTower, NavitSiglipEncoder, Resampler
 from .modeling.layers import to_fp16
 
 PRECISIONS = ("fp32", "fp16")
@@ -36,8 +36,18 @@ class GraphIO:
 
 
 def graph_io(ck: VisionCheckpoint) -> Dict[str, GraphIO]:
-    """The graph contract of each module (dims: batch, patches, strip_width = 14 * patches)."""
+    """The graph contract of each module (dims: batch, patches, strip_width = 14 * patches). Merger versions
+    (converter.modeling.merger): the resampler's ``patches`` is the vpm's output length, its tokens a quarter."""
     spec = ck.spec
+    if spec.is_merger:
+        pixels = ("batch", 3, spec.patch_size, "strip_width")
+        return {
+            "vpm": GraphIO(inputs={"pixel_values": pixels, "position_ids": ("batch", "patches"),
+                                   "patch_counts": ("batch",)},
+                           outputs={"vision_embeds": ("batch", "merged", spec.width)}),
+            "resampler": GraphIO(inputs={"vision_embeds": ("batch", "patches", spec.width)},
+                                 outputs={"image_tokens": ("batch", "tokens", spec.embed_dim)}),
+        }
     return {
         "vpm": GraphIO(
             inputs={"pixel_values": ("batch", 3, spec.patch_size, "strip_width"),
@@ -66,7 +76,11 @@ class ExportedGraph:
 
 
 def build_modules(ck: VisionCheckpoint, max_patches: int) -> Dict[str, nn.Module]:
-    """The project's torch modules (float32) for a checkpoint; `max_patches` bounds a slice side."""
+    """The project's torch modules (float32) for a checkpoint; `max_patches` bounds a slice side. A merger
+    version's vpm is built for the spec's downsample_mode."""
+    if ck.spec.is_merger:
+        return {"vpm": MergerVisionTower.from_tensors(ck.spec, ck.tensors, ck.spec.downsample_mode),
+                "resampler": MergerHead.from_tensors(ck.spec, ck.tensors)}
     return {"vpm": NavitSiglipEncoder.from_tensors(ck.spec, ck.tensors),
             "resampler": Resampler.from_tensors(ck.spec, ck.tensors, max_side=max_patches)}
 
@@ -74,9 +88,14 @@ def build_modules(ck: VisionCheckpoint, max_patches: int) -> Dict[str, nn.Module
 def example_feeds(ck: VisionCheckpoint, layout: str, seed: int = 0) -> Dict[str, Dict[str, np.ndarray]]:
     """Small feeds (two slices of different sizes) used to trace and to check each exported graph."""
     rng = np.random.default_rng(seed)
-    slices = [rng.uniform(-1, 1, (3, 14 * rows, 14 * cols)).astype(np.float32) for rows, cols in ((3, 5), (4, 2))]
+    block = 2 ** ck.spec.merge_levels if ck.spec.is_merger else 1
+    sizes = [(rows * block, cols * block) for rows, cols in ((3, 5), (4, 2))]
+    slices = [rng.uniform(-1, 1, (3, 14 * rows, 14 * cols)).astype(np.float32) for rows, cols in sizes]
     packed = pack_slices(slices, layout)
-    embeds = rng.standard_normal((2, packed.vpm["position_ids"].shape[1], ck.spec.width)).astype(np.float32)
+    length = packed.vpm["position_ids"].shape[1]
+    if ck.spec.is_merger and ck.spec.downsample_mode == "16x":
+        length //= 4  # the resampler's input is the vpm's output, after the window merger
+    embeds = rng.standard_normal((2, length, ck.spec.width)).astype(np.float32)
     return {"vpm": packed.vpm, "resampler": {"vision_embeds": embeds, **packed.resampler}}
 
 

@@ -52,6 +52,12 @@ _UNSUPPORTED = {"2.0": "MiniCPM-V 2.0 (timm VPM)"}
 _MODEL_TYPES = {f.model_type: f.version for f in VERSIONS.values() if f.model_type.startswith("minicpmv4_")}
 
 
+def bundle_layout(version: str, downsample_mode: str = "") -> str:
+    """The slice layout a bundle records (edge.preprocess.graph_inputs): merger versions name their mode."""
+    layout = facts_for(version).slice_layout
+    return "%s-%s" % (layout, downsample_mode) if layout == MERGER_LAYOUT else layout
+
+
 def is_merger(version: str) -> bool:
     """Whether a version's vision tower ends in the window-attention merger and the downsample MLP (no Resampler)."""
     return facts_for(version).slice_layout == MERGER_LAYOUT

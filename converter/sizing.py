@@ -47,7 +47,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, Optional
+from typing import Any, Dict, Iterable, Optional, Tuple
 
 from edge.bundle.manifest import MODULES
 from edge.device.profiles import PRECISIONS, DeviceProfile
@@ -137,20 +137,42 @@ def gib(n_bytes: float) -> str:
     return "%.1f GiB" % (n_bytes / GIB)
 
 
-def profile_shapes(profile: DeviceProfile, layout: str) -> Dict[str, Dict[str, int]]:
-    """min/opt/max of the dynamic dims (TensorRT optimization profile); opt = one 448x448 slice."""
+def profile_shapes(profile: DeviceProfile, layout: str, module: str = "vpm") -> Dict[str, Dict[str, int]]:
+    """min/opt/max of the dynamic dims (TensorRT optimization profile); opt = one 448x448 slice.
+
+    Merger layouts: patches come in whole merge blocks (16 patches for "16x", 4 for "4x"), and the resampler's
+    ``patches`` is the vpm's output length (a quarter of the patches after the "16x" window merger)."""
     max_batch = profile.max_batch
     if layout == "unmasked-1d":
         max_batch = max(max_batch, profile.max_slices + 1)  # 2.5: an image's slices must share one batch
-    return {"batch": {"min": 1, "opt": 1, "max": max_batch},
-            "patches": {"min": 1, "opt": min(1024, profile.max_patches), "max": profile.max_patches}}
+    batch = {"min": 1, "opt": 1, "max": max_batch}
+    low, opt, high = 1, min(1024, profile.max_patches), profile.max_patches
+    if layout.startswith("merger-"):
+        block = 16 if layout == "merger-16x" else 4
+        low, opt, high = block, opt // block * block, high // block * block
+        if module == "resampler" and block == 16:
+            low, opt, high = low // 4, opt // 4, high // 4
+    return {"batch": batch, "patches": {"min": low, "opt": opt, "max": high}}
+
+
+def module_of(name: str) -> str:
+    """The graph (vpm or resampler) a checkpoint tensor belongs to; a merger version's merger is its resampler."""
+    return "resampler" if name.startswith(("resampler.", "model.merger.")) else "vpm"
+
+
+def graph_tensors(spec: VisionSpec) -> Dict[str, Tuple[int, ...]]:
+    """The checkpoint tensors the graphs hold: a "4x" merger graph leaves out the window merger it skips."""
+    shapes = expected_shapes(spec)
+    if spec.is_merger and spec.downsample_mode == "4x":
+        shapes = {name: shape for name, shape in shapes.items() if ".vit_merger." not in name}
+    return shapes
 
 
 def vision_parameters(spec: VisionSpec) -> Dict[str, int]:
     """Parameter count per module (vpm, resampler) from the checkpoint's expected tensor shapes."""
     counts = {module: 0 for module in MODULES}
-    for name, shape in expected_shapes(spec).items():
-        counts[name.split(".", 1)[0]] += math.prod(shape)
+    for name, shape in graph_tensors(spec).items():
+        counts[module_of(name)] += math.prod(shape)
     return counts
 
 
@@ -162,8 +184,8 @@ def _strongly_typed(profile: DeviceProfile) -> bool:
 
 def _weight_bytes(spec: VisionSpec, module: str, precision: str) -> int:
     total = 0
-    for name, shape in expected_shapes(spec).items():
-        if name.split(".", 1)[0] != module:
+    for name, shape in graph_tensors(spec).items():
+        if module_of(name) != module:
             continue
         if precision == "int8":
             per_parameter = 1 if name.endswith(_QUANTIZED_SUFFIXES) else 2
@@ -187,8 +209,13 @@ def estimate_vision_bytes(spec: VisionSpec, profile: DeviceProfile, precisions: 
         a = _ACTIVATION_BYTES[precision]
         strips = b * 3 * spec.patch_size * spec.patch_size * n
         vpm_live = strips + b * n * (w + spec.mlp)  # attention scores live in the workspace
-        resampler_live = b * n * w + 2 * b * n * d + b * spec.resampler_heads * q * n + b * q * d
-        sincos_table_bytes = 4 * n * (d // 2)
+        if spec.is_merger:  # the downsample MLP over the vpm's output (a quarter as long after the window merger)
+            m = profile_shapes(profile, layout, "resampler")["patches"]["max"]
+            resampler_live = b * m * w + 2 * b * m * w + b * (m // 4) * d
+            sincos_table_bytes = 0
+        else:
+            resampler_live = b * n * w + 2 * b * n * d + b * spec.resampler_heads * q * n + b * q * d
+            sincos_table_bytes = 4 * n * (d // 2)
         modules = {
             "vpm": ModuleEstimate(vision_parameters(spec)["vpm"], _weight_bytes(spec, "vpm", precision),
                                   a * vpm_live),

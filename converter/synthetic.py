@@ -25,6 +25,7 @@ from edge.fsutil import atomic_directory
 
 from . import family
 from .checkpoint_layout import VisionSpec, expected_shapes, vision_spec
+from .synthetic_merger import merger_config, merger_tensors
 
 SIZES = ("tiny", "small", "full")
 OUTLIER_CHANNELS = (7, 33, 50)  # residual channels given large magnitudes (all < the tiny width 64)
@@ -40,6 +41,8 @@ def synthetic_config(version: str, size: str) -> Dict[str, Any]:
     if size not in SIZES:
         raise ValueError("size must be one of %s" % ", ".join(SIZES))
     facts = family.facts_for(version)
+    if family.is_merger(version):
+        return merger_config(version, size, _TINY["llm_hidden"])
     vision = {
         "model_type": "siglip", "hidden_size": family.VISION_WIDTH, "intermediate_size": family.VISION_MLP,
         "num_attention_heads": family.VISION_HEADS, "num_hidden_layers": family.VISION_LAYERS,
@@ -81,6 +84,8 @@ def _linear_std(shape) -> float:
 
 def synthetic_tensors(spec: VisionSpec, seed: int) -> Dict[str, torch.Tensor]:
     """Seeded float32 vision tensors with the exact names and shapes a checkpoint of `spec` has."""
+    if spec.is_merger:
+        return merger_tensors(spec, seed, OUTLIER_CHANNELS, OUTLIER_MAGNITUDE, PATCH_EMBEDDING_GAIN, VPM_QK_GAIN)
     generator = torch.Generator().manual_seed(seed)
 
     def normal(shape, std: float) -> torch.Tensor:

@@ -70,6 +70,8 @@ class SliceRef:
     row: int
     rows: int
     cols: int
+    features: int  # valid rows of its vpm output (a quarter of the patches after a "16x" window merger)
+    tokens: int  # valid rows of its tokens (Q, or a merger version's patches / 4^levels)
 
     @property
     def patches(self) -> int:
@@ -142,7 +144,9 @@ def _compare(got: List[np.ndarray], want: List[np.ndarray], slices: Sequence[Sli
     for s in slices:
         g, w = got[s.batch][s.row], want[s.batch][s.row]
         if patch_rows:
-            g, w = g[:s.patches], w[:s.patches]
+            g, w = g[:s.features], w[:s.features]
+        else:
+            g, w = g[:s.tokens], w[:s.tokens]
         cos = token_cosines(g, w)
         slice_error, slice_scale = float(np.abs(g - w).max()), float(np.abs(w).max())
         entries.append({"slice": s.index, "image": s.image, "rows": s.rows, "cols": s.cols,
@@ -169,9 +173,11 @@ class Verifier:
         self.batches: Batches = []
         self.slices: List[SliceRef] = []
         for image_index, image in enumerate(images):  # per image, so each slice knows its image
-            for batch in vpm_batches([image], preprocessor, layout, max_batch):
-                for row, (rows, cols) in enumerate(batch["resampler"]["tgt_sizes"].tolist()):
-                    self.slices.append(SliceRef(len(self.slices), image_index, len(self.batches), row, rows, cols))
+            for batch in vpm_batches([image], preprocessor, layout, max_batch, bundle.model.query_num):
+                for row, ((rows, cols), tokens) in enumerate(zip(batch["sizes"], batch["tokens"])):
+                    features = rows * cols // (4 if layout == "merger-16x" else 1)
+                    self.slices.append(SliceRef(len(self.slices), image_index, len(self.batches), row, rows, cols,
+                                                features, tokens))
                 self.batches.append(batch)
         log("torch float32 reference on %d slices (%d batches) ..." % (len(self.slices), len(self.batches)))
         self.features, self.tokens = [], []
@@ -179,7 +185,7 @@ class Verifier:
             for batch in self.batches:
                 vpm = {k: torch.from_numpy(v) for k, v in batch["vpm"].items()}
                 features = modules["vpm"](vpm["pixel_values"], vpm["position_ids"], vpm["patch_counts"])
-                tokens = modules["resampler"](features, torch.from_numpy(batch["resampler"]["tgt_sizes"]))
+                tokens = modules["resampler"](features, *(torch.from_numpy(v) for v in batch["resampler"].values()))
                 self.features.append(features.float().numpy())
                 self.tokens.append(tokens.float().numpy())
         import onnx

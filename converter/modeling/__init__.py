@@ -1,5 +1,6 @@
 """Export-friendly PyTorch modules of MiniCPM-V's vision half (no data-dependent Python in forward)."""
+from .merger import MergerHead, MergerVisionTower
 from .resampler import Resampler
 from .siglip import NavitSiglipEncoder
 
-__all__ = ["NavitSiglipEncoder", "Resampler"]
+__all__ = ["MergerHead", "MergerVisionTower", "NavitSiglipEncoder", "Resampler"]

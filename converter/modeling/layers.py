@@ -26,9 +26,10 @@ def to_fp16(model: nn.Module) -> nn.Module:
     return model
 
 
-def key_padding_bias(patch_counts: torch.Tensor, length: int) -> torch.Tensor:
-    """Additive float32 key bias [B, 1, 1, L]: 0 for keys < count, float32 min (as the official mask) after."""
-    positions = torch.arange(length, dtype=torch.int32, device=patch_counts.device).unsqueeze(0)
+def key_padding_bias(patch_counts: torch.Tensor, length: int, stride: int = 1) -> torch.Tensor:
+    """Additive float32 key bias [B, 1, 1, L]: 0 for keys < count, float32 min (as the official mask) after.
+    With `stride` k, key i stands for patches k*i .. k*i+k-1 (a merged sequence) and is valid while k*i < count."""
+    positions = torch.arange(0, length * stride, stride, dtype=torch.int32, device=patch_counts.device).unsqueeze(0)
     padded = positions >= patch_counts.to(torch.int32).unsqueeze(1)
     return (padded.to(torch.float32) * torch.finfo(torch.float32).min)[:, None, None, :]
 

@@ -5,7 +5,7 @@ Every reader names the manifest key that is missing or mis-typed, so a hand-edit
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 from ..errors import InputError
@@ -64,6 +64,8 @@ class ModelFacts:
     use_image_id: bool
     weights_sha256: Optional[str]  # of the source vision tensors
     llm: Dict[str, Any]  # family, chat_template, hidden_size, scale_emb
+    # merger versions (4.6, 4.7): downsample_mode, modes, insert_layer_id, merger_times, patches_per_token; {} else
+    merger: Dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def read(cls, reader: Reader) -> ModelFacts:
@@ -81,6 +83,7 @@ class ModelFacts:
             use_image_id=reader.get("model.prompt.use_image_id", bool),
             weights_sha256=reader.get("model.source.weights_sha256", str, optional=True),
             llm=dict(reader.get("model.llm", dict, optional=True) or {}),
+            merger=dict(reader.get("model.merger", dict, optional=True) or {}),
         )
 
 

@@ -16,21 +16,24 @@ from ..engines.base import Engine, host_array
 from ..engines.factory import PerModule, open_engines
 from ..engines.tensorrt.cache import DEFAULT_CACHE_DIR
 from ..errors import SliceTooLarge
-from ..preprocess.graph_inputs import pack_slices
+from ..preprocess.graph_inputs import pack_slices, slice_token_counts
 from ..preprocess.image_input import to_rgb
 from ..preprocess.preprocessor import Preprocessor, slice_config
 from .prompt import PromptLayout
 
 
 class EncodedImage(NamedTuple):
-    """Tokens float32 [n_images, Q, D] (overview first, then tiles row-major), the grid and stage timings (ms)."""
+    """Tokens float32 [n_images, Q, D] (overview first, then tiles row-major), the grid and stage timings (ms).
+
+    Merger versions (4.6, 4.7; slices differ in token count): tokens float32 [sum(token_counts), D], slice after
+    slice in the same order, each slice's tokens in raster order over its token grid."""
 
     tokens: np.ndarray
     grid: Optional[Tuple[int, int]]
     timings: Dict[str, float]
     patch_grids: List[Tuple[int, int]]
-    positions: Optional[np.ndarray] = None  # int32 [rows, 3]: each token row's (t, h, w) (4.7), else None
-    block_rows: Optional[Tuple[int, ...]] = None  # the token rows of each block when slices differ (4.6, 4.7)
+    token_counts: Optional[List[int]] = None  # merger versions: the tokens of each slice
+    positions: Optional[np.ndarray] = None  # 4.7: int32 [rows, 3], each token's (t, h, w) from the canvas origin
 
 
 class VisionEncoder:
@@ -91,19 +94,26 @@ class VisionEncoder:
         batches = [pack_slices(slices[first:first + size], self.layout, pixel_dtype)
                    for first, size in self._batches(len(slices))]
         vpm_s = resampler_s = 0.0
-        tokens = []
+        tokens: List[np.ndarray] = []
         after_preprocess = time.perf_counter()
         for batch in batches:
             begin = time.perf_counter()
             embeds = self.engines["vpm"].infer(batch.vpm, device_outputs=("vision_embeds",))["vision_embeds"]
             middle = time.perf_counter()
             feeds = dict(batch.resampler, vision_embeds=embeds)
-            tokens.append(host_array(self.engines["resampler"].infer(feeds)["image_tokens"], np.float32))
+            out = host_array(self.engines["resampler"].infer(feeds)["image_tokens"], np.float32)
+            if self.layout.startswith("merger-"):  # keep each slice's own tokens, drop the padding rows
+                counts = slice_token_counts(batch.sizes, self.layout, 0)
+                out = np.concatenate([out[row, :count] for row, count in enumerate(counts)])
+            tokens.append(out)
             vpm_s, resampler_s = vpm_s + middle - begin, resampler_s + time.perf_counter() - middle
         end = time.perf_counter()
         timings = {"preprocess": (after_preprocess - start) * 1e3, "vpm": vpm_s * 1e3, "resampler": resampler_s * 1e3,
                    "total": (end - start) * 1e3}
-        return EncodedImage(np.concatenate(tokens), plan.grid, timings, patch_grids)
+        counts = None
+        if self.layout.startswith("merger-"):
+            counts = slice_token_counts([grid for batch in batches for grid in batch.sizes], self.layout, 0)
+        return EncodedImage(np.concatenate(tokens), plan.grid, timings, patch_grids, counts)
 
     def _batches(self, count: int) -> List[Tuple[int, int]]:
         """(first, size) of each batch: up to the bundle's max batch; 2.5 (unmasked-1d) keeps one image together."""

@@ -5,6 +5,9 @@ the valid patch counts, the (rows, cols) of each slice) is computed here, in num
 tensors (TensorRT 8.x has no int64). Two layouts exist, recorded per model version in the bundle manifest:
 
 - ``masked-2d`` (2.6, o-2.6, 4.0, 4.5): per-slice 2-D ids, padded patches keep id 0 and are masked as keys.
+- ``merger-16x`` / ``merger-4x`` (4.6, 4.7, per downsample mode): patches in merge order, see
+  edge.preprocess.merger_inputs; the Resampler's place is taken by the downsample MLP, which needs no feed but
+  ``vision_embeds``, and slice i yields ``slice_token_counts(...)[i]`` tokens, the first of its output row.
 - ``unmasked-1d`` (2.5): the official mask bug makes every patch valid, so ids are 1-D over the batch's
   longest strip, nothing is masked, and the zero padding takes part in attention. One image's slices must
   therefore be packed into one batch, padded to that image's longest slice.
@@ -19,7 +22,7 @@ from .position_ids import slice_position_ids, strip_position_ids
 
 PATCH = 14
 NORMALISE = (np.arange(256, dtype=np.float32) / np.float32(255) - np.float32(0.5)) / np.float32(0.5)
-LAYOUTS = ("masked-2d", "unmasked-1d")
+LAYOUTS = ("masked-2d", "unmasked-1d", "merger-16x", "merger-4x")
 
 
 class PackedSlices(NamedTuple):
@@ -97,6 +100,11 @@ def pack_slices(slices: Sequence[np.ndarray], layout: str, dtype: np.dtype = np.
         raise ValueError("unknown slice layout %r (expected one of %s)" % (layout, ", ".join(LAYOUTS)))
     if not slices:
         raise ValueError("pack_slices needs at least one slice")
+    if layout.startswith("merger-"):
+        from .merger_inputs import LAYOUT_MODES, pack_merger_slices
+
+        merged = pack_merger_slices(slices, LAYOUT_MODES[layout], dtype=dtype)
+        return PackedSlices(vpm=merged.vpm, resampler={}, sizes=merged.sizes)
     if len({s.dtype == np.uint8 for s in slices}) > 1:
         raise ValueError("pack_slices takes either RGB uint8 tiles or normalised float slices, not both")
     sizes = [patch_grid(s) for s in slices]
@@ -118,3 +126,12 @@ def pack_slices(slices: Sequence[np.ndarray], layout: str, dtype: np.dtype = np.
         resampler={"tgt_sizes": tgt_sizes},
         sizes=sizes,
     )
+
+
+def slice_token_counts(sizes: Sequence[Tuple[int, int]], layout: str, query_num: int) -> List[int]:
+    """Tokens each slice of a batch yields: the fixed query count, or (merger layouts) its patches / 4^levels."""
+    if not layout.startswith("merger-"):
+        return [query_num] * len(sizes)
+    from .merger_inputs import LAYOUT_MODES, token_count
+
+    return [token_count(rows, cols, LAYOUT_MODES[layout]) for rows, cols in sizes]

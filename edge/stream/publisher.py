@@ -285,7 +285,7 @@ class StreamPublisher:
                 return
             subscriber.reply(StreamFrame(request_id, time.monotonic(), self.model_version, encoded.grid,
                                          self.dtype, encoded.tokens, None, request_id, encoded.positions,
-                                         encoded.block_rows))
+                                         None if encoded.token_counts is None else tuple(encoded.token_counts)))
 
         refused = ("error", "this publisher encodes no images (only the agent's does)") if self.requests is None \
             else self.requests.submit(image, done)

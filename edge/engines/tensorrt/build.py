@@ -18,6 +18,7 @@ from ...errors import InputError
 from ...fsutil import atomic_write_bytes
 from ...monitor.snapshot import Snapshot
 from ...preprocess.graph_inputs import PackedSlices, pack_slices
+from ...preprocess.merger_inputs import LAYOUT_MODES, crop_to_merge, merge_levels
 from ...preprocess.preprocessor import Preprocessor
 from ...preprocess.scenes import synthetic_scene
 from ..base import Engine, host_array
@@ -148,6 +149,8 @@ class CheckSamples:
         if self._packed is None:
             layout = self.bundle.model.slice.layout
             slices = Preprocessor()(synthetic_scene(1280, 720, seed=11)).slices
+            if layout.startswith("merger-"):
+                slices = [crop_to_merge(s, merge_levels(LAYOUT_MODES[layout])) for s in slices]
             self._packed = pack_slices(slices if layout == "unmasked-1d" else slices[:2], layout)
         if module == "vpm":
             return self._packed.vpm
@@ -185,7 +188,8 @@ def output_elements(bundle: Bundle, module: str) -> Dict[str, int]:
     shapes, model = bundle.shapes(module), bundle.model
     if module == "vpm":
         return {"vision_embeds": shapes.batch.max * shapes.patches.max * model.vision_width}
-    return {"image_tokens": shapes.batch.max * model.query_num * model.embed_dim}
+    tokens = model.query_num or shapes.patches.max // 4  # a merger version: a quarter of its input rows
+    return {"image_tokens": shapes.batch.max * tokens * model.embed_dim}
 
 
 def build_module(bundle: Bundle, module: str, precision: str, trt: Any, memory: Any, settings: BuildSettings,
