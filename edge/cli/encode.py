@@ -10,6 +10,7 @@ from ..encoder.vision_encoder import VisionEncoder
 from ..errors import InputError
 from ..fsutil import atomic_write_npy
 from ..preprocess.image_input import MAX_PIXELS, read_image
+from ..preprocess.resize import MODES
 from ..preprocess.scenes import synthetic_scene
 from . import args as common
 from .shell import Handler
@@ -22,8 +23,9 @@ def register(sub: argparse._SubParsersAction) -> Dict[str, Handler]:
     source.add_argument("--image", type=Path, help="an image file (PNG, JPEG, ... read with Pillow)")
     source.add_argument("--scene", type=common.size, default=(1920, 1080),
                         help="a synthetic WxH scene (default 1920x1080)")
-    parser.add_argument("--resize", choices=("exact", "fast"), default="exact",
-                        help="exact: Pillow's bicubic, the official pixels (default); fast: OpenCV")
+    parser.add_argument("--resize", choices=MODES, default="exact",
+                        help="exact: Pillow's bicubic, the official pixels (default); fast: OpenCV; torchvision: "
+                             "torch's bicubic, as transformers' default 4.6/4.7 processor (needs torch)")
     common.add_precision(parser, help="graph precision (default: the bundle target's)")
     parser.add_argument("--max-slice-nums", type=int, help="slice budget, up to the target's max_slices")
     parser.add_argument("--out", type=Path, help="write the tokens [n_images, Q, D] float32 here (.npy)")

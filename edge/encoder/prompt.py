@@ -12,12 +12,13 @@ what an LLM runtime that injects embeddings needs; ``text`` renders it with the 
 """
 from __future__ import annotations
 
-from typing import List, NamedTuple, Optional, Tuple, Union
+from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from ..bundle.facts import ModelFacts
 
 Segment = Union[str, int]  # literal prompt text, or the index of a token block in EncodedImage.tokens
-STYLES = ("v2.5", "v2.6")
+STYLES = ("v2.5", "v2.6", "v4.6", "v4.7")
+MERGER_STYLES = ("v4.6", "v4.7")  # blocks differ in token count: the caller gives the counts
 UNK = "<unk>"
 
 
@@ -25,7 +26,7 @@ class PromptLayout(NamedTuple):
     """The facts the layout depends on, as recorded in a bundle manifest's ``model`` section."""
 
     style: str
-    query_num: int
+    query_num: int  # tokens per block; 0 for the merger styles, whose blocks carry their own counts
     use_image_id: bool
 
     @classmethod
@@ -39,15 +40,31 @@ class PromptLayout(NamedTuple):
         """The layout of one image with `grid` (cols, rows) or None; `image_index` numbers images in a prompt."""
         tiles = [] if grid is None else [[1 + r * grid[0] + c for c in range(grid[0])] for r in range(grid[1])]
         overview: List[Segment] = ["<image>", 0, "</image>"]
-        if self.style == "v2.6":
+        if self.style != "v2.5":
             image_id: List[Segment] = ["<image_id>%d</image_id>" % image_index] if self.use_image_id else []
             return _merge(image_id + overview + _grid(tiles, "<slice>", "</slice>"))
         sliced: List[Segment] = ["<slice>"] + _grid(tiles, "<image>", "</image>") + ["</slice>"] if tiles else []
         return _merge(overview + sliced)
 
-    def text(self, grid: Optional[Tuple[int, int]], image_index: int = 0, unk: str = UNK) -> str:
-        """The placeholder string the official processor puts in the prompt for one image."""
-        return "".join(unk * self.query_num if isinstance(s, int) else s for s in self.segments(grid, image_index))
+    def block_tokens(self, grid: Optional[Tuple[int, int]], counts: Optional[Sequence[int]] = None) -> List[int]:
+        """Tokens of every block of an image with `grid`, overview first: `counts` for the merger styles (required,
+        one per block), Q each otherwise (`counts`, if given, must agree)."""
+        blocks = 1 + (grid[0] * grid[1] if grid else 0)
+        if counts is None:
+            if self.style in MERGER_STYLES:
+                raise ValueError("style %s needs the token count of every block (SlicePlan.token_counts)" % self.style)
+            return [self.query_num] * blocks
+        if len(counts) != blocks or (self.style not in MERGER_STYLES and set(counts) != {self.query_num}):
+            raise ValueError("%d block counts %s do not fit a grid of %s blocks of style %s"
+                             % (len(counts), list(counts), blocks, self.style))
+        return [int(c) for c in counts]
+
+    def text(self, grid: Optional[Tuple[int, int]], image_index: int = 0, unk: str = UNK,
+             counts: Optional[Sequence[int]] = None) -> str:
+        """The placeholder string the official processor puts in the prompt for one image (`counts`: see
+        `block_tokens`)."""
+        tokens = self.block_tokens(grid, counts)
+        return "".join(unk * tokens[s] if isinstance(s, int) else s for s in self.segments(grid, image_index))
 
 
 def _grid(tiles: List[List[int]], opener: str, closer: str) -> List[Segment]:

@@ -6,12 +6,13 @@ it while laying the slices out as strips.
 """
 from __future__ import annotations
 
-from typing import Any, List, NamedTuple
+from typing import Any, List, NamedTuple, Optional
 
 import numpy as np
 
 from ..bundle.manifest import Bundle
 from .image_input import to_rgb
+from .merger_inputs import LAYOUT_MODES
 from .resize import resizer
 from .slicing import DEFAULT, SliceConfig, SlicePlan, plan_slices
 
@@ -23,10 +24,21 @@ class PreparedImage(NamedTuple):
     plan: SlicePlan
 
 
-def slice_config(bundle: Bundle) -> SliceConfig:
-    """A bundle's slicing, with the slice budget capped by its target's max_slices."""
+def slice_config(bundle: Bundle, downsample_mode: Optional[str] = None) -> SliceConfig:
+    """A bundle's slicing, with the slice budget capped by its target's max_slices. A merger bundle (4.6, 4.7;
+    layout merger-16x or merger-4x) was exported for one downsample mode and its sizes snap to that mode's merge;
+    `downsample_mode`, if given, must be that one. Other versions take no mode."""
     facts = bundle.model.slice
-    return SliceConfig(facts.scale_resolution, min(facts.max_slice_nums, bundle.target.max_slices), facts.patch_size)
+    config = SliceConfig(facts.scale_resolution, min(facts.max_slice_nums, bundle.target.max_slices),
+                         facts.patch_size)
+    mode = LAYOUT_MODES.get(facts.layout)
+    if mode is not None and downsample_mode not in (None, mode):
+        raise ValueError("this bundle was exported for downsample_mode %s, not %s: export one with --downsample-mode "
+                         "%s" % (mode, downsample_mode, downsample_mode))
+    if mode is None and downsample_mode is not None:
+        raise ValueError("downsample_mode applies to MiniCPM-V 4.6 and 4.7 only; this bundle is version %s"
+                         % bundle.model.version)
+    return config.for_mode(mode) if mode else config
 
 
 class Preprocessor:

@@ -1,6 +1,9 @@
-"""The two resize modes of the preprocessing: ``exact`` (Pillow's BICUBIC itself) and ``fast`` (OpenCV).
+"""The resize modes of the preprocessing: ``exact`` (Pillow's BICUBIC itself), ``fast`` (OpenCV) and ``torchvision``.
 
-``exact`` is the official processor's resize, so its pixels are the official ones. ``fast`` never imports
+``exact`` is the official processor's resize, so its pixels are the official ones (for 4.6 / 4.7: those of
+transformers' PIL image processor). ``torchvision`` is what transformers' default (torchvision) image processor
+of 4.6 / 4.7 does: torch's own antialiased bicubic on the uint8 image, which lands up to 2 levels from Pillow on
+a few pixels in a thousand (docs/minicpmv.md); it needs torch. ``fast`` never imports
 PIL: per axis it uses INTER_AREA where the image shrinks by 1.5x or more (antialiasing, as Pillow widens its
 kernel), INTER_LINEAR for a milder shrink and INTER_CUBIC where it grows; one OpenCV call when both axes
 agree, two otherwise. How far it lands from Pillow is measured by ``minicpmv-edge bench preprocess``.
@@ -11,7 +14,7 @@ from typing import Callable, Tuple
 
 import numpy as np
 
-MODES = ("exact", "fast")
+MODES = ("exact", "fast", "torchvision")
 Resizer = Callable[[np.ndarray, Tuple[int, int]], np.ndarray]
 AREA_FROM_SHRINK = 1.5
 
@@ -21,6 +24,20 @@ def resize_exact(rgb: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
     from PIL import Image
 
     return np.asarray(Image.fromarray(rgb, "RGB").resize(size, Image.BICUBIC))
+
+
+def resize_torchvision(rgb: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+    """torchvision's ``resize(uint8 CHW, BICUBIC, antialias=True)`` of an RGB uint8 array: torch's uint8
+    antialiased bicubic ``interpolate``, which torchvision calls as is for uint8 on the CPU."""
+    import torch
+
+    width, height = size
+    if (width, height) == (rgb.shape[1], rgb.shape[0]):
+        return rgb
+    image = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None]
+    out = torch.nn.functional.interpolate(image, size=[height, width], mode="bicubic", antialias=True,
+                                          align_corners=False)
+    return out[0].permute(1, 2, 0).numpy()
 
 
 def _interpolation(cv2, source: int, target: int) -> int:
@@ -46,11 +63,12 @@ def resizer(mode: str) -> Resizer:
     """The resize function of `mode`; a clear error when its library is missing."""
     if mode not in MODES:
         raise ValueError("resize must be one of %s, got %r" % (", ".join(MODES), mode))
-    module, package = ("PIL", "pillow") if mode == "exact" else ("cv2", "opencv-python (on a Jetson: the "
-                                                                 "JetPack OpenCV)")
+    module, package, other = {"exact": ("PIL", "pillow", "fast"),
+                              "fast": ("cv2", "opencv-python (on a Jetson: the JetPack OpenCV)", "exact"),
+                              "torchvision": ("torch", "torch", "exact")}[mode]
     try:
         __import__(module)
     except ImportError as exc:
         raise ImportError("resize=%r needs %s, which is not installed: install %s or use resize=%r"
-                          % (mode, module, package, "fast" if mode == "exact" else "exact")) from exc
-    return resize_exact if mode == "exact" else resize_fast
+                          % (mode, module, package, other)) from exc
+    return {"exact": resize_exact, "fast": resize_fast, "torchvision": resize_torchvision}[mode]

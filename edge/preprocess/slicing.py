@@ -4,6 +4,11 @@ A plan says how one image becomes model inputs: an overview ("source") resized t
 image is large enough, a refined copy cut into a cols x rows grid of tiles. Sizes are (width, height) in
 pixels, as PIL writes them. Every rounding matches the official code: Python's banker's ``round`` in
 ``ensure_divide`` and ``int`` truncation in ``best_resize``.
+
+The merger versions (4.6, 4.7) use the same rules with one change: sizes snap to multiples of ``patch_size *
+align`` instead of ``patch_size``, where ``align`` is the number of patches one LLM token spans along each side
+(2 for ``downsample_mode`` "4x", 4 for "16x"), so that every 2x2 merge divides the patch grid
+(``SliceConfig.for_mode``). Each input then gives ``rows * cols / align^2`` tokens (``SlicePlan.token_counts``).
 """
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import math
 from typing import List, NamedTuple, Optional, Tuple
 
 Size = Tuple[int, int]
+MERGE_ALIGN = {"4x": 2, "16x": 4}  # patches per LLM token along each side, per downsample_mode (4.6, 4.7)
 
 
 class SliceConfig(NamedTuple):
@@ -19,6 +25,18 @@ class SliceConfig(NamedTuple):
     scale_resolution: int = 448
     max_slice_nums: int = 9
     patch_size: int = 14
+    align: int = 1  # sizes snap to patch_size * align: 1 for Resampler versions, MERGE_ALIGN[mode] for 4.6/4.7
+
+    def for_mode(self, downsample_mode: str) -> SliceConfig:
+        """This config for a merger version (4.6, 4.7) run in `downsample_mode` ("4x" or "16x")."""
+        if downsample_mode not in MERGE_ALIGN:
+            raise ValueError("downsample_mode must be one of %s, got %r" % (", ".join(MERGE_ALIGN), downsample_mode))
+        return self._replace(align=MERGE_ALIGN[downsample_mode])
+
+    @property
+    def step(self) -> int:
+        """The pixel multiple every resized side snaps to."""
+        return self.patch_size * self.align
 
 
 class SlicePlan(NamedTuple):
@@ -46,6 +64,11 @@ class SlicePlan(NamedTuple):
         """(rows, cols) of patches of every model input: the Resampler's tgt_sizes."""
         return [(h // patch_size, w // patch_size) for w, h in self.slice_sizes]
 
+    def token_counts(self, config: SliceConfig) -> List[int]:
+        """LLM tokens of every model input of a merger version (4.6, 4.7): patches / align^2, overview first.
+        The layout reads every count: an image's tiles share one size here, but the overview's differs."""
+        return [rows * cols // (config.align * config.align) for rows, cols in self.patch_grids(config.patch_size)]
+
 
 DEFAULT = SliceConfig()
 
@@ -56,13 +79,13 @@ def ensure_divide(length: float, patch_size: int) -> int:
 
 
 def best_resize(size: Tuple[float, float], config: SliceConfig, upscale: bool = False) -> Size:
-    """Keep the aspect ratio, bring the area to about S^2 (only down unless `upscale`), snap to patches."""
+    """Keep the aspect ratio, bring the area to about S^2 (only down unless `upscale`), snap to `config.step`."""
     width, height = size
     if width * height > config.scale_resolution * config.scale_resolution or upscale:
         ratio = width / height
         height = int(config.scale_resolution / math.sqrt(ratio))
         width = int(height * ratio)
-    return ensure_divide(width, config.patch_size), ensure_divide(height, config.patch_size)
+    return ensure_divide(width, config.step), ensure_divide(height, config.step)
 
 
 def best_grid(size: Size, config: SliceConfig) -> Optional[Tuple[int, int]]:
