@@ -20,6 +20,7 @@ from ..preprocess.graph_inputs import pack_slices, slice_token_counts
 from ..preprocess.image_input import to_rgb
 from ..preprocess.preprocessor import Preprocessor, slice_config
 from .prompt import PromptLayout
+from .visual_positions import visual_positions
 
 
 class EncodedImage(NamedTuple):
@@ -110,10 +111,12 @@ class VisionEncoder:
         end = time.perf_counter()
         timings = {"preprocess": (after_preprocess - start) * 1e3, "vpm": vpm_s * 1e3, "resampler": resampler_s * 1e3,
                    "total": (end - start) * 1e3}
-        counts = None
+        counts = positions = None
         if self.layout.startswith("merger-"):
             counts = slice_token_counts([grid for batch in batches for grid in batch.sizes], self.layout, 0)
-        return EncodedImage(np.concatenate(tokens), plan.grid, timings, patch_grids, counts)
+        if self.prompt.style == "v4.7":  # its LLM places every visual token on a canvas (M-RoPE)
+            positions = visual_positions(self.prompt, plan.grid, patch_grids, self.layout.split("-")[-1])
+        return EncodedImage(np.concatenate(tokens), plan.grid, timings, patch_grids, counts, positions)
 
     def _batches(self, count: int) -> List[Tuple[int, int]]:
         """(first, size) of each batch: up to the bundle's max batch; 2.5 (unmasked-1d) keeps one image together."""

@@ -17,8 +17,6 @@ from .follower import FrameFollower
 from .generate import Answer, Generator
 from .images import ImageEncoder
 
-MERGER_STYLES = ("v4.6", "v4.7")  # the prompt styles of the versions without a Resampler (converter.family)
-
 
 class Reply(NamedTuple):
     answer: Answer  # iterate it while holding the turn (Reply.pieces does)
@@ -34,7 +32,7 @@ class ChatService:
                  follower: Optional[FrameFollower], max_tokens: int, max_waiting: int = 2) -> None:
         self.llm, self.model, self.encode_image, self.follower = llm, model, encode_image, follower
         self.max_tokens = max_tokens
-        self.layout = layout_of(model)
+        self.layout = PromptLayout.from_facts(model)
         self.generator = Generator(llm)
         self.turn = threading.Lock()  # the model answers one request at a time
         self.slots = threading.BoundedSemaphore(1 + max_waiting)  # the one answering and those waiting
@@ -87,10 +85,3 @@ class ChatService:
         return Image(latest.tokens, latest.grid, frame_source(latest, connection), latest.positions,
                      latest.block_rows), facts
 
-
-def layout_of(model: ModelFacts) -> PromptLayout:
-    """The bundle's prompt layout. 4.6 and 4.7 place their blocks as 2.6 does (image id, overview, rows of
-    slices), only their blocks differ in size, which the frames' block_rows say."""
-    if model.prompt_style in MERGER_STYLES:
-        return PromptLayout("v2.6", model.query_num, model.use_image_id)
-    return PromptLayout.from_facts(model)

@@ -56,7 +56,7 @@ CASES = [  # grid (cols, rows) or None, each block's LLM grid (h, w): overview f
 
 def _segments(grid: Optional[Tuple[int, int]]) -> Tuple[str, list]:
     """The image id text, and the 4.7 layout from <image> on."""
-    layout = PromptLayout("v2.6", 0, True).segments(grid)
+    layout = PromptLayout("v4.7", 0, True).segments(grid)
     head, _, rest = layout[0].partition("<image>")
     return head, ["<image>" + rest] + layout[1:]
 
@@ -123,7 +123,7 @@ def test_a_chat_prompt_with_a_47_image_reaches_llama_cpp_at_the_reference_positi
     rows = np.random.default_rng(0).standard_normal((int(kinds.sum()), llm.n_embd)).astype(np.float32) * 0.05
     image = Image(rows, grid, ("digest", "test"), np.concatenate(_relative(official, kinds, sizes, len(before))),
                   tuple(h * w for h, w in sizes))
-    prompt = build_prompt(llm, PromptLayout("v2.6", 0, True), messages, image)
+    prompt = build_prompt(llm, PromptLayout("v4.7", 0, True), messages, image)
     assert prompt.n_tokens == len(ids) and sum(part.positions is not None for part in prompt.parts) == 1
     Generator(llm).start(prompt, max_tokens=1)
     ours = llm.logits()
@@ -139,3 +139,20 @@ def test_a_chat_prompt_with_a_47_image_reaches_llama_cpp_at_the_reference_positi
     llm.reset()
     llm.feed_rows(everything, official)  # one batch: the same up to the recurrent layers' rounding
     np.testing.assert_allclose(ours, llm.logits(), rtol=0, atol=2e-3)
+
+
+@pytest.mark.parametrize("grid, sizes", CASES)
+def test_the_agents_visual_positions_are_the_references_from_the_canvas_origin(
+        llm: EmbeddingLlm, grid: Optional[Tuple[int, int]], sizes: List[Tuple[int, int]]) -> None:
+    """What the encoder sends with a 4.7 frame (edge.encoder.visual_positions, from the blocks' patch grids) is
+    what transformers computes for the visual tokens, less the position of <image>."""
+    from edge.encoder.visual_positions import visual_positions
+
+    head, segments = _segments(grid)
+    before = llm.tokenize("<|im_start|>user\n" + head)
+    _, kinds, official = _official(llm, before, segments, sizes, llm.tokenize(" what"))
+    expected = np.concatenate(_relative(official, kinds, sizes, len(before)))
+    patch_grids = [(h * MERGE, w * MERGE) for h, w in sizes]
+    sent = visual_positions(PromptLayout("v4.7", 0, True), grid, patch_grids, "16x")
+    assert sent.dtype == np.int32
+    np.testing.assert_array_equal(sent, expected)

@@ -15,12 +15,13 @@ pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip 
 
 from edge.agent.contracts import FrameResult  # noqa: E402
 from edge.bundle.facts import ModelFacts, SliceFacts  # noqa: E402
+from edge.encoder.prompt import PromptLayout  # noqa: E402
 from edge.llm.api import ChatRequest  # noqa: E402
 from edge.llm.conversation import IMAGE_MARK, Image, build_prompt, with_system  # noqa: E402
 from edge.llm.embeddings import EmbeddingLlm  # noqa: E402
 from edge.llm.follower import FrameFollower  # noqa: E402
 from edge.llm.generate import Generator  # noqa: E402
-from edge.llm.service import ChatService, layout_of  # noqa: E402
+from edge.llm.service import ChatService  # noqa: E402
 from edge.stream.address import Address  # noqa: E402
 from edge.stream.publisher import StreamPublisher  # noqa: E402
 
@@ -76,8 +77,8 @@ def test_a_frames_positions_reach_llama_cpp(make_gguf: Callable[..., Path], sock
             def direct(image_positions) -> str:
                 messages = with_system([("user", IMAGE_MARK + "\nwhat is it?")])
                 image = Image(rows, (2, 1), ("digest", "x"), image_positions, blocks)
-                answer = Generator(llm).start(build_prompt(llm, layout_of(_facts()), messages, image), TOKENS)
-                return "".join(answer)
+                prompt = build_prompt(llm, PromptLayout.from_facts(_facts()), messages, image)
+                return "".join(Generator(llm).start(prompt, TOKENS))
 
             assert served == direct(positions)
             assert len(served) > 0 and served != direct(None)
