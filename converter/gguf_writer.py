@@ -6,6 +6,7 @@ token width of ``--size tiny`` checkpoints, so that tiny bundles' tokens can be 
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import zlib
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import gguf
 import numpy as np
 
+from edge.errors import InputError
 from edge.fsutil import atomic_file, refuse_existing
 
 from . import family
@@ -29,6 +31,9 @@ WEIGHT_STD = 0.02
 SSM_HEADS = 4  # Qwen3.5's Gated DeltaNet layers: key and value heads
 SSM_HEAD_DIM = 32
 SSM_CONV = 4  # the causal convolution's kernel, as in Qwen3.5
+EXPERTS_USED = 2
+EXPERT_FEED_FORWARD = 128
+MOE_VERSION = "4.7"  # the one version with a MoE LLM
 
 # Token types of llama.cpp's vocabulary.
 NORMAL, UNKNOWN, CONTROL, BYTE = 1, 2, 3, 6
@@ -71,6 +76,7 @@ class LlmRecipe:
     embedding_scale: Optional[float] = None  # MiniCPM's scale_emb: llama.cpp multiplies every input row by it
     mrope_sections: Optional[Tuple[int, int, int, int]] = None  # Qwen3.5: interleaved M-RoPE over (t, h, w, -)
     full_attention_interval: int = 0  # Qwen3.5: every n-th layer attends, the others are Gated DeltaNet layers
+    experts: int = 0  # Qwen3.5 MoE: routed experts (EXPERTS_USED of them a token) beside one shared expert
 
 
 CHATML = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
@@ -90,6 +96,8 @@ RECIPES: Dict[str, LlmRecipe] = {
                          "<|im_end|>", False, 1e7, qk_norm=True, mrope_sections=(11, 11, 10, 0),
                          full_attention_interval=2),
 }
+# 4.7's 35B-A3B: Qwen3.5 with a mixture of experts in place of each feed-forward (make-gguf --moe)
+QWEN35_MOE = dataclasses.replace(RECIPES["qwen3.5"], arch="qwen35moe", experts=4)
 
 
 @dataclass(frozen=True)
@@ -111,9 +119,13 @@ class GgufSummary:
     n_vocab: int
 
 
-def recipe_for(version: str) -> LlmRecipe:
-    """The LLM recipe of a MiniCPM-V version (an InputError for an unknown version)."""
-    return RECIPES[family.facts_for(version).llm_family]
+def recipe_for(version: str, moe: bool = False) -> LlmRecipe:
+    """The LLM recipe of a MiniCPM-V version (an InputError for an unknown version); `moe`: 4.7's MoE LLM."""
+    facts = family.facts_for(version)
+    if moe and facts.version != MOE_VERSION:
+        raise InputError("--moe: only MiniCPM-V %s has a mixture-of-experts LLM (35B-A3B); leave --moe out for %s"
+                         % (MOE_VERSION, version))
+    return QWEN35_MOE if moe else RECIPES[facts.llm_family]
 
 
 def _byte_chars() -> List[str]:
@@ -173,7 +185,7 @@ def _tensors(recipe: LlmRecipe, n_vocab: int, n_embd: int, seed: int) -> Dict[st
                 layer + "attn_v.weight": normal(KV_HEADS * head_dim, n_embd),
                 layer + "attn_output.weight": normal(n_embd, HEADS * head_dim),
             })
-        tensors.update({
+        tensors.update(_experts(layer, n_embd, recipe.experts, normal) if recipe.experts else {
             layer + "ffn_gate.weight": normal(FEED_FORWARD, n_embd),
             layer + "ffn_up.weight": normal(FEED_FORWARD, n_embd),
             layer + "ffn_down.weight": normal(n_embd, FEED_FORWARD),
@@ -212,17 +224,33 @@ def _delta_net(layer: str, n_embd: int, normal: Callable[..., np.ndarray], ones:
     }
 
 
-def write_gguf(out: Path, version: str, seed: int = 0, overwrite: bool = False) -> GgufSummary:
-    """Write the tiny GGUF LLM of `version` to `out`, whole or not at all."""
-    recipe = recipe_for(version)
+def _experts(layer: str, n_embd: int, experts: int, normal: Callable[..., np.ndarray]) -> Dict[str, np.ndarray]:
+    """A Qwen3.5 MoE feed-forward: the router, `experts` routed experts and one gated shared expert."""
+    return {
+        layer + "ffn_gate_inp.weight": normal(experts, n_embd),
+        layer + "ffn_gate_exps.weight": normal(experts, EXPERT_FEED_FORWARD, n_embd),
+        layer + "ffn_up_exps.weight": normal(experts, EXPERT_FEED_FORWARD, n_embd),
+        layer + "ffn_down_exps.weight": normal(experts, n_embd, EXPERT_FEED_FORWARD),
+        layer + "ffn_gate_inp_shexp.weight": normal(n_embd),
+        layer + "ffn_gate_shexp.weight": normal(FEED_FORWARD, n_embd),
+        layer + "ffn_up_shexp.weight": normal(FEED_FORWARD, n_embd),
+        layer + "ffn_down_shexp.weight": normal(n_embd, FEED_FORWARD),
+    }
+
+
+def write_gguf(out: Path, version: str, seed: int = 0, overwrite: bool = False, moe: bool = False) -> GgufSummary:
+    """Write the tiny GGUF LLM of `version` (`moe`: 4.7's MoE LLM) to `out`, whole or not at all."""
+    recipe = recipe_for(version, moe)
     refuse_existing(out, overwrite)
     vocab = vocabulary(version)
     n_embd = family.TINY_LLM_HIDDEN
-    tensors = _tensors(recipe, len(vocab.tokens), n_embd, seed * 100003 + zlib.crc32(version.encode()))
+    tensors = _tensors(recipe, len(vocab.tokens), n_embd,
+                       seed * 100003 + zlib.crc32((version + ("-moe" if moe else "")).encode()))
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(Path(out)) as tmp:
         writer = gguf.GGUFWriter(str(tmp), recipe.arch)
-        writer.add_name("tiny random MiniCPM-V %s LLM (minicpmv-convert make-gguf, seed %d)" % (version, seed))
+        writer.add_name("tiny random MiniCPM-V %s%s LLM (minicpmv-convert make-gguf, seed %d)"
+                        % (version, " MoE" if moe else "", seed))
         writer.add_context_length(CONTEXT_TRAIN)
         writer.add_embedding_length(n_embd)
         writer.add_block_count(LAYERS)
@@ -244,6 +272,11 @@ def write_gguf(out: Path, version: str, seed: int = 0, overwrite: bool = False) 
             writer.add_ssm_state_size(SSM_HEAD_DIM)
             writer.add_ssm_time_step_rank(SSM_HEADS)
             writer.add_ssm_group_count(SSM_HEADS)
+        if recipe.experts:
+            writer.add_expert_count(recipe.experts)
+            writer.add_expert_used_count(EXPERTS_USED)
+            writer.add_expert_feed_forward_length(EXPERT_FEED_FORWARD)
+            writer.add_expert_shared_feed_forward_length(FEED_FORWARD)
         if recipe.embedding_scale is not None:
             writer.add_embedding_scale(recipe.embedding_scale)
             writer.add_residual_scale(1.4 / math.sqrt(LAYERS))  # MiniCPM's scale_depth / sqrt(layers)

@@ -106,14 +106,20 @@ def test_out_directory_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture)
     assert err.count("\n") == 1 and "is a directory" in err
 
 
-@pytest.mark.parametrize("version", ["4.6", "4.7"])
-def test_qwen35_generates_as_llama_cpp_python_does(make_gguf: Callable[..., Path], version: str) -> None:
-    """The hybrid model (Gated DeltaNet and attention layers, M-RoPE) runs: the project's greedy loop on the
-    low-level API gives the tokens llama-cpp-python's own Llama object generates greedily from the same prompt."""
+@pytest.mark.parametrize("version, moe", [("4.6", False), ("4.7", False), ("4.7", True)])
+def test_qwen35_generates_as_llama_cpp_python_does(make_gguf: Callable[..., Path], tmp_path: Path, version: str,
+                                                   moe: bool) -> None:
+    """The hybrid model (Gated DeltaNet and attention layers, M-RoPE; 4.7's MoE too) runs: the project's greedy loop
+    on the low-level API gives the tokens llama-cpp-python's own Llama object generates greedily from the same
+    prompt."""
+    from converter.gguf_writer import write_gguf
     from edge.llm.conversation import Prompt, text_part
     from edge.llm.generate import Generator
 
-    path, limit = make_gguf(version), 12
+    path, limit = write_gguf(tmp_path / "moe.gguf", version, moe=True).path if moe else make_gguf(version), 12
+    with EmbeddingLlm(str(path)) as llm:
+        assert llm.metadata("general.architecture") == ("qwen35moe" if moe else "qwen35")
+        assert llm.n_pos_per_embd == 4 and not llm.keeps_prefix
     prompt = "<|im_start|>user\nthe<|im_end|>\n<|im_start|>assistant\n"
     reference = llama_cpp.Llama(str(path), n_ctx=256, verbose=False)
     try:
@@ -136,3 +142,10 @@ def test_qwen35_generates_as_llama_cpp_python_does(make_gguf: Callable[..., Path
             assert generator.kept_parts == 0
         assert answer.completion_tokens == len(expected) > 0
         assert text == b"".join(llm.piece(token) for token in expected).decode("utf-8", "replace")
+
+
+def test_moe_is_for_47_only(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["make-gguf", "--model-version", "4.6", "--moe", "--out", str(tmp_path / "x.gguf")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--moe" in err and "4.7" in err
+    assert not list(tmp_path.iterdir())
