@@ -1,11 +1,12 @@
 """A 4.7 frame's positions from the agent's stream to llama.cpp: a real publisher and FrameFollower, the ChatService
 on make-gguf's tiny Qwen3.5 LLM. Its answer about the frame is the one its tokens and positions give fed directly,
-and not the one the same tokens give without them (which is what a dropped field would give)."""
+and not the one the same tokens give without them (which is what a dropped field would give); a 4.6 frame (blocks
+of their own sizes, no positions) is answered as its rows at plain positions give."""
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Tuple
 
 import numpy as np
 import pytest
@@ -29,9 +30,10 @@ WIDTH = 256
 TOKENS = 6
 
 
-def _facts() -> ModelFacts:
-    """A 4.7 bundle's model facts as converter.family writes them (no fixed query count)."""
-    return ModelFacts("4.7", 0, WIDTH, 1152, 16, 4304, SliceFacts(448, 9, 14, "merger"), "v4.7", True, None, {})
+def _facts(version: str) -> ModelFacts:
+    """A 4.6 or 4.7 bundle's model facts as converter.family writes them (no fixed query count)."""
+    return ModelFacts(version, 0, WIDTH, 1152, 16, 4304, SliceFacts(448, 9, 14, "merger-16x"), "v" + version, True,
+                      None, {})
 
 
 def _canvas(blocks, cols: int) -> np.ndarray:
@@ -52,17 +54,18 @@ def _answer(service: ChatService) -> str:
     return "".join(reply)
 
 
-def test_a_frames_positions_reach_llama_cpp(make_gguf: Callable[..., Path], sock_dir: Path) -> None:
+@pytest.mark.parametrize("version", ["4.6", "4.7"])
+def test_a_frames_positions_reach_llama_cpp(make_gguf: Callable[..., Path], sock_dir: Path, version: str) -> None:
     sizes = [(4, 6), (3, 3), (3, 3)]
     rows = np.random.default_rng(3).standard_normal((sum(h * w for h, w in sizes), WIDTH)).astype(np.float32)
-    positions = _canvas(sizes, cols=2)
+    positions = _canvas(sizes, cols=2) if version == "4.7" else None
     blocks = tuple(h * w for h, w in sizes)
     address = Address(path=sock_dir / "tokens.sock")
-    publisher = StreamPublisher(address, "4.7", WIDTH, dtype="fp32").start()
+    publisher = StreamPublisher(address, version, WIDTH, dtype="fp32").start()
     follower = FrameFollower(address, WIDTH).start()
     try:
-        with EmbeddingLlm(str(make_gguf("4.7"))) as llm:
-            service = ChatService(llm, _facts(), lambda image: None, follower, TOKENS)
+        with EmbeddingLlm(str(make_gguf(version))) as llm:
+            service = ChatService(llm, _facts(version), lambda image: None, follower, TOKENS)
             deadline = time.monotonic() + 60
             while not publisher.stats()["subscribers"]:
                 assert time.monotonic() < deadline
@@ -72,16 +75,25 @@ def test_a_frames_positions_reach_llama_cpp(make_gguf: Callable[..., Path], sock
                 assert time.monotonic() < deadline
                 time.sleep(0.01)
             served = _answer(service)
-            np.testing.assert_array_equal(follower.latest.positions, positions)
+            assert follower.latest.block_rows == blocks
+            if positions is None:
+                assert follower.latest.positions is None
+            else:
+                np.testing.assert_array_equal(follower.latest.positions, positions)
 
-            def direct(image_positions) -> str:
+            def direct(image_positions) -> Tuple[str, np.ndarray]:
+                """The answer fed directly, and the logits of its first token."""
                 messages = with_system([("user", IMAGE_MARK + "\nwhat is it?")])
                 image = Image(rows, (2, 1), ("digest", "x"), image_positions, blocks)
-                prompt = build_prompt(llm, PromptLayout.from_facts(_facts()), messages, image)
-                return "".join(Generator(llm).start(prompt, TOKENS))
+                answer = Generator(llm).start(build_prompt(llm, PromptLayout.from_facts(_facts(version)), messages,
+                                                           image), TOKENS)
+                first = llm.logits()
+                return "".join(answer), first
 
-            assert served == direct(positions)
-            assert len(served) > 0 and served != direct(None)
+            text, logits = direct(positions)
+            assert served == text and len(served) > 0
+            if positions is not None:
+                assert np.abs(logits - direct(None)[1]).max() > 1e-3
     finally:
         follower.close()
         publisher.close()
