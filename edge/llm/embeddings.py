@@ -174,6 +174,8 @@ class EmbeddingLlm:
             raise InputError("image rows of shape %s do not fit this LLM: it takes rows of width %d (n_embd); "
                              "use a bundle whose embed_dim is %d" % (list(rows.shape), self.n_embd, self.n_embd))
         rows = np.ascontiguousarray(rows / np.float32(self.input_scale) if self.input_scale != 1.0 else rows)
+        if not len(rows):
+            return
         if positions is None:
             thw = np.repeat(np.arange(self.next_pos, self.next_pos + len(rows), dtype=np.int64)[:, None], 3, axis=1)
             after = self.next_pos + len(rows)
