@@ -52,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     gguf.add_argument("--out", required=True, type=Path, help="GGUF file to write")
     gguf.add_argument("--seed", type=int, default=0, help="random seed of the weights (default 0)")
     gguf.add_argument("--force", action="store_true", help="replace --out if it exists")
+    gguf.add_argument("--moe", action="store_true", help="4.7 only: its 35B-A3B mixture-of-experts LLM (qwen35moe) "
+                                                         "instead of the 1B dense one")
 
     inspect = sub.add_parser("inspect", help="detect the version and check the vision tensors of a checkpoint")
     _add_checkpoint_args(inspect)
@@ -228,7 +230,7 @@ def _make_gguf(args: argparse.Namespace) -> int:
                          "of %s" % (llm, args.model_version, ", ".join(
                              v for v, f in family.VERSIONS.items() if f.llm_family in RECIPES)))
 
-    written = write_gguf(args.out, args.model_version, seed=args.seed, overwrite=args.force)
+    written = write_gguf(args.out, args.model_version, seed=args.seed, overwrite=args.force, moe=args.moe)
     print("wrote a tiny random %s GGUF (MiniCPM-V %s LLM, n_embd %d, %d tokens) to %s"
           % (written.arch, written.version, written.n_embd, written.n_vocab, written.path))
     return 0

@@ -25,6 +25,8 @@ class FrameResult(NamedTuple):
     timings_ms: Dict[str, float]  # this frame's stages: reuse_check, and preprocess, vpm, resampler when encoded
     reused_from: Optional[int] = None  # sequence of the frame whose tokens these are; None: this frame was encoded
     frames: int = 1  # camera frames these tokens cover: N for a 4.5 video group (this frame the group's last)
+    positions: Optional[np.ndarray] = None  # int32 [rows, 3]: each token row's (t, h, w) on 4.7's canvas
+    block_rows: Optional[Tuple[int, ...]] = None  # the token rows of each block when slices differ (4.6, 4.7)
 
     @property
     def reused(self) -> bool:

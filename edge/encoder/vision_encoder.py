@@ -21,6 +21,7 @@ from ..preprocess.graph_inputs import pack_slices, slice_token_counts
 from ..preprocess.image_input import to_rgb
 from ..preprocess.preprocessor import Preprocessor, slice_config
 from .prompt import PromptLayout
+from .visual_positions import visual_positions
 
 
 class EncodedImage(NamedTuple):
@@ -34,6 +35,7 @@ class EncodedImage(NamedTuple):
     timings: Dict[str, float]
     patch_grids: List[Tuple[int, int]]
     token_counts: Optional[List[int]] = None  # merger versions: the tokens of each slice
+    positions: Optional[np.ndarray] = None  # 4.7: int32 [rows, 3], each token's (t, h, w) from the canvas origin
 
 
 class PreparedBatches(NamedTuple):
@@ -172,10 +174,12 @@ class VisionEncoder:
             vpm_s, resampler_s = vpm_s + middle - begin, resampler_s + time.perf_counter() - middle
         timings = {"preprocess": preprocess_ms, "vpm": vpm_s * 1e3, "resampler": resampler_s * 1e3,
                    "total": prepared.preprocess_ms + (time.perf_counter() - start) * 1e3}
-        counts = None
+        counts = positions = None
         if self.layout.startswith("merger-"):
             counts = slice_token_counts([grid for batch in batches for grid in batch.sizes], self.layout, 0)
-        return EncodedImage(np.concatenate(tokens), prepared.grid, timings, prepared.patch_grids, counts)
+        if self.prompt.style == "v4.7":  # its LLM places every visual token on a canvas (M-RoPE)
+            positions = visual_positions(self.prompt, prepared.grid, prepared.patch_grids, self.layout.split("-")[-1])
+        return EncodedImage(np.concatenate(tokens), prepared.grid, timings, prepared.patch_grids, counts, positions)
 
     def vpm_features(self, image: Any, color: str = "rgb") -> VpmFeatures:
         """The VPM output of each slice of one image, not yet resampled (the grouped video Resampler takes the

@@ -56,6 +56,8 @@ class EmbeddingLlm:
     def __init__(self, gguf_path: str, n_ctx: int = 4096, n_batch: int = 512, n_threads: Optional[int] = None,
                  repack: bool = True) -> None:
         self._ll = _llama_cpp()
+        self.path = str(gguf_path)
+        self._token_rows: Optional[Any] = None  # TokenRows, opened when first needed
         model_params = self._ll.llama_model_default_params()
         # repack=False keeps the weights out of the CPU backend's repacked layouts (llama.cpp's --no-repack): on an
         # x86 CPU that lists AMX but cannot run it, the AMX layout dies of an illegal instruction (docs/llamacpp.md).
@@ -79,7 +81,16 @@ class EmbeddingLlm:
         self.n_ctx = self._ll.llama_n_ctx(self._ctx)
         self.n_batch = self._ll.llama_n_batch(self._ctx)
         self.input_scale = self._input_scale()
-        self.n_past = 0  # the next position
+        rope = self._ll.llama_model_rope_type(self._model)
+        # M-RoPE models take (t, h, w, extra) positions per raw row (llama.cpp's n_pos_per_embd), one per token id
+        self.n_pos_per_embd = 4 if rope in (self._ll.LLAMA_ROPE_TYPE_MROPE, self._ll.LLAMA_ROPE_TYPE_IMROPE) else 1
+        # a recurrent state (Qwen3.5's Gated DeltaNet layers) cannot drop its last positions, and M-RoPE positions
+        # may jump: such a model is fed each prompt whole (docs/llamacpp.md)
+        self.keeps_prefix = self.n_pos_per_embd == 1 and not (
+            self._ll.llama_model_is_recurrent(self._model) or self._ll.llama_model_is_hybrid(self._model))
+        self.n_past = 0  # the positions (KV cells) fed
+        self.next_pos = 0  # the next text token's position: n_past, unless explicit positions jumped ahead
+        self._last_t = -1  # the largest first (temporal) position component fed
         self._has_logits = False
 
     def __enter__(self) -> EmbeddingLlm:
@@ -111,6 +122,15 @@ class EmbeddingLlm:
         scale = self.metadata("minicpm.embedding_scale")
         return 12.0 if scale is None else float(scale)
 
+    def token_rows(self, ids: Sequence[int]) -> np.ndarray:
+        """The token embedding rows of `ids` [len(ids), n_embd], read from the GGUF (edge.llm.token_rows), scaled
+        so that `feed_rows` gives them the model's input as their ids would have it."""
+        if self._token_rows is None:
+            from .token_rows import TokenRows
+
+            self._token_rows = TokenRows(self.path)
+        return self._token_rows.rows(ids) * np.float32(self.input_scale)
+
     def tokenize(self, text: str, add_special: bool = False) -> List[int]:
         """Token ids of `text`, special tokens (``<image>``, ``<|im_start|>`` ...) parsed as such."""
         data = text.encode("utf-8")
@@ -122,41 +142,94 @@ class EmbeddingLlm:
         return list(tokens[:count])
 
     def feed_tokens(self, ids: Sequence[int]) -> None:
-        """Decode text tokens at the next positions (in chunks of n_batch)."""
+        """Decode text tokens at the next positions (in chunks of n_batch); with M-RoPE llama.cpp gives a token id
+        the same position in t, h and w."""
+        self._check_usable()
+        if ids and self.next_pos <= self._last_t:
+            raise InputError("text at position %d cannot follow image rows at temporal position %d: M-RoPE needs "
+                             "a text token's position past every position fed" % (self.next_pos, self._last_t))
         for start in range(0, len(ids), self.n_batch):
             chunk = ids[start:start + self.n_batch]
             batch = self._ll.llama_batch_init(len(chunk), 0, 1)
             try:
                 for i, token in enumerate(chunk):
                     batch.token[i] = int(token)
+                    batch.pos[i] = self.next_pos + i
                 self._decode(batch, len(chunk), last=start + len(chunk) == len(ids))
             finally:
                 self._ll.llama_batch_free(batch)
+            self.next_pos += len(chunk)
+            self._last_t = self.next_pos - 1
 
-    def feed_rows(self, rows: np.ndarray) -> None:
-        """Decode image rows [n, n_embd] (the bundle's tokens, as the official model inserts them) at the next
-        positions, divided by `input_scale` since llama.cpp scales every input row (docs/llamacpp.md)."""
+    def feed_rows(self, rows: np.ndarray, positions: Optional[np.ndarray] = None,
+                  next_pos: Optional[int] = None) -> None:
+        """Decode image rows [n, n_embd] (the bundle's tokens, as the official model inserts them), divided by
+        `input_scale` since llama.cpp scales every input row (docs/llamacpp.md). By default at the next positions
+        (with M-RoPE: the same in t, h and w, as a token id gets). `positions` [n, 3] gives each row its absolute
+        (t, h, w) position instead (M-RoPE models only); the text that follows then goes on at `next_pos`,
+        by default one past the largest component."""
+        self._check_usable()
         rows = np.asarray(rows, dtype=np.float32)
         if rows.ndim != 2 or rows.shape[1] != self.n_embd:
             raise InputError("image rows of shape %s do not fit this LLM: it takes rows of width %d (n_embd); "
                              "use a bundle whose embed_dim is %d" % (list(rows.shape), self.n_embd, self.n_embd))
         rows = np.ascontiguousarray(rows / np.float32(self.input_scale) if self.input_scale != 1.0 else rows)
+        if not len(rows):
+            return
+        if positions is None:
+            thw = np.repeat(np.arange(self.next_pos, self.next_pos + len(rows), dtype=np.int64)[:, None], 3, axis=1)
+            after = self.next_pos + len(rows)
+        else:
+            thw = self._checked_positions(positions, len(rows))
+            after = int(thw.max()) + 1 if next_pos is None else int(next_pos)
         for start in range(0, len(rows), self.n_batch):
             chunk = rows[start:start + self.n_batch]
-            batch = self._ll.llama_batch_init(len(chunk), self.n_embd, 1)
+            batch = self._ll.llama_batch_init(len(chunk) * self.n_pos_per_embd, self.n_embd, 1)
             try:
                 ctypes.memmove(batch.embd, chunk.ctypes.data, chunk.nbytes)
+                self._set_positions(batch, thw[start:start + len(chunk)])
                 self._decode(batch, len(chunk), last=start + len(chunk) == len(rows))
             finally:
                 self._ll.llama_batch_free(batch)
+            self._last_t = max(self._last_t, int(thw[start:start + len(chunk), 0].max()))
+        self.next_pos = max(after, self._last_t + 1)
 
-    def _decode(self, batch: Any, n_tokens: int, last: bool) -> None:
-        """Positions, one sequence, logits only for the last row; a failed decode raises with its code and leaves
-        no logits to read until `reset`."""
+    def _check_usable(self) -> None:
         if self.n_past < 0:
             raise LlmError("an earlier decode failed and left the memory in an unknown state: reset() first")
+
+    def _checked_positions(self, positions: np.ndarray, n_rows: int) -> np.ndarray:
+        """Explicit (t, h, w) positions as int64 [n_rows, 3], or an InputError naming what is wrong with them."""
+        if self.n_pos_per_embd == 1:
+            raise InputError("this LLM (%s) takes one position per token, not (t, h, w): feed its rows without "
+                             "positions" % self.metadata("general.architecture"))
+        thw = np.asarray(positions)
+        if thw.shape != (n_rows, 3) or thw.dtype.kind not in "iu":
+            raise InputError("positions must be integers [%d, 3] (t, h, w), got %s %s"
+                             % (n_rows, thw.dtype, list(thw.shape)))
+        thw = thw.astype(np.int64)
+        if n_rows and (thw.min() < 0 or thw.max() >= 1 << 30):
+            raise InputError("positions must lie in 0..2^30, got %d..%d" % (thw.min(), thw.max()))
+        if n_rows and (thw[0, 0] < self._last_t or np.any(np.diff(thw[:, 0]) < 0)):
+            raise InputError("temporal positions must not go back: llama.cpp refuses rows whose t is below one "
+                             "already fed (%d), and t must not decrease along the rows" % self._last_t)
+        return thw
+
+    def _set_positions(self, batch: Any, thw: np.ndarray) -> None:
+        """llama.cpp's layout for raw rows: with M-RoPE all rows' t, then all h, all w, all of the unused fourth
+        component (0); else one position a row."""
+        n = len(thw)
+        if self.n_pos_per_embd == 1:
+            sections = thw[:, 0]
+        else:
+            sections = np.concatenate([thw[:, 0], thw[:, 1], thw[:, 2], np.zeros(n, dtype=np.int64)])
+        flat = np.ascontiguousarray(sections, dtype=np.int32)
+        ctypes.memmove(batch.pos, flat.ctypes.data, flat.nbytes)
+
+    def _decode(self, batch: Any, n_tokens: int, last: bool) -> None:
+        """One sequence, logits only for the last row (the positions are set); a failed decode raises with its code
+        and leaves no logits to read until `reset`."""
         for i in range(n_tokens):
-            batch.pos[i] = self.n_past + i
             batch.n_seq_id[i] = 1
             batch.seq_id[i][0] = 0
             batch.logits[i] = 1 if last and i == n_tokens - 1 else 0
@@ -181,12 +254,15 @@ class EmbeddingLlm:
     def truncate(self, n_keep: int) -> None:
         """Forget every position from `n_keep` on and keep the KV cache of the first `n_keep` (a fixed prefix such
         as the system prompt) for the next request."""
+        if not self.keeps_prefix:
+            raise LlmError("this LLM cannot drop its last positions (a recurrent state or M-RoPE): reset() instead")
         if not 0 <= n_keep <= self.n_past:
             raise LlmError("cannot keep %d positions of %d fed: reset() instead" % (n_keep, self.n_past))
         if not self._ll.llama_memory_seq_rm(self._ll.llama_get_memory(self._ctx), 0, n_keep, -1):
             self.reset()
             raise LlmError("llama.cpp could not drop positions %d.. of its memory; it was cleared" % n_keep)
-        self.n_past = n_keep
+        self.n_past = self.next_pos = n_keep
+        self._last_t = n_keep - 1
         self._has_logits = False
 
     def piece(self, token: int) -> bytes:
@@ -223,5 +299,6 @@ class EmbeddingLlm:
     def reset(self) -> None:
         """Forget everything fed (clear the KV memory) for the next request."""
         self._ll.llama_memory_clear(self._ll.llama_get_memory(self._ctx), True)
-        self.n_past = 0
+        self.n_past = self.next_pos = 0
+        self._last_t = -1
         self._has_logits = False

@@ -50,8 +50,10 @@ class FrameFollower:
         try:
             for frame in self.subscriber.frames():
                 tokens = np.array(frame.tokens, dtype=np.float32)  # a copy: the frame is a view of the read buffer
+                positions = None if frame.positions is None else np.array(frame.positions)
                 with self._lock:
-                    self._newest = frame._replace(tokens=tokens, dtype="fp32"), self.subscriber.connections
+                    self._newest = (frame._replace(tokens=tokens, dtype="fp32", positions=positions),
+                                    self.subscriber.connections)
                     self.received += 1
         except HandshakeRefused as exc:
             self.error = str(exc)

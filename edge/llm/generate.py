@@ -114,7 +114,10 @@ class Generator:
         return Answer(self, prompt.n_tokens, max_tokens, temperature, seed)
 
     def _shared(self, parts: Sequence[Part]) -> int:
-        """How many leading `parts` are in the KV cache as they are; never the last, whose logits the answer needs."""
+        """How many leading `parts` are in the KV cache as they are; never the last, whose logits the answer needs;
+        none when the LLM cannot drop its last positions (Qwen3.5's recurrent layers)."""
+        if not self.llm.keeps_prefix:
+            return 0
         count = 0
         for cached, part in zip(self.cached_parts, parts[:-1]):
             if cached != (part.key, part.n_tokens):
@@ -125,7 +128,7 @@ class Generator:
 
     def _feed_part(self, part: Part) -> None:
         if part.is_rows:
-            self.llm.feed_rows(part.content)
+            self.llm.feed_rows(part.content, part.positions, part.next_pos)
             self.fed_image_rows += part.n_tokens
         else:
             self.llm.feed_tokens(part.content)

@@ -2,26 +2,25 @@
 owner, the agent, so a Jetson holds them once; the LLM process holds none."""
 from __future__ import annotations
 
-from typing import Callable, Optional, Tuple
+from typing import Callable
 
 import numpy as np
 
 from ..stream.encode_client import EncodeClient, EncodeFailed
+from ..stream.protocol import StreamFrame
 from .api import ApiError
 
-Tokens = Tuple[np.ndarray, Optional[Tuple[int, int]]]  # tokens [blocks, query_num, width] and grid (cols, rows)
-ImageEncoder = Callable[[np.ndarray], Tokens]
+ImageEncoder = Callable[[np.ndarray], StreamFrame]  # the encoded image: tokens, grid, and positions and blocks
 STATUS_OF = {"busy": 429, "bad-image": 400}  # any other failure: 503, the agent cannot serve now
 
 
 def through_agent(client: EncodeClient, timeout_s: float = 60.0) -> ImageEncoder:
     """Encode with the agent's engines; its refusals become ApiErrors (busy 429, bad image 400, else 503)."""
-    def encode(image: np.ndarray) -> Tokens:
+    def encode(image: np.ndarray) -> StreamFrame:
         try:
-            frame = client.encode(image, timeout_s)
+            return client.encode(image, timeout_s)
         except EncodeFailed as exc:
             raise ApiError(STATUS_OF.get(exc.code, 503), "the agent did not encode the image: %s" % exc) from None
-        return frame.tokens, frame.grid
 
     return encode
 

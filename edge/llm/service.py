@@ -64,16 +64,18 @@ class ChatService:
         """(Image, frame facts): the attached image encoded, or the camera's newest frame (503 when none). A
         frame's source is the frame its tokens were encoded for (`reused_from` when the agent reused them)."""
         if request.image is not None:
-            tokens, grid = self.encode_image(np.asarray(request.image))
-            return Image(tokens, grid, digest_source(tokens)), None
+            encoded = self.encode_image(np.asarray(request.image))
+            return Image(encoded.tokens, encoded.grid, digest_source(encoded.tokens),
+                         positions=encoded.positions, block_rows=encoded.block_rows), None
         newest = None if self.follower is None else self.follower.newest()
         if newest is None:
             why = "no token stream configured (--stream)" if self.follower is None else (
                 self.follower.error or "the agent has not published a frame yet")
             raise ApiError(503, "no camera frame to answer about: %s; attach an image_url instead" % why)
         latest, connection = newest
-        version, blocks = self.model.version, latest.tokens.size // (self.layout.query_num *
-                                                                               latest.tokens.shape[-1])
+        version = self.model.version
+        blocks = len(latest.block_rows) if latest.block_rows is not None else latest.rows // max(
+            self.layout.query_num, 1)
         expected = 1 + (0 if latest.grid is None else latest.grid[0] * latest.grid[1])
         if latest.model_version != version or blocks != expected:
             raise ApiError(503, "the newest camera frame does not fit this process: MiniCPM-V %s tokens in %d blocks "
@@ -82,4 +84,5 @@ class ChatService:
         facts = {"frame_id": latest.frame_id, "timestamp_s": latest.timestamp_s, "reused_from": latest.reused_from}
         if latest.frames > 1:
             facts["frames"] = latest.frames  # a 4.5 video group ending at frame_id
-        return Image(latest.tokens, latest.grid, frame_source(latest, connection), latest.frames), facts
+        return Image(latest.tokens, latest.grid, frame_source(latest, connection), latest.frames, latest.positions,
+                     latest.block_rows), facts

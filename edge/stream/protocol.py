@@ -3,6 +3,9 @@
 Prefix (20 bytes, big-endian): magic ``MCVT``, protocol version (u16), message kind (u16), header length (u32),
 payload length (u64). Decoding checks the prefix before reading anything else, so a bad or oversized message never
 makes the reader allocate or read past the limits. Every problem is one `FrameError`; docs/stream.md has the bytes.
+
+Version 3 is a FRAME that also carries its rows' (t, h, w) positions and/or its blocks' row counts (MiniCPM-V 4.7,
+4.6); every other message, and every frame without them (2.x to 4.5 bundles), stays version 2, byte for byte.
 """
 from __future__ import annotations
 
@@ -16,6 +19,8 @@ import numpy as np
 
 MAGIC = b"MCVT"
 VERSION = 2
+VERSION_FRAME_EXTRAS = 3  # a FRAME with positions or block_rows
+VERSIONS = (VERSION, VERSION_FRAME_EXTRAS)
 PREFIX = struct.Struct(">4sHHIQ")
 MAX_HEADER_BYTES = 16 * 1024
 DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
@@ -25,6 +30,10 @@ WITH_PAYLOAD = (FRAME, ENCODE)  # the kinds that carry bytes after the header
 DTYPES = {"fp16": np.dtype("<f2"), "fp32": np.dtype("<f4")}
 FRAME_KEYS = ("frame_id", "timestamp_s", "model_version", "grid", "dtype", "shape", "reused_from", "request_id")
 GROUP_KEY = "frames"  # in a FRAME header only for a 4.5 video group: how many camera frames its tokens cover
+FRAME_KEYS_V3 = FRAME_KEYS + ("positions", "block_rows")
+POSITIONS_DTYPE = np.dtype("<i4")  # (t, h, w) per token row, ahead of the tokens in a version 3 payload
+MAX_POSITION = 1 << 30
+MAX_BLOCKS = 64  # an overview and its slices
 ENCODE_KEYS = ("request_id", "shape", "dtype")
 FAILED_KEYS = ("request_id", "code", "reason")
 FAILURE_CODES = ("busy", "bad-image", "stopped", "error")
@@ -48,6 +57,7 @@ class Message(NamedTuple):
     kind: int
     header: Dict[str, Any]
     payload: Any  # bytes, or a memoryview of the reader's buffer
+    version: int = VERSION
 
 
 class StreamFrame(NamedTuple):
@@ -63,6 +73,13 @@ class StreamFrame(NamedTuple):
     reused_from: Optional[int] = None
     request_id: Optional[int] = None
     frames: int = 1  # camera frames the tokens cover (> 1: a 4.5 video group ending at frame_id)
+    positions: Optional[np.ndarray] = None  # int32 [rows, 3]: each token row's (t, h, w) (4.7's canvas), or None
+    block_rows: Optional[Tuple[int, ...]] = None  # the rows of each block (overview, slices) when they differ
+
+    @property
+    def rows(self) -> int:
+        """The number of token rows (the product of every dimension but the width)."""
+        return math.prod(self.tokens.shape[:-1])
 
 
 class Failure(NamedTuple):
@@ -73,20 +90,23 @@ class Failure(NamedTuple):
     reason: str
 
 
-def pack(kind: int, header: Dict[str, Any], payload: Any = b"") -> bytes:
+def pack(kind: int, header: Dict[str, Any], payload: Any = b"", version: int = VERSION) -> bytes:
     """One whole message as bytes (control messages, tests)."""
-    return b"".join(message_parts(kind, header, payload))
+    return b"".join(message_parts(kind, header, payload, version))
 
 
-def message_parts(kind: int, header: Dict[str, Any], payload: Any = b"") -> Tuple[bytes, memoryview]:
-    """Prefix + header as bytes, and the payload as a view (not copied): what a sender writes in turn."""
+def message_parts(kind: int, header: Dict[str, Any], payload: Any = b"", version: int = VERSION,
+                  lead: bytes = b"") -> Tuple[bytes, memoryview]:
+    """Prefix + header (+ `lead`, the payload's first bytes) as bytes, and the rest of the payload as a view (not
+    copied): what a sender writes in turn."""
     head = json.dumps(header, separators=(",", ":")).encode("utf-8")
     view = memoryview(payload).cast("B")
-    return PREFIX.pack(MAGIC, VERSION, kind, len(head), view.nbytes) + head, view
+    return PREFIX.pack(MAGIC, version, kind, len(head), len(lead) + view.nbytes) + head + lead, view
 
 
 def frame_parts(frame: StreamFrame) -> Tuple[bytes, memoryview]:
-    """A FRAME message for `frame`, its tokens cast to `frame.dtype` (little-endian)."""
+    """A FRAME message for `frame`, its tokens cast to `frame.dtype` (little-endian); version 3, its positions
+    (int32) going ahead of the tokens, only when it has positions or block_rows."""
     tokens = np.ascontiguousarray(frame.tokens, dtype=DTYPES[frame.dtype])
     header = {"frame_id": int(frame.frame_id), "timestamp_s": float(frame.timestamp_s),
               "model_version": str(frame.model_version),
@@ -96,7 +116,12 @@ def frame_parts(frame: StreamFrame) -> Tuple[bytes, memoryview]:
               "request_id": None if frame.request_id is None else int(frame.request_id)}
     if frame.frames != 1:
         header[GROUP_KEY] = int(frame.frames)
-    return message_parts(FRAME, header, tokens)
+    if frame.positions is None and frame.block_rows is None:
+        return message_parts(FRAME, header, tokens)
+    lead = b"" if frame.positions is None else np.ascontiguousarray(frame.positions, dtype=POSITIONS_DTYPE).tobytes()
+    header["positions"] = None if frame.positions is None else [int(v) for v in np.shape(frame.positions)]
+    header["block_rows"] = None if frame.block_rows is None else [int(v) for v in frame.block_rows]
+    return message_parts(FRAME, header, tokens, VERSION_FRAME_EXTRAS, lead)
 
 
 def encode_request(request_id: int, image: np.ndarray) -> Tuple[bytes, memoryview]:
@@ -115,22 +140,24 @@ def encode_frame(frame: StreamFrame) -> bytes:
     return b"".join(frame_parts(frame))
 
 
-def check_prefix(prefix: bytes, max_payload_bytes: int) -> Tuple[int, int, int]:
-    """(kind, header length, payload length) of a valid prefix; a FrameError otherwise."""
+def check_prefix(prefix: bytes, max_payload_bytes: int) -> Tuple[int, int, int, int]:
+    """(kind, header length, payload length, version) of a valid prefix; a FrameError otherwise."""
     magic, version, kind, header_len, payload_len = PREFIX.unpack(prefix)
     if magic != MAGIC:
         raise FrameError("magic", "expected %r, got %r" % (MAGIC, magic))
-    if version != VERSION:
-        raise FrameError("version", "protocol version %d, this side speaks %d: run the same minicpmv-edge release "
-                                    "on both sides" % (version, VERSION))
+    if version not in VERSIONS:
+        raise FrameError("version", "protocol version %d, this side speaks %s: run the same minicpmv-edge release "
+                                    "on both sides" % (version, " and ".join(map(str, VERSIONS))))
     if kind not in KINDS:
         raise FrameError("kind", "unknown message kind %d" % kind)
+    if version == VERSION_FRAME_EXTRAS and kind != FRAME:
+        raise FrameError("version", "protocol version %d is for frames only, got message kind %d" % (version, kind))
     if header_len > MAX_HEADER_BYTES:
         raise FrameError("oversized", "header of %d bytes, limit %d" % (header_len, MAX_HEADER_BYTES))
     limit = max_payload_bytes if kind in WITH_PAYLOAD else 0
     if payload_len > limit:
         raise FrameError("oversized", "payload of %d bytes, limit %d for this kind" % (payload_len, limit))
-    return kind, header_len, payload_len
+    return kind, header_len, payload_len, version
 
 
 def parse_header(data: bytes) -> Dict[str, Any]:
@@ -147,12 +174,13 @@ def decode(data: bytes, max_payload_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Mes
     """One whole message from `data` (nothing before or after it)."""
     if len(data) < PREFIX.size:
         raise FrameError("truncated", "%d bytes, shorter than the %d-byte prefix" % (len(data), PREFIX.size))
-    kind, header_len, payload_len = check_prefix(data[:PREFIX.size], max_payload_bytes)
+    kind, header_len, payload_len, version = check_prefix(data[:PREFIX.size], max_payload_bytes)
     size = PREFIX.size + header_len + payload_len
     if len(data) != size:
         raise FrameError("truncated" if len(data) < size else "payload",
                          "%d bytes, the prefix says %d" % (len(data), size))
-    return Message(kind, parse_header(data[PREFIX.size:PREFIX.size + header_len]), data[PREFIX.size + header_len:])
+    return Message(kind, parse_header(data[PREFIX.size:PREFIX.size + header_len]), data[PREFIX.size + header_len:],
+                   version)
 
 
 def decode_frame(data: bytes, max_payload_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> StreamFrame:
@@ -185,7 +213,8 @@ def _keys(header: Dict[str, Any], expected: Tuple[str, ...]) -> None:
 def frame_of(message: Message) -> StreamFrame:
     """Check a FRAME message's header field by field and against its payload; the frame, tokens not copied."""
     header = message.header
-    _keys(header, FRAME_KEYS + ((GROUP_KEY,) if GROUP_KEY in header else ()))
+    keys = FRAME_KEYS_V3 if message.version == VERSION_FRAME_EXTRAS else FRAME_KEYS
+    _keys(header, keys + ((GROUP_KEY,) if GROUP_KEY in header else ()))
     frames = _int(header, GROUP_KEY, low=2) if GROUP_KEY in header else 1
     frame_id = _int(header, "frame_id")
     timestamp = header["timestamp_s"]
@@ -201,13 +230,46 @@ def frame_of(message: Message) -> StreamFrame:
     shape = _ints(header["shape"], "shape", (2, 3))
     reused_from = None if header["reused_from"] is None else _int(header, "reused_from")
     request_id = None if header["request_id"] is None else _int(header, "request_id")
-    expected = DTYPES[dtype].itemsize * math.prod(shape)  # Python ints: three sides < 2**31 cannot overflow
+    rows = math.prod(shape[:-1])
+    positions_shape = _positions_shape(header.get("positions"), rows)
+    block_rows = _block_rows(header.get("block_rows"), rows)
+    lead = 0 if positions_shape is None else POSITIONS_DTYPE.itemsize * rows * 3
+    expected = lead + DTYPES[dtype].itemsize * math.prod(shape)  # Python ints: sides < 2**31 cannot overflow
     if expected != len(message.payload):
-        raise FrameError("payload", "%d bytes, but %s %s takes %d" % (len(message.payload), dtype, shape, expected),
-                         resync=True)
-    tokens = np.frombuffer(message.payload, dtype=DTYPES[dtype]).reshape(shape)
+        raise FrameError("payload", "%d bytes, but %s%s %s takes %d" % (
+            len(message.payload), "int32 positions and " if lead else "", dtype, shape, expected), resync=True)
+    positions = None
+    if positions_shape is not None:
+        positions = np.frombuffer(message.payload, dtype=POSITIONS_DTYPE, count=rows * 3).reshape(rows, 3)
+        if positions.size and (positions.min() < 0 or positions.max() >= MAX_POSITION):
+            raise FrameError("payload", "positions must lie in 0..2^30, got %d..%d"
+                             % (positions.min(), positions.max()), resync=True)
+    tokens = np.frombuffer(message.payload, dtype=DTYPES[dtype], offset=lead).reshape(shape)
     return StreamFrame(frame_id, float(timestamp), version, grid, dtype, tokens,  # type: ignore[arg-type]
-                       reused_from, request_id, frames)
+                       reused_from, request_id, frames, positions, block_rows)
+
+
+def _positions_shape(value: Any, rows: int) -> Optional[List[int]]:
+    """A version 3 header's `positions`: null, or [rows, 3] for the token rows the shape gives."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or any(isinstance(v, bool) or not isinstance(v, int) for v in value) \
+            or value != [rows, 3]:
+        raise FrameError("header", "positions must be null or [%d, 3] (one (t, h, w) per token row), got %r"
+                         % (rows, value), resync=True)
+    return value
+
+
+def _block_rows(value: Any, rows: int) -> Optional[Tuple[int, ...]]:
+    """A version 3 header's `block_rows`: null, or 1..MAX_BLOCKS counts >= 1 that add up to the token rows."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not 0 < len(value) <= MAX_BLOCKS or any(
+            isinstance(v, bool) or not isinstance(v, int) or not 1 <= v < 1 << 31 for v in value) \
+            or sum(value) != rows:
+        raise FrameError("header", "block_rows must be null or 1..%d integers >= 1 adding up to the %d token rows, "
+                                   "got %r" % (MAX_BLOCKS, rows, value), resync=True)
+    return tuple(value)
 
 
 def image_of(message: Message) -> Tuple[int, np.ndarray]:
@@ -247,6 +309,7 @@ class MessageReader:
     def _reset(self) -> None:
         self._prefix = bytearray(PREFIX.size)
         self._kind, self._body, self._filled, self._header_len = 0, memoryview(self._prefix), 0, -1
+        self._version = VERSION
 
     def read(self, sock: socket.socket) -> Message:
         """The next message; raises FrameError, ConnectionClosed, or socket.timeout / OSError from the socket."""
@@ -261,11 +324,12 @@ class MessageReader:
                     raise ConnectionClosed("the publisher closed the connection")
                 self._filled += count
             if self._header_len >= 0:
-                body, header_len, kind = self._body, self._header_len, self._kind
+                body, header_len, kind, version = self._body, self._header_len, self._kind, self._version
                 self._reset()
-                return Message(kind, parse_header(bytes(body[:header_len])), body[header_len:])
+                return Message(kind, parse_header(bytes(body[:header_len])), body[header_len:], version)
             try:
-                self._kind, self._header_len, payload_len = check_prefix(bytes(self._prefix), self.max_payload_bytes)
+                self._kind, self._header_len, payload_len, self._version = check_prefix(bytes(self._prefix),
+                                                                                        self.max_payload_bytes)
             except FrameError:
                 self._reset()
                 raise

@@ -27,6 +27,7 @@ from .protocol import (
     DEFAULT_MAX_FRAME_BYTES,
     DTYPES,
     ENCODE,
+    POSITIONS_DTYPE,
     ConnectionClosed,
     FrameError,
     MessageReader,
@@ -283,7 +284,9 @@ class StreamPublisher:
                 subscriber.reply(failed(request_id, *failure))
                 return
             subscriber.reply(StreamFrame(request_id, time.monotonic(), self.model_version, encoded.grid,
-                                         self.dtype, encoded.tokens, None, request_id))
+                                         self.dtype, encoded.tokens, None, request_id, positions=encoded.positions,
+                                         block_rows=None if encoded.token_counts is None
+                                         else tuple(encoded.token_counts)))
 
         refused = ("error", "this publisher encodes no images (only the agent's does)") if self.requests is None \
             else self.requests.submit(image, done)
@@ -298,6 +301,7 @@ class StreamPublisher:
         """Queue `frame` for every subscriber that takes frames, dropping each full queue's oldest; never blocks on
         a subscriber, and leaves the packing to the senders."""
         size = DTYPES[frame.dtype].itemsize * int(np.prod(frame.tokens.shape))
+        size += 0 if frame.positions is None else POSITIONS_DTYPE.itemsize * int(np.prod(np.shape(frame.positions)))
         if size > self.max_frame_bytes:
             raise ValueError("frame %d is %d bytes, over stream.max_frame_bytes %d"
                              % (frame.frame_id, size, self.max_frame_bytes))
@@ -310,9 +314,11 @@ class StreamPublisher:
             subscriber.put(packed)
 
     def write(self, result: FrameResult) -> None:
-        """The sink's method: one frame's result as a FRAME (tokens [slices, query_num, width] in self.dtype)."""
+        """The sink's method: one frame's result as a FRAME (tokens [slices, query_num, width] in self.dtype, or
+        [rows, width] with the rows' positions and blocks for 4.6 and 4.7)."""
         self.publish(StreamFrame(result.sequence, result.timestamp_s, self.model_version, result.grid, self.dtype,
-                                 result.tokens, result.reused_from, frames=result.frames))
+                                 result.tokens, result.reused_from, frames=result.frames,
+                                 positions=result.positions, block_rows=result.block_rows))
 
     def _packed(self, frame: StreamFrame) -> Parts:
         """`frame` as a FRAME message; a reused frame's tokens (the same array again) are cast only once."""

@@ -40,22 +40,23 @@ class Running(NamedTuple):
 @pytest.fixture
 def start_llm(make_bundle: Callable[..., Path], make_gguf: Callable[..., Path],
               sock_dir: Path) -> Iterator[Callable[..., Running]]:
-    """Start the agent's loop and the LLM process (options go to LlmProcess) following its stream."""
+    """Start the agent's loop and the LLM process (options go to LlmProcess) following its stream, for a tiny bundle
+    and GGUF of `version`."""
     from edge.agent.pipeline import Pipeline
     from edge.encoder.vision_encoder import VisionEncoder
     from edge.llm.process import LlmProcess
 
     stops: List[Callable[[], None]] = []  # in the order things started
 
-    def start(**options) -> Running:
+    def start(version: str = "2.6", **options) -> Running:
         address = Address(path=sock_dir / "tokens.sock")
         requests = EncodeRequests()
-        publisher = StreamPublisher(address, "2.6", 256, requests=requests).start()
-        agent = Pipeline(VisionEncoder.from_bundle(make_bundle("2.6")), IdleCamera(), publisher, requests=requests)
+        publisher = StreamPublisher(address, version, 256, requests=requests).start()
+        agent = Pipeline(VisionEncoder.from_bundle(make_bundle(version)), IdleCamera(), publisher, requests=requests)
         loop = threading.Thread(target=agent.run, name="agent", daemon=True)
         loop.start()
         stops.append(lambda: (agent.stop(), loop.join(60), agent.close()))
-        process = LlmProcess(make_bundle("2.6"), make_gguf("2.6"), address, listen="127.0.0.1:0", **options)
+        process = LlmProcess(make_bundle(version), make_gguf(version), address, listen="127.0.0.1:0", **options)
         stops.append(lambda: (process.server.shutdown(), process.close()))
         process.server.start()
         return Running(process, publisher, process.url + "/v1", agent)

@@ -144,9 +144,9 @@ def served(make_bundle: Callable[..., Path], llms) -> Iterator[Tuple[ChatService
     llm, reference = llms
     follower = _Follower()
     with edge.VisionEncoder.from_bundle(make_bundle("2.6")) as encoder:
-        def encode(image: np.ndarray) -> Tuple[np.ndarray, Any]:
+        def encode(image: np.ndarray) -> StreamFrame:  # as the agent's answer to an encode request
             encoded = encoder.encode(image)
-            return encoded.tokens, encoded.grid
+            return StreamFrame(0, 0.0, "2.6", encoded.grid, "fp32", encoded.tokens)
 
         yield ChatService(llm, encoder.bundle.model, encode, follower, TOKENS), follower, reference, encoder
 

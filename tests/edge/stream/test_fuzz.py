@@ -25,16 +25,27 @@ Case = Tuple[bytes, str, bool]  # the bytes, the reason the subscriber must give
 
 
 def good_frame(rng: random.Random, frame_id: int) -> StreamFrame:
+    """A 2.6-like frame (version 2), or one with rows of differing blocks and their positions (4.7, version 3)."""
     slices = rng.randint(1, 4)
     tokens = np.random.default_rng(frame_id).standard_normal((slices, 4, WIDTH)).astype(np.float32)
-    return StreamFrame(frame_id, 1.0 + frame_id, "2.6", (slices - 1, 1) if slices > 1 else None,
-                       rng.choice(["fp16", "fp32"]), tokens, rng.choice([None, frame_id - 1]) if frame_id else None)
+    frame = StreamFrame(frame_id, 1.0 + frame_id, "2.6", (slices - 1, 1) if slices > 1 else None,
+                        rng.choice(["fp16", "fp32"]), tokens, rng.choice([None, frame_id - 1]) if frame_id else None)
+    if rng.random() < 0.5:
+        return frame
+    rows = tokens.reshape(-1, WIDTH)
+    split = [2] + [len(part) for part in np.array_split(np.arange(len(rows) - 2), slices - 1)] if slices > 1 \
+        else [len(rows)]
+    blocks = rng.choice([None, tuple(split)])
+    positions = np.random.default_rng(frame_id).integers(0, 1000, (len(rows), 3), dtype=np.int32)
+    return frame._replace(model_version="4.7", tokens=rows, positions=positions if blocks is None or rng.random() < 0.7
+                          else None, block_rows=blocks)
 
 
-def header_of(frame: StreamFrame) -> dict:
+def header_of(frame: StreamFrame) -> Tuple[dict, int]:
+    """The frame's header and its protocol version."""
     data = encode_frame(frame)
-    _, _, _, header_len, _ = PREFIX.unpack(data[:PREFIX.size])
-    return json.loads(data[PREFIX.size:PREFIX.size + header_len])
+    _, version, _, header_len, _ = PREFIX.unpack(data[:PREFIX.size])
+    return json.loads(data[PREFIX.size:PREFIX.size + header_len]), version
 
 
 def cases(rng: random.Random, count: int) -> List[Case]:
@@ -43,7 +54,9 @@ def cases(rng: random.Random, count: int) -> List[Case]:
                   "model_version": [None, 5, "", "v" * 65, []], "grid": ["x", [1], [0, 1], [1, 2, 3], True, {}],
                   "dtype": [None, "fp64", [0, 1], 16], "reused_from": ["x", -1, 1.5, True],
                   "request_id": ["x", -1, 1.5, True, [1]],
-                  "shape": [None, [1], [0, 4, 64], [1, 2, 3, 4], "x", [2 ** 31, 1]]}
+                  "shape": [None, [1], [0, 4, 64], [1, 2, 3, 4], "x", [2 ** 31, 1]],
+                  "positions": ["x", [0, 3], [1.5, 3], [True, 3], [[1], 3], {}, [10 ** 6, 3]],
+                  "block_rows": ["x", [], [0], [1.5], [True], [10 ** 6], [1] * 65]}
     for i in range(count):
         kind = i % 9
         frame = good_frame(rng, i)
@@ -53,9 +66,13 @@ def cases(rng: random.Random, count: int) -> List[Case]:
             out.append(((b"X" if junk[:1] != b"X" else b"Y") + junk[1:], "magic", True))
         elif kind == 1:  # truncated: the connection ends inside the message
             out.append((data[:rng.randint(1, len(data) - 1)], "truncated", True))
-        elif kind == 2:  # another protocol version
-            version = rng.choice([0, wire.VERSION - 1, wire.VERSION + 1, 65535])
-            out.append((PREFIX.pack(wire.MAGIC, version, wire.FRAME, 2, 0) + b"{}", "version", True))
+        elif kind == 2:  # another protocol version, or version 3 (frames only) on another kind
+            if rng.random() < 0.25:
+                out.append((PREFIX.pack(wire.MAGIC, wire.VERSION_FRAME_EXTRAS, wire.HELLO, 2, 0) + b"{}", "version",
+                            True))
+            else:
+                version = rng.choice([0, wire.VERSION - 1, wire.VERSION_FRAME_EXTRAS + 1, 65535])
+                out.append((PREFIX.pack(wire.MAGIC, version, wire.FRAME, 2, 0) + b"{}", "version", True))
         elif kind == 3:  # oversized payload or header (only the prefix is sent: the subscriber must not wait)
             too_long = (10, MAX_FRAME_BYTES + rng.randint(1, 1 << 40)) if i % 2 else (wire.MAX_HEADER_BYTES + 1, 0)
             out.append((PREFIX.pack(wire.MAGIC, wire.VERSION, wire.FRAME, *too_long), "oversized", True))
@@ -66,20 +83,28 @@ def cases(rng: random.Random, count: int) -> List[Case]:
             body = rng.choice([b"\xff\xfe", b"{", b"[1, 2]", b"nul", b"[" * 5000])
             out.append((PREFIX.pack(wire.MAGIC, wire.VERSION, wire.FRAME, len(body), 0) + body, "header", False))
         elif kind == 6:  # a header field of the wrong type or range, or a key missing / unknown
-            header = header_of(frame)
+            header, version = header_of(frame)
             key = rng.choice(list(header) + ["extra"])
             if key == "extra" or rng.random() < 0.1:
                 header.pop("frame_id") if key != "extra" else header.update(extra=1)
             else:
                 header[key] = rng.choice(bad_values[key])
             payload = np.zeros(4, np.float16).tobytes()
-            out.append((wire.pack(wire.FRAME, header, payload), "header", False))
-        elif kind == 7:  # a payload that does not match dtype x shape
-            header = header_of(frame)
+            out.append((wire.pack(wire.FRAME, header, payload, version), "header", False))
+        elif kind == 7:  # a payload that does not match positions + dtype x shape, or positions out of range
+            header, version = header_of(frame)
             itemsize = 2 if header["dtype"] == "fp16" else 4
-            expected = itemsize * int(np.prod(header["shape"]))
-            wrong = rng.choice([0, expected - 1, expected + 1, expected // 2])
-            out.append((wire.pack(wire.FRAME, header, b"\0" * wrong), "payload", False))
+            rows = int(np.prod(header["shape"][:-1]))
+            lead = 12 * rows if header.get("positions") else 0
+            expected = lead + itemsize * int(np.prod(header["shape"]))
+            if lead and rng.random() < 0.3:
+                positions = np.zeros((rows, 3), np.int32)
+                positions[rng.randrange(rows), rng.randrange(3)] = rng.choice([-1, -2 ** 31, 2 ** 30])
+                payload = positions.tobytes() + b"\0" * (expected - lead)
+            else:
+                wrong = [0, expected - 1, expected + 1, expected // 2] + ([expected - lead] if lead else [])
+                payload = b"\0" * rng.choice(wrong)
+            out.append((wire.pack(wire.FRAME, header, payload, version), "payload", False))
         else:  # a control message, or a subscriber's encode request, where a frame belongs
             image = np.zeros((2, 2, 3), np.uint8)
             out.append((rng.choice([wire.pack(wire.HELLO, {}), b"".join(wire.encode_request(i, image))]), "kind",

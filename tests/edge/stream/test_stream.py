@@ -217,3 +217,48 @@ def test_frames_iterates_until_the_subscriber_is_closed(sock_dir):
         assert seen == [0, 1, 2] and subscriber.received == 3
     finally:
         publisher.close()
+
+
+def test_positions_and_block_rows_travel_with_a_47_frame_and_2x_frames_stay_version_2(sock_dir):
+    """A 4.7 result's rows, their (t, h, w) positions and its blocks' row counts arrive as sent (a reused frame
+    keeps them); a frame without them is the version 2 message it always was; a frame whose positions are broken
+    is rejected with its reason and the stream goes on."""
+    from edge.stream import protocol as wire
+
+    address = Address(path=sock_dir / "tokens.sock")
+    publisher = StreamPublisher(address, "4.7", 64).start()
+    rng = np.random.default_rng(0)
+    blocks = (12, 6, 6)
+    positions = rng.integers(0, 40, (sum(blocks), 3), dtype=np.int32)
+    first = FrameResult(0, 1.0, (2, 1), rng.standard_normal((sum(blocks), 64)).astype(np.float32), {}, None,
+                        positions, blocks)
+    reused = first._replace(sequence=1, timestamp_s=1.5, reused_from=0)
+    plain = FrameResult(2, 2.0, None, rng.standard_normal((1, 4, 64)).astype(np.float32), {})
+    try:
+        with StreamSubscriber(address, 64) as subscriber:
+            assert subscriber.connect(WAIT_S)
+            wait_for_subscribers(publisher, 1)
+            for item in (first, reused, plain):
+                publisher.write(item)
+            for item in (first, reused, plain):
+                frame = subscriber.receive(WAIT_S)
+                assert (frame.frame_id, frame.reused_from, frame.grid) == (item.sequence, item.reused_from, item.grid)
+                np.testing.assert_array_equal(frame.tokens, item.tokens.astype(np.float16))
+                if item.positions is None:
+                    assert frame.positions is None and frame.block_rows is None
+                else:
+                    assert frame.positions.dtype == np.int32 and frame.block_rows == blocks
+                    np.testing.assert_array_equal(frame.positions, positions)
+            assert subscriber.rejected == {}
+    finally:
+        publisher.close()
+    assert wire.encode_frame(wire.StreamFrame(2, 2.0, "2.6", None, "fp16", plain.tokens))[4:6] == b"\x00\x02"
+    assert wire.encode_frame(wire.StreamFrame(0, 1.0, "4.7", (2, 1), "fp16", first.tokens, positions=positions,
+                                              block_rows=blocks))[4:6] == b"\x00\x03"
+    broken = positions.copy()
+    broken[3, 1] = -5
+    bad = wire.decode(wire.encode_frame(wire.StreamFrame(0, 1.0, "4.7", (2, 1), "fp16", first.tokens,
+                                                         positions=broken, block_rows=blocks)))
+    with pytest.raises(wire.FrameError, match="positions must lie in") as error:
+        wire.frame_of(bad)
+    assert error.value.reason == "payload" and error.value.resync
