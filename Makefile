@@ -6,6 +6,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 DEMO := build/demo
+# The MiniCPM-V version make demo runs (2.6, 4.6, 4.7, ...): `make demo MODEL_VERSION=4.6`.
+MODEL_VERSION := 2.6
+V := $(MODEL_VERSION)
+# The loopback port of make demo's OpenAI-compatible API.
+DEMO_PORT := 8089
 
 # Debian packages the tests use as references: GStreamer's own parser reads the camera pipelines back. Installed
 # only where missing, only as root with apt-get; elsewhere those tests skip and say what to install.
@@ -56,21 +61,21 @@ test: $(STAMP) system-deps
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)
-	$(BIN)/minicpmv-convert make-checkpoint --model-version 2.6 --size tiny --out $(DEMO)/checkpoint-2.6 --force
-	$(BIN)/minicpmv-convert convert --checkpoint $(DEMO)/checkpoint-2.6 --out $(DEMO)/bundle-2.6 --target orin-nano-8gb --force
-	$(BIN)/minicpmv-edge inspect --bundle $(DEMO)/bundle-2.6
-	$(BIN)/minicpmv-edge encode --bundle $(DEMO)/bundle-2.6 --scene 1920x1080 --out $(DEMO)/tokens-1920x1080.npy
-	$(BIN)/minicpmv-edge bench preprocess --sizes 1920x1080 --repeats 3 --bundle $(DEMO)/bundle-2.6
-	$(BIN)/minicpmv-convert make-gguf --model-version 2.6 --out $(DEMO)/llm-2.6.gguf --force
+	$(BIN)/minicpmv-convert make-checkpoint --model-version $(V) --size tiny --out $(DEMO)/checkpoint-$(V) --force
+	$(BIN)/minicpmv-convert convert --checkpoint $(DEMO)/checkpoint-$(V) --out $(DEMO)/bundle-$(V) --target orin-nano-8gb --force
+	$(BIN)/minicpmv-edge inspect --bundle $(DEMO)/bundle-$(V)
+	$(BIN)/minicpmv-edge encode --bundle $(DEMO)/bundle-$(V) --scene 1920x1080 --out $(DEMO)/tokens-1920x1080.npy
+	$(BIN)/minicpmv-edge bench preprocess --sizes 1920x1080 --repeats 3 --bundle $(DEMO)/bundle-$(V)
+	$(BIN)/minicpmv-convert make-gguf --model-version $(V) --out $(DEMO)/llm-$(V).gguf --force
 	$(BIN)/python tools/make_clip.py --out $(DEMO)/clip.avi
-	bash tools/demo_up.sh $(BIN) $(DEMO)
+	bash tools/demo_up.sh $(BIN) $(DEMO) $(V) $(DEMO_PORT)
 	@echo
 	@echo "make demo made, in $(abspath $(DEMO)):"
-	@echo "  checkpoint-2.6/            synthetic MiniCPM-V 2.6 checkpoint (tiny, vision weights only)"
-	@echo "  bundle-2.6/                bundle for orin-nano-8gb: fp32, fp16 and int8 ONNX graphs, manifest.yaml"
-	@echo "  bundle-2.6/report.html     verify's report: every precision against torch float32"
+	@echo "  checkpoint-$(V)/            synthetic MiniCPM-V $(V) checkpoint (tiny, vision weights only)"
+	@echo "  bundle-$(V)/                bundle for orin-nano-8gb: fp32, fp16 and int8 ONNX graphs, manifest.yaml"
+	@echo "  bundle-$(V)/report.html     verify's report: every precision against torch float32"
 	@echo "  tokens-1920x1080.npy       the int8 tokens of a 1920x1080 scene, one block per slice"
-	@echo "  llm-2.6.gguf               tiny LLM with random weights in 2.6's architecture (make-gguf)"
+	@echo "  llm-$(V).gguf               tiny LLM with random weights in $(V)'s architecture (make-gguf)"
 	@echo "  clip.avi, agent.yaml       the demo's video (tools/make_clip.py) and agent config (llm:, api:, stream:)"
 	@echo "  up.log, answer.json        minicpmv-edge up's log (agent + llm), the API's answer (random weights)"
 	@echo "  tokens/                    the agent's newest tokens as .npy files"

@@ -1,24 +1,27 @@
 #!/usr/bin/env bash
 # make demo, second half: the agent and the LLM process together (`minicpmv-edge up`) on the demo clip, one question
 # through the API with curl and one with the openai client, then stop both and print the statistics.
-# Usage: tools/demo_up.sh BIN DEMO (the venv's bin folder, the demo folder with bundle-2.6, llm-2.6.gguf, clip.avi).
+# Usage: tools/demo_up.sh BIN DEMO [VERSION [PORT]] (the venv's bin folder; the demo folder with bundle-VERSION,
+# llm-VERSION.gguf and clip.avi; the MiniCPM-V version, default 2.6; the API's loopback port, default 8089).
 # Every wait is bounded; `up` and its children are stopped on every way out, failures included.
 set -euo pipefail
 BIN=$1
 DEMO=$2
-API=http://127.0.0.1:8089/v1
+VERSION=${3:-2.6}
+PORT=${4:-8089}
+API=http://127.0.0.1:$PORT/v1
 LOG=$DEMO/up.log
 QUESTION='What is in the picture?'
 
 cat > "$DEMO/agent.yaml" <<YAML
 # Written by make demo (tools/demo_up.sh): the demo clip, ONNX Runtime, the tokens on a Unix socket in this folder.
-bundle: bundle-2.6
+bundle: bundle-$VERSION
 camera: {kind: file, path: clip.avi, loop: true}
 backend: onnxruntime
 sink: {directory: tokens, keep: 20}
 stream: {enabled: true, socket: tokens.sock}
-llm: {gguf: llm-2.6.gguf, ctx: 4096, max_tokens: 16}
-api: {listen: "127.0.0.1:8089"}
+llm: {gguf: llm-$VERSION.gguf, ctx: 4096, max_tokens: 16}
+api: {listen: "127.0.0.1:$PORT"}
 YAML
 
 UP_PID=

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 from typing import Dict
 
-from ..encoder.vision_encoder import VisionEncoder
+from ..encoder.prompt import PromptLayout
+from ..encoder.vision_encoder import EncodedImage, VisionEncoder
 from ..errors import InputError
 from ..fsutil import atomic_write_npy
 from ..preprocess.device.selection import MODES
@@ -47,7 +48,7 @@ def encode(args: argparse.Namespace) -> int:
             except ValueError as exc:
                 raise InputError("--max-slice-nums: %s" % exc) from exc
         result = encoder.encode(image if image is not None else synthetic_scene(*args.scene))
-        prompt = "".join("{Q}" if isinstance(s, int) else s for s in encoder.prompt.segments(result.grid))
+        prompt = _layout(encoder.prompt, result)
         query_num = encoder.prompt.query_num
         preprocess = {"path": encoder.preprocess_path, "why": encoder.preprocess_reason or "resize: %s" % args.resize}
     if args.out:
@@ -62,7 +63,17 @@ def encode(args: argparse.Namespace) -> int:
     print("tokens %s, grid %s, %s" % ("x".join(map(str, result.tokens.shape)), result.grid,
                                       ", ".join("%s %.1f ms" % kv for kv in summary["timings_ms"].items())))
     print("preprocessing: %(path)s (%(why)s)" % preprocess)
-    print("prompt layout ({Q} = %d <unk> placeholders): %s" % (query_num, prompt))
+    if result.token_counts is None:
+        print("prompt layout ({Q} = %d <unk> placeholders): %s" % (query_num, prompt))
+    else:
+        print("prompt layout ({N} = N <unk> placeholders, each slice its own N): %s" % prompt)
     if args.out:
         print("tokens written to %s" % args.out)
     return 0
+
+
+def _layout(prompt: PromptLayout, result: EncodedImage) -> str:
+    """The image's prompt layout with a {Q} per token block, or {N} (its own token count) for the merger versions."""
+    counts = None if result.token_counts is None else prompt.block_tokens(result.grid, result.token_counts)
+    return "".join(s if not isinstance(s, int) else "{Q}" if counts is None else "{%d}" % counts[s]
+                   for s in prompt.segments(result.grid))

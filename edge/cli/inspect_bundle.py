@@ -26,9 +26,9 @@ def inspect(args: argparse.Namespace) -> int:
         print(json.dumps({"bundle": str(bundle.path), "version": model.version, "target": bundle.manifest["target"],
                           "graphs": graphs, "files_verified": len(bundle.files)}, indent=2))
         return 0
-    print("bundle %s: MiniCPM-V %s, Q=%d D=%d, slice layout %s, target %s (TensorRT %s, opset %d)"
-          % (bundle.path, model.version, model.query_num, model.embed_dim, model.slice.layout, target.profile,
-             target.tensorrt, target.opset))
+    print("bundle %s: MiniCPM-V %s, Q=%s D=%d, slice layout %s, target %s (TensorRT %s, opset %d)"
+          % (bundle.path, model.version, model.query_num or "per slice", model.embed_dim, model.slice.layout,
+             target.profile, target.tensorrt, target.opset))
     for module, per_precision in graphs.items():
         for precision, graph in per_precision.items():
             print("  %-9s %-4s %8.1f MB  %s" % (module, precision, graph["bytes"] / 1e6, ", ".join(graph["files"])))

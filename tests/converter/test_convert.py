@@ -140,6 +140,6 @@ def test_make_demo_ends_with_what_it_made_and_where():
     assert recipe[:len(commands)] == commands and summary  # the summary comes last
     assert "$(abspath $(DEMO))" in summary[1]
     made = [m.split("/", 1)[1] for line in commands for m in re.findall(r"--out (\$\(DEMO\)/\S+)", line)]
-    assert made == ["checkpoint-2.6", "bundle-2.6", "tokens-1920x1080.npy", "llm-2.6.gguf", "clip.avi"]
-    for name in made + ["bundle-2.6/report.html"]:
+    assert made == ["checkpoint-$(V)", "bundle-$(V)", "tokens-1920x1080.npy", "llm-$(V).gguf", "clip.avi"]
+    for name in made + ["bundle-$(V)/report.html"]:
         assert any(line.split('"')[1].split()[0].rstrip("/,") == name for line in summary[2:]), name

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -25,6 +26,37 @@ def test_encode_writes_the_api_tokens(make_bundle, tmp_path, capsys):
     assert report["tokens_shape"] == list(want.tokens.shape) and tuple(report["grid"]) == want.grid
     assert report["prompt"].count("{Q}") == want.tokens.shape[0]  # one per token block
     assert not [p for p in tmp_path.iterdir() if p.name != "tokens.npy"]  # no temp file left behind
+
+
+def test_encode_prints_each_merger_slice_count_as_the_processor_places_them(make_bundle, capsys):
+    """4.6: a slice's {N} in the printed layout is that slice's <unk> count in transformers' processor prompt."""
+    pytest.importorskip("transformers.models.minicpmv4_6")
+    from PIL import Image
+
+    from tests.edge import minicpmv46_reference as reference
+
+    bundle = make_bundle("4.6")
+    report = _json(capsys, ["encode", "--bundle", str(bundle), "--scene", "800x600", "--json"])
+    want = VisionEncoder.from_bundle(bundle).encode(synthetic_scene(800, 600))
+    counts = [int(n) for n in re.findall(r"{(\d+)}", report["prompt"])]
+    assert counts == want.token_counts and sum(counts) == want.tokens.shape[0] and "{Q}" not in report["prompt"]
+    tokenizer = reference.tiny_tokenizer()
+    ours = re.sub(r"{(\d+)}", lambda m: "<unk>" * int(m.group(1)), report["prompt"])
+    inputs = reference.processor("4.6", tokenizer)(images=[Image.fromarray(synthetic_scene(800, 600))], text=["<unk>"],
+                                                   downsample_mode="16x", return_tensors="np")
+    assert tokenizer(ours)["input_ids"] == inputs["input_ids"][0].tolist()
+
+
+@pytest.mark.parametrize("version", ["2.6", "4.6"])
+def test_inspect_names_the_tokens_per_slice(make_bundle, capsys, version):
+    """Q is the bundle's fixed query count, or "per slice" for the merger versions (whose query_num is 0)."""
+    from edge.bundle.manifest import Bundle
+
+    bundle = make_bundle(version)
+    capsys.readouterr()
+    assert main(["inspect", "--bundle", str(bundle)]) == 0
+    query_num = Bundle.load(bundle).model.query_num
+    assert ("Q=%d D=" % query_num if query_num else "Q=per slice D=") in capsys.readouterr().out
 
 
 def test_encode_reads_an_image_file(make_bundle, tmp_path, capsys):
