@@ -16,9 +16,11 @@ from transformers import MiniCPMV4_6Config, MiniCPMV4_7Config
 from transformers.models.minicpmv4_6 import MiniCPMV4_6ImageProcessorPil, MiniCPMV4_6Model
 from transformers.models.minicpmv4_7 import MiniCPMV4_7Model
 
+from converter.calibration_data import vpm_batches
 from converter.checkpoint import load_vision_checkpoint
 from converter.cli import main
 from edge import VisionEncoder
+from edge.preprocess.preprocessor import Preprocessor, slice_config
 from edge.preprocess.scenes import synthetic_scene
 
 RELATIVE_TOLERANCE = 1e-4  # max abs error as a fraction of the reference tokens' max |value|, fp32
@@ -109,3 +111,17 @@ def test_the_sizes_cover_sliced_and_unsliced_images(paths):
     slicing = {"scale_resolution": encoder.preprocessor.config.scale_resolution}
     a, b = (np.concatenate(reference.tokens(synthetic_scene(300, 200, seed), "16x", slicing)[0]) for seed in (0, 1))
     assert float(np.abs(a - b).max()) > 100 * RELATIVE_TOLERANCE * float(np.abs(a).max())
+
+
+@pytest.mark.parametrize("mode", ["16x", "4x"])
+def test_calibration_and_verify_feed_the_processors_slices(paths, mode):
+    """calibrate and verify (converter.calibration_data.vpm_batches with the bundle's slicing) feed the slices
+    transformers' processor makes for the same image: the same patch grids, in the same order, none cropped."""
+    encoder, reference = paths("4.6", mode)
+    rgb = synthetic_scene(1000, 300, seed=5)
+    batches = vpm_batches([rgb], Preprocessor(slice_config(encoder.bundle), "exact"), encoder.layout,
+                          encoder.max_batch, encoder.bundle.model.query_num)
+    config = encoder.preprocessor.config
+    _, target_sizes = reference.tokens(rgb, mode, {"scale_resolution": config.scale_resolution,
+                                                   "max_slice_nums": config.max_slice_nums})
+    assert [list(size) for batch in batches for size in batch["sizes"]] == target_sizes
