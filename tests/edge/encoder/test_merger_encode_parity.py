@@ -98,6 +98,8 @@ def test_encode_equals_transformers_processor_and_model(paths, version, mode, si
     want_tokens = np.concatenate(want)
     assert got.tokens.shape == want_tokens.shape
     error, scale = float(np.abs(got.tokens - want_tokens).max()), float(np.abs(want_tokens).max())
+    print("%s %s %dx%d: %d slices, max abs error / scale %.2e" % (version, mode, size[0], size[1], len(want),
+                                                                   error / scale))  # docs/benchmarks.md, with -s
     assert error <= RELATIVE_TOLERANCE * scale, "%s %s %dx%d: max abs error %.3g, scale %.3g" % (
         version, mode, size[0], size[1], error, scale)
 
