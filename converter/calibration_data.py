@@ -13,7 +13,6 @@ import numpy as np
 
 from edge.errors import InputError
 from edge.preprocess.graph_inputs import pack_slices, slice_token_counts
-from edge.preprocess.merger_inputs import LAYOUT_MODES, crop_to_merge, merge_levels
 from edge.preprocess.preprocessor import Preprocessor
 from edge.preprocess.scenes import synthetic_scene
 
@@ -101,14 +100,11 @@ def images_sha256(images: Sequence[np.ndarray]) -> str:
 def vpm_batches(images: Sequence[np.ndarray], preprocessor: Preprocessor, layout: str,
                 max_batch: int, query_num: int) -> List[Dict[str, Dict[str, np.ndarray]]]:
     """Per image, its slices packed as the encoder packs them: [{"vpm": feeds, "resampler": feeds, "sizes": (rows,
-    cols) per slice, "tokens": tokens per slice}, ...]. Merger layouts take the centre of each slice in whole merge
-    blocks when the preprocessor did not size it for the merger."""
+    cols) per slice, "tokens": tokens per slice}, ...]. For a merger layout `preprocessor` must be the bundle's
+    (``slice_config``), whose sizes snap to whole merge blocks as 4.6's processor makes them."""
     batches = []
     for image in images:
         slices = preprocessor(image).slices
-        if layout.startswith("merger-"):
-            levels = merge_levels(LAYOUT_MODES[layout])
-            slices = [crop_to_merge(s, levels) for s in slices]
         step = len(slices) if layout == "unmasked-1d" else max_batch
         for first in range(0, len(slices), step):
             packed = pack_slices(slices[first:first + step], layout)

@@ -72,20 +72,6 @@ def nearest_position_ids(rows: int, cols: int, grid: int = POSITION_GRID) -> np.
     return (coords(rows)[:, None] * grid + coords(cols)[None, :]).reshape(-1)
 
 
-def crop_to_merge(slice_: np.ndarray, levels: int) -> np.ndarray:
-    """The centre of a slice cropped to whole 2^levels-patch blocks (for calibration and check feeds made by a
-    preprocessor that does not size slices for the merger)."""
-    rows, cols = patch_grid(slice_)
-    block = 2 ** levels
-    keep_r, keep_c = max(rows // block, 1) * block, max(cols // block, 1) * block
-    if keep_r > rows or keep_c > cols:
-        raise ValueError("a %dx%d slice is smaller than one %dx%d-patch block" % (rows, cols, block, block))
-    top, left = (rows - keep_r) // 2 * PATCH, (cols - keep_c) // 2 * PATCH
-    if slice_.dtype == np.uint8:
-        return slice_[top:top + keep_r * PATCH, left:left + keep_c * PATCH]
-    return slice_[:, top:top + keep_r * PATCH, left:left + keep_c * PATCH]
-
-
 def token_count(rows: int, cols: int, mode: str, merger_times: int = 1) -> int:
     """LLM tokens of a rows x cols slice."""
     return rows * cols // 4 ** merge_levels(mode, merger_times)

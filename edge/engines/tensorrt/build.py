@@ -19,8 +19,7 @@ from ...errors import InputError
 from ...fsutil import atomic_write_bytes
 from ...monitor.snapshot import Snapshot
 from ...preprocess.graph_inputs import PackedSlices, pack_slices
-from ...preprocess.merger_inputs import LAYOUT_MODES, crop_to_merge, merge_levels
-from ...preprocess.preprocessor import Preprocessor
+from ...preprocess.preprocessor import Preprocessor, slice_config
 from ...preprocess.scenes import synthetic_scene
 from ..base import Engine, host_array
 from ..onnxrt import OnnxRuntimeEngine
@@ -154,9 +153,7 @@ class CheckSamples:
         VPM's nearest for the grouped Resampler, whose two frames of one group are the two slices, 0.5 s apart)."""
         if self._packed is None:
             layout = self.bundle.model.slice.layout
-            slices = Preprocessor()(synthetic_scene(1280, 720, seed=11)).slices
-            if layout.startswith("merger-"):
-                slices = [crop_to_merge(s, merge_levels(LAYOUT_MODES[layout])) for s in slices]
+            slices = Preprocessor(slice_config(self.bundle))(synthetic_scene(1280, 720, seed=11)).slices
             self._packed = pack_slices(slices if layout == "unmasked-1d" else slices[:2], layout)
         if module == "vpm":
             return self._packed.vpm

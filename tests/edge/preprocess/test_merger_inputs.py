@@ -1,12 +1,12 @@
-"""Host feeds of the 4.6/4.7 graphs: RGB tiles pack as their normalised float slices do, the centre crop used for
-calibration feeds, and the tokens each slice yields."""
+"""Host feeds of the 4.6/4.7 graphs: RGB tiles pack as their normalised float slices do, and the tokens each slice
+yields."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from edge.preprocess.graph_inputs import pack_slices, slice_token_counts
-from edge.preprocess.merger_inputs import crop_to_merge, pack_merger_slices
+from edge.preprocess.merger_inputs import pack_merger_slices
 
 
 def _tile(rows: int, cols: int, seed: int) -> np.ndarray:
@@ -23,17 +23,6 @@ def test_rgb_tiles_pack_like_their_normalised_slices(mode):
     assert np.allclose(from_tiles.vpm["pixel_values"], from_slices.vpm["pixel_values"], atol=1e-6)
     assert from_tiles.token_counts == from_slices.token_counts == [32 // 4 ** (2 if mode == "16x" else 1),
                                                                      48 // 4 ** (2 if mode == "16x" else 1)]
-
-
-def test_crop_keeps_the_centre_in_whole_blocks():
-    tile = _tile(7, 10, 2)
-    cropped = crop_to_merge(tile, 2)
-    assert cropped.shape == (14 * 4, 14 * 8, 3)
-    assert np.array_equal(cropped, tile[14:14 + 56, 14:14 + 112])  # (7 - 4) // 2 = 1 patch, (10 - 8) // 2 = 1
-    chw = tile.astype(np.float32).transpose(2, 0, 1)
-    assert np.array_equal(crop_to_merge(chw, 1), chw[:, 0:84, 0:140])  # 6 x 10 patches from the top-left
-    with pytest.raises(ValueError, match="smaller than one"):
-        crop_to_merge(_tile(3, 8, 3), 2)
 
 
 def test_token_counts_per_layout():
