@@ -178,7 +178,7 @@ class Pipeline:
         timings_ms = {"reuse_check": check_ms}
         timings_ms.update((stage, encoded.timings[stage]) for stage in ENCODE_STAGES)
         result = FrameResult(frame.sequence, frame.timestamp_s, encoded.grid, encoded.tokens, timings_ms,
-                             positions=encoded.positions, block_rows=_blocks(encoded.token_counts))
+                             positions=encoded.positions, block_rows=block_rows_of(encoded.token_counts))
         if self.reuse is not None:
             self.reuse.remember(frame.image, result, frame.color)
         self.count("encoded")
@@ -219,6 +219,6 @@ class Pipeline:
         return dict(self.requests.stats(), encode_ms=round(float(np.mean(times)), 3) if times else None)
 
 
-def _blocks(token_counts: Optional[List[int]]) -> Optional[Tuple[int, ...]]:
+def block_rows_of(token_counts: Optional[List[int]]) -> Optional[Tuple[int, ...]]:
     """The rows of each block as a frame carries them (merger versions), or None."""
     return None if token_counts is None else tuple(int(n) for n in token_counts)

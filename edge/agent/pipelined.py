@@ -33,7 +33,7 @@ from typing import Any, Dict, NamedTuple, Optional
 
 from .contracts import FrameResult, StagedEncoder
 from .handoff import END, Handoff
-from .pipeline import ENCODE_STAGES, REQUEST_POLL_S, Pipeline, _since_ms
+from .pipeline import ENCODE_STAGES, REQUEST_POLL_S, Pipeline, _since_ms, block_rows_of
 
 log = logging.getLogger("minicpmv-edge")
 LEAD = 1.25  # start the next frame this many times its recent preparation time before the encode ends
@@ -177,7 +177,8 @@ class PipelinedPipeline(Pipeline):
                 encoded = self.encoder.encode_prepared(item.batches)
                 timings_ms = {"reuse_check": item.check_ms}
                 timings_ms.update((stage, encoded.timings[stage]) for stage in ENCODE_STAGES)
-                result = FrameResult(frame.sequence, frame.timestamp_s, encoded.grid, encoded.tokens, timings_ms)
+                result = FrameResult(frame.sequence, frame.timestamp_s, encoded.grid, encoded.tokens, timings_ms,
+                                     positions=encoded.positions, block_rows=block_rows_of(encoded.token_counts))
                 pending.result = result
                 self.count("encoded")
         except Exception as exc:  # noqa: BLE001 - a bad frame must not stop the agent

@@ -29,6 +29,7 @@ REACHED_BY = {
     "converter/cli.py:_check_ops": ["check-ops"],
     "converter/cli.py:_slice_patches": ["bench"],
     "converter/cli.py:_make_gguf": ["make-gguf"],
+    "converter/gguf_writer.py:recipe_for": ["make-gguf"],
     "edge/fsutil.py": ["make-checkpoint", "make-gguf", "export", "convert"],
     "edge/device/profiles.py": ["export", "convert"],
 }

@@ -25,8 +25,8 @@ def test_an_answer_about_a_47_frame_uses_its_canvas_positions(start_llm, make_gg
     running = start_llm("4.7")
     encoded = running.agent.encoder.encode(scene(1))
     assert encoded.positions is not None and len(encoded.positions) == len(encoded.tokens) == sum(encoded.token_counts)
-    running.publisher.write(FrameResult(4, 1.0, encoded.grid, encoded.tokens, {}, None, encoded.positions,
-                                        tuple(encoded.token_counts)))
+    running.publisher.write(FrameResult(4, 1.0, encoded.grid, encoded.tokens, {}, positions=encoded.positions,
+                                        block_rows=tuple(encoded.token_counts)))
     _wait_for_frame(running, 4)
     body = json.dumps({"messages": [{"role": "user", "content": "what is it?"}], "max_tokens": TOKENS,
                        "temperature": 0}).encode()

@@ -70,7 +70,7 @@ def test_a_frames_positions_reach_llama_cpp(make_gguf: Callable[..., Path], sock
             while not publisher.stats()["subscribers"]:
                 assert time.monotonic() < deadline
                 time.sleep(0.01)
-            publisher.write(FrameResult(7, 1.0, (2, 1), rows, {}, None, positions, blocks))
+            publisher.write(FrameResult(7, 1.0, (2, 1), rows, {}, positions=positions, block_rows=blocks))
             while follower.latest is None:
                 assert time.monotonic() < deadline
                 time.sleep(0.01)

@@ -113,7 +113,7 @@ def test_path_choice():
     assert path == "exact" and "no pycuda" in why
     with pytest.raises(InputError, match="resize: device cannot run here .no pycuda.: pip install pycuda"):
         choose_path("device", MISSING)
-    with pytest.raises(ValueError, match="resize must be one of exact, fast, device, auto"):
+    with pytest.raises(ValueError, match="resize must be one of exact, fast, torchvision, device, auto"):
         choose_path("gpu")
 
 

@@ -230,8 +230,8 @@ def test_positions_and_block_rows_travel_with_a_47_frame_and_2x_frames_stay_vers
     rng = np.random.default_rng(0)
     blocks = (12, 6, 6)
     positions = rng.integers(0, 40, (sum(blocks), 3), dtype=np.int32)
-    first = FrameResult(0, 1.0, (2, 1), rng.standard_normal((sum(blocks), 64)).astype(np.float32), {}, None,
-                        positions, blocks)
+    first = FrameResult(0, 1.0, (2, 1), rng.standard_normal((sum(blocks), 64)).astype(np.float32), {},
+                        positions=positions, block_rows=blocks)
     reused = first._replace(sequence=1, timestamp_s=1.5, reused_from=0)
     plain = FrameResult(2, 2.0, None, rng.standard_normal((1, 4, 64)).astype(np.float32), {})
     try:
