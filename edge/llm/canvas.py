@@ -20,23 +20,10 @@ from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..encoder.positions_3d import Markers
 from ..errors import InputError
 
 Segment = Union[str, int]
-
-
-class Markers(NamedTuple):
-    """The token ids of the image's markers in the LLM's vocabulary."""
-
-    image_start: int
-    image_end: int
-    slice_start: int
-    slice_end: int
-    newline: int
-
-    @property
-    def all(self) -> Tuple[int, ...]:
-        return tuple(self)
 
 
 class Span(NamedTuple):
@@ -67,7 +54,7 @@ def canvas_span(segments: Sequence[Segment], blocks: Sequence[np.ndarray], relat
         else:
             ids += tokenize(segment)
     absorbed = 0
-    while absorbed < len(after) and after[absorbed] in markers.all:
+    while absorbed < len(after) and after[absorbed] in markers:
         absorbed += 1
     ids += list(after[:absorbed])
     if not ids or ids[0] != markers.image_start or not blocks or len(extents) != len(blocks):

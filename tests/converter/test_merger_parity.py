@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Sequence, Tuple
+from typing import List, Sequence
 
 import numpy as np
 import pytest
@@ -20,8 +20,8 @@ from edge.engines.onnxrt import open_session
 from edge.preprocess.graph_inputs import pack_slices
 from edge.preprocess.merger_inputs import merge_order, nearest_position_ids, pack_merger_slices
 from references.merger import MergerReference
+from tests.converter.closeness import assert_close, random_slices
 
-RELATIVE_TOLERANCE = 1e-4  # of the output scale (max |reference|), fp32
 # grids in patches: odd numbers of merge blocks, 1:17 and 17:1, and a padded batch of three different slices
 SIZES = {
     "16x": {"3x5 blocks": [(12, 20)], "1:17": [(4, 68)], "17:1": [(68, 4)], "7x9 blocks": [(28, 36)],
@@ -30,19 +30,6 @@ SIZES = {
            "padded batch": [(6, 10), (2, 74), (18, 14)]},
 }
 CASES = [(mode, name) for mode in SIZES for name in SIZES[mode]]
-
-
-def _slices(sizes: Sequence[Tuple[int, int]], seed: int) -> List[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [rng.uniform(-1, 1, (3, 14 * r, 14 * c)).astype(np.float32) for r, c in sizes]
-
-
-def _assert_close(got: np.ndarray, want: np.ndarray, what: str) -> None:
-    scale = float(np.abs(want).max())
-    error = float(np.abs(got - want).max())
-    assert got.shape == want.shape, "%s: shape %s, expected %s" % (what, got.shape, want.shape)
-    assert error <= RELATIVE_TOLERANCE * scale, "%s: max abs error %.3g > %.0e x scale %.3g" % (
-        what, error, RELATIVE_TOLERANCE, scale)
 
 
 def _run(vpm, resampler, slices: Sequence[np.ndarray], layout: str) -> List[np.ndarray]:
@@ -77,10 +64,10 @@ def exported(make_checkpoint, tmp_path_factory):
 @pytest.mark.parametrize("mode,case", CASES, ids=["%s-%s" % c for c in CASES])
 def test_onnx_equals_transformers(exported, version, mode, case):
     bundle, (vpm, resampler), reference = exported(version, mode)
-    slices = _slices(SIZES[mode][case], seed=len(case))
+    slices = random_slices(SIZES[mode][case], seed=len(case))
     got = _run(vpm, resampler, slices, bundle.model.slice.layout)
     for index, want in enumerate(reference.tokens(slices, mode)):
-        _assert_close(got[index], want, "%s %s slice %s" % (version, mode, SIZES[mode][case][index]))
+        assert_close(got[index], want, "%s %s slice %s" % (version, mode, SIZES[mode][case][index]))
 
 
 def test_manifest_records_the_mode(exported):
@@ -108,12 +95,12 @@ def test_modules_equal_transformers_own_random_init(make_checkpoint, mode):
     head = MergerHead.from_tensors(spec, reference.state())
     block = 8 if mode == "16x" else 4  # three 2x2 merges, or two
     sizes = [(3 * block, 5 * block), (block, 2 * block)]
-    slices = _slices(sizes, seed=4)
+    slices = random_slices(sizes, seed=4)
     packed = pack_merger_slices(slices, mode, merger_times=2)
     with torch.no_grad():
         tokens = head(tower(*(torch.from_numpy(v) for v in packed.vpm.values()))).numpy()
     for index, want in enumerate(reference.tokens(slices, mode)):
-        _assert_close(tokens[index, : packed.token_counts[index]], want, "slice %s" % (sizes[index],))
+        assert_close(tokens[index, : packed.token_counts[index]], want, "slice %s" % (sizes[index],))
 
 
 @pytest.mark.parametrize("grid", [70, 14])

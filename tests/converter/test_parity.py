@@ -1,9 +1,8 @@
 """Exported graphs (ONNX Runtime) equal the project's torch modules and independent references, per version."""
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from typing import Sequence, Tuple
 
-import numpy as np
 import pytest
 import torch
 
@@ -14,22 +13,10 @@ from edge.engines.onnxrt import open_session
 from edge.preprocess.graph_inputs import pack_slices
 from references.models import ReferenceChain, vpm_reference_forward
 from tests.conftest import VERSIONS
+from tests.converter.closeness import assert_close, random_slices
 
 # Slice sides of 25, 49 and 58 patches (where floor/i*step ids are off), 78 and 286 (beyond the 70 grid).
 SINGLE_SLICES = [(25, 41), (49, 21), (58, 18), (12, 78), (4, 286)]
-RELATIVE_TOLERANCE = 1e-4  # of the output scale (max |reference|), fp32
-
-
-def _slices(sizes: Sequence[Tuple[int, int]], seed: int) -> List[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [rng.uniform(-1, 1, (3, 14 * r, 14 * c)).astype(np.float32) for r, c in sizes]
-
-
-def _assert_close(got: np.ndarray, want: np.ndarray, what: str) -> None:
-    scale = float(np.abs(want).max())
-    error = float(np.abs(got - want).max())
-    assert error <= RELATIVE_TOLERANCE * scale, "%s: max abs error %.3g > %.0e x scale %.3g" % (
-        what, error, RELATIVE_TOLERANCE, scale)
 
 
 class Chain:
@@ -44,19 +31,19 @@ class Chain:
         self.vpm, self.resampler = (open_session(self.bundle.graph_path(m, "fp32")) for m in ("vpm", "resampler"))
 
     def check(self, sizes: Sequence[Tuple[int, int]], seed: int = 0) -> None:
-        slices = _slices(sizes, seed)
+        slices = random_slices(sizes, seed)
         packed = pack_slices(slices, self.layout)
         features = self.vpm.run(None, packed.vpm)[0]
         tokens = self.resampler.run(None, {"vision_embeds": features, **packed.resampler})[0]
         with torch.no_grad():
             own_features = self.modules["vpm"](*(torch.from_numpy(v) for v in packed.vpm.values()))
             own_tokens = self.modules["resampler"](own_features, torch.from_numpy(packed.resampler["tgt_sizes"]))
-        _assert_close(features, own_features.numpy(), "VPM onnx vs torch module")
-        _assert_close(tokens, own_tokens.numpy(), "Resampler onnx vs torch module")
+        assert_close(features, own_features.numpy(), "VPM onnx vs torch module")
+        assert_close(tokens, own_tokens.numpy(), "Resampler onnx vs torch module")
         vpm_rows, want_tokens = self.references.expected(slices, self.layout, features, packed.sizes)
         for index, ((r, c), want) in enumerate(zip(packed.sizes, vpm_rows)):
-            _assert_close(features[index, : r * c], want, "VPM slice %dx%d vs Idefics2" % (r, c))
-        _assert_close(tokens, want_tokens, "Resampler vs MultiheadAttention")
+            assert_close(features[index, : r * c], want, "VPM slice %dx%d vs Idefics2" % (r, c))
+        assert_close(tokens, want_tokens, "Resampler vs MultiheadAttention")
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +65,7 @@ def test_single_slice_matches_references(chains, version, sizes):
 
 
 @pytest.mark.parametrize("version", ["2.6", "o-2.6", "4.0", "4.5"])
-def test_padded_batch_of_different_slices(chains, version):
+def test_padded_batch_of_differentrandom_slices(chains, version):
     """Slices of different sizes share one zero-padded batch; masked keys make each equal its lone result."""
     chains(version).check([(10, 20), (25, 41), (7, 9), (49, 21)], seed=1)
 
@@ -95,7 +82,7 @@ def test_v25_padding_changes_tokens(chains):
     """The 2.5 reference really depends on padding: the same tile alone and padded next to a longer slice
     give different features (so the batching rule is load-bearing, and the test above can fail)."""
     chain = chains("2.5")
-    tile, longer = _slices([(6, 5), (6, 8)], seed=3)
+    tile, longer = random_slices([(6, 5), (6, 8)], seed=3)
     alone = vpm_reference_forward(chain.references.vpm, [tile], "unmasked-1d")[0]
     padded = vpm_reference_forward(chain.references.vpm, [tile, longer], "unmasked-1d")[0]
     assert float((alone - padded).abs().max()) > 1e-3

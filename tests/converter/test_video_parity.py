@@ -19,18 +19,10 @@ from edge.bundle.manifest import Bundle
 from edge.encoder.video_group import FrameGrouper, temporal_id, video_graph_path
 from edge.encoder.vision_encoder import VpmFeatures
 from edge.engines.onnxrt import open_session
+from tests.converter.closeness import assert_close
 from tests.converter.temporal_reference import OfficialTemporalResampler, official_temporal_ids
 
-RELATIVE_TOLERANCE = 1e-4  # of the output scale (max |reference|), fp32
 FPS = 3.0
-
-
-def _close(got: np.ndarray, want: np.ndarray, what: str) -> float:
-    scale = float(np.abs(want).max())
-    error = float(np.abs(got - want).max())
-    assert error <= RELATIVE_TOLERANCE * scale, "%s: max abs error %.3g > %.0e x scale %.3g" % (
-        what, error, RELATIVE_TOLERANCE, scale)
-    return error / scale
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +50,7 @@ def test_group_matches_official_temporal_path(parts, frames):
     got = _run(group, x, [(rows, cols)] * frames, ids)
     want = reference(torch.from_numpy(x), [(rows, cols)] * frames, ids).numpy()
     assert got.shape == want.shape == (1, reference.query.shape[0], reference.dim)
-    _close(got, want, "%d frames" % frames)
+    assert_close(got, want, "%d frames" % frames)
 
 
 def test_groups_of_mixed_sizes_match_the_frame_major_path(parts):
@@ -71,9 +63,9 @@ def test_groups_of_mixed_sizes_match_the_frame_major_path(parts):
     x[3:, 15:] = 0.0
     ids = [[12, 15, 19], [12, 15, 19]]
     got = _run(group, x, sizes, ids)
-    _close(got, reference(torch.from_numpy(x), sizes, ids, path="batch").numpy(), "two groups, batch path")
+    assert_close(got, reference(torch.from_numpy(x), sizes, ids, path="batch").numpy(), "two groups, batch path")
     alone = reference(torch.from_numpy(x[3:, :15].copy()), sizes[3:], ids[1:]).numpy()
-    _close(got[1:], alone, "second group alone, foreach path")
+    assert_close(got[1:], alone, "second group alone, foreach path")
 
 
 def test_one_frame_without_temporal_id_is_the_still_resampler(parts):
@@ -82,7 +74,7 @@ def test_one_frame_without_temporal_id_is_the_still_resampler(parts):
     sizes = np.array([[5, 6]], dtype=np.int32)
     got = _run(group, x, [(5, 6)], [[-1]])
     want = still.run(None, {"vision_embeds": x, "tgt_sizes": sizes})[0]
-    _close(got, want, "N=1, id -1 vs still graph")
+    assert_close(got, want, "N=1, id -1 vs still graph")
 
 
 def test_temporal_ids_follow_the_official_recipe():
