@@ -17,7 +17,7 @@ from pathlib import Path
 
 from converter.build_check import build_check_bundle, format_build_report, require_builder
 from edge.bundle.manifest import VIDEO_MODULE, Bundle
-from edge.encoder.video_group import video_precision
+from edge.bundle.video import video_precision
 from edge.errors import InputError
 
 

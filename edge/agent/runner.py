@@ -7,9 +7,9 @@ from typing import Any, Callable, Dict, List, Optional
 
 from ..bundle.facts import ModelFacts
 from ..bundle.manifest import Bundle
+from ..bundle.video import video_precision
 from ..camera.pipelines import check_camera
 from ..camera.source import FrameSource
-from ..encoder.video_group import video_precision
 from ..encoder.vision_encoder import VisionEncoder
 from ..engines.factory import open_engines
 from ..engines.tensorrt.build import BuildSettings

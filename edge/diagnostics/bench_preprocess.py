@@ -20,10 +20,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..cosine import token_cosines
-from ..preprocess.graph_inputs import pack_slices, to_strip
+from ..preprocess.graph_inputs import pack_slices
 from ..preprocess.preprocessor import Preprocessor
 from ..preprocess.scenes import synthetic_scene
 from ..preprocess.slicing import DEFAULT, SliceConfig, SlicePlan, plan_slices
+from ..preprocess.strips import to_strip
 
 DEFAULT_SIZES = ((640, 480), (1280, 720), (1920, 1080), (4032, 3024))
 LEVELS = 127.5  # one 0..255 level in normalised units is 1 / 127.5

@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import math
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from ..bundle.manifest import VIDEO_MODULE, Bundle
 from ..engines.base import host_array
-from ..errors import InputError
 
 if TYPE_CHECKING:  # annotations only: importing the encoder would import the engines
     from .vision_encoder import VpmFeatures
@@ -55,26 +52,6 @@ class GroupTokens(NamedTuple):
     @property
     def frames(self) -> int:
         return len(self.sequences)
-
-
-def video_precision(bundle: Bundle, precision: Optional[str] = None) -> str:
-    """The grouped graph's precision for a Resampler at `precision`: the same where the bundle has it, else the
-    nearest it has (fp32 first for an fp32 request, fp16 first otherwise: there is no int8 grouped graph); an
-    InputError naming the fix when the bundle has no grouped graph."""
-    if not bundle.has_video:
-        raise InputError("video.group_frames needs the grouped Resampler in the bundle, and %s has none: run "
-                         "minicpmv-convert export-video --bundle %s --checkpoint CHECKPOINT (MiniCPM-V 4.5)"
-                         % (bundle.path, bundle.path))
-    have = bundle.precisions(VIDEO_MODULE)
-    if precision in have:
-        return str(precision)
-    order = ("fp32", "fp16") if precision in (None, "fp32") else ("fp16", "fp32")
-    return next((p for p in order if p in have), have[0])
-
-
-def video_graph_path(bundle: Bundle, precision: Optional[str] = None) -> Path:
-    """The bundle's grouped Resampler graph at `video_precision(bundle, precision)`."""
-    return bundle.graph_path(VIDEO_MODULE, video_precision(bundle, precision))
 
 
 class FrameGrouper:

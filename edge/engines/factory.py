@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Tuple, Union
 
 from ..bundle.manifest import MODULES, VIDEO_MODULE, Bundle
-from ..encoder.video_group import video_precision
+from ..bundle.video import video_precision
 from ..errors import InputError
 from .base import Engine, check_backend
 from .onnxrt import OnnxRuntimeEngine

@@ -17,7 +17,7 @@ from typing import List, NamedTuple, Sequence, Tuple
 
 import numpy as np
 
-from .graph_inputs import NORMALISE, PATCH, patch_grid, to_strip
+from .strips import NORMALISE, PATCH, patch_grid, to_strip
 
 MODE_LEVELS = {"4x": 1, "16x": 2}  # 2x2 merges between patches and tokens with merger_times 1
 LAYOUT_MODES = {"merger-16x": "16x", "merger-4x": "4x"}  # bundle slice layouts (merger_times 1) -> downsample_mode

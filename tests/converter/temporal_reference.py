@@ -112,7 +112,7 @@ def parity_table(bundle_path: str, checkpoint_path: str, rows: int = 32, cols: i
     one rows x cols slice each, ids of frames `fps` apart from 10 s: max abs error and output scale per N."""
     from converter.checkpoint import load_vision_checkpoint
     from edge.bundle.manifest import Bundle
-    from edge.encoder.video_group import video_graph_path
+    from edge.bundle.video import video_graph_path
     from edge.engines.onnxrt import open_session
 
     ck = load_vision_checkpoint(checkpoint_path)

@@ -16,7 +16,8 @@ from converter.checkpoint import load_vision_checkpoint
 from converter.cli import main
 from converter.trt_ops import OperatorTable
 from edge.bundle.manifest import Bundle
-from edge.encoder.video_group import FrameGrouper, temporal_id, video_graph_path
+from edge.bundle.video import video_graph_path
+from edge.encoder.video_group import FrameGrouper, temporal_id
 from edge.encoder.vision_encoder import VpmFeatures
 from edge.engines.onnxrt import open_session
 from tests.converter.closeness import assert_close

@@ -13,8 +13,8 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import numpy as np
 
 from ...bundle.manifest import MODULES, VIDEO_MODULE, Bundle
+from ...bundle.video import video_precision
 from ...device.facts import l4t_release, module_model
-from ...encoder.video_group import video_precision
 from ...errors import InputError
 from ...fsutil import atomic_write_bytes
 from ...monitor.snapshot import Snapshot

@@ -10,8 +10,8 @@ from typing import List, NamedTuple, Sequence, Tuple
 
 import numpy as np
 
-from ..graph_inputs import NORMALISE, PATCH
 from ..slicing import SlicePlan
+from ..strips import NORMALISE, PATCH
 
 OVERVIEW, REFINED = 0, 1
 PARAMS_PER_SLICE = 8  # image, x0, y0, cols, rows, output offset, strip patches, unused

@@ -8,10 +8,11 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.preprocess.graph_inputs import pack_slices, to_strip
+from edge.preprocess.graph_inputs import pack_slices
 from edge.preprocess.preprocessor import Preprocessor
 from edge.preprocess.resize import _halve, resize_exact, resize_fast
 from edge.preprocess.scenes import synthetic_scene
+from edge.preprocess.strips import to_strip
 
 RASTER_LAYOUTS = ("masked-2d", "unmasked-1d")  # strips in raster patch order (merger layouts nest 2x2 blocks)
 

@@ -8,10 +8,10 @@ import types
 import numpy as np
 import pytest
 
-from edge.preprocess.graph_inputs import NORMALISE, to_strip
 from edge.preprocess.preprocessor import Preprocessor, slice_config
 from edge.preprocess.resize import resize_exact, resize_torchvision
 from edge.preprocess.slicing import DEFAULT, SliceConfig, plan_slices
+from edge.preprocess.strips import NORMALISE, to_strip
 
 pytest.importorskip("transformers.models.minicpmv4_6")
 MODES = ["16x", "4x"]

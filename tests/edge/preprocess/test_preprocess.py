@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edge.preprocess.graph_inputs import pack_slices, to_strip
+from edge.preprocess.graph_inputs import pack_slices
 from edge.preprocess.preprocessor import Preprocessor
+from edge.preprocess.strips import to_strip
 from references.slicing import official_geometry, official_pixel_values, official_slice_images
 
 
