@@ -17,7 +17,7 @@ import argparse
 import json
 import tempfile
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
@@ -54,19 +54,29 @@ def _relative(got: np.ndarray, want: np.ndarray) -> float:
     return float(np.abs(got - want).max() / np.abs(want).max())
 
 
+def _fp32_graphs(ck: Any, out: Path) -> Tuple[str, Any, Any]:
+    """Export `ck` as an fp32 host-x86 bundle in `out`: its slice layout and its two graphs, opened."""
+    write_bundle(ck, out, load_profile("host-x86"), ["fp32"], log=lambda message: None)
+    bundle = Bundle.load(out)
+    vpm, resampler = (open_onnx(bundle.graph_path(m, "fp32")) for m in ("vpm", "resampler"))
+    return bundle.model.slice.layout, vpm, resampler
+
+
+def _random_slices(sizes: Sequence[Tuple[int, int]]) -> List[np.ndarray]:
+    """Seeded normalised float32 [3, 14*rows, 14*cols] slices, one per (rows, cols)."""
+    rng = np.random.default_rng(0)
+    return [rng.uniform(-1, 1, (3, 14 * r, 14 * c)).astype(np.float32) for r, c in sizes]
+
+
 def version_figures(version: str, workdir: Path) -> Dict[str, Any]:
     checkpoint = write_checkpoint(workdir / ("ckpt-" + version), version, "tiny")
     out = workdir / ("bundle-" + version)
     ck = load_vision_checkpoint(checkpoint)
-    write_bundle(ck, out, load_profile("host-x86"), ["fp32"], log=lambda message: None)
-    bundle = Bundle.load(out)
-    layout = bundle.model.slice.layout
-    vpm, resampler = (open_onnx(bundle.graph_path(m, "fp32")) for m in ("vpm", "resampler"))
+    layout, vpm, resampler = _fp32_graphs(ck, out)
     references = ReferenceChain(ck.tensors, ck.spec)
     figures: Dict[str, Any] = {}
     for name, sizes in CASES[layout].items():
-        rng = np.random.default_rng(0)
-        slices = [rng.uniform(-1, 1, (3, 14 * r, 14 * c)).astype(np.float32) for r, c in sizes]
+        slices = _random_slices(sizes)
         packed = pack_slices(slices, layout)
         features = vpm.infer(packed.vpm)["vision_embeds"]
         tokens = resampler.infer({"vision_embeds": features, **packed.resampler})["image_tokens"]
@@ -97,15 +107,11 @@ def merger_figures(version: str, mode: str, workdir: Path) -> Dict[str, Any]:
     ck = load_vision_checkpoint(checkpoint)
     ck.spec = replace(ck.spec, downsample_mode=mode)
     out = workdir / ("bundle-%s-%s" % (version, mode))
-    write_bundle(ck, out, load_profile("host-x86"), ["fp32"], log=lambda message: None)
-    bundle = Bundle.load(out)
-    layout = bundle.model.slice.layout
-    vpm, resampler = (open_onnx(bundle.graph_path(m, "fp32")) for m in ("vpm", "resampler"))
+    layout, vpm, resampler = _fp32_graphs(ck, out)
     reference = MergerReference(ck.config, ck.tensors)
     figures: Dict[str, Any] = {}
     for name, sizes in MERGER_CASES[mode].items():
-        rng = np.random.default_rng(0)
-        slices = [rng.uniform(-1, 1, (3, 14 * r, 14 * c)).astype(np.float32) for r, c in sizes]
+        slices = _random_slices(sizes)
         packed = pack_slices(slices, layout)
         tokens = resampler.infer({"vision_embeds": vpm.infer(packed.vpm)["vision_embeds"]})["image_tokens"]
         counts = slice_token_counts(packed.sizes, layout, 0)
