@@ -4,27 +4,24 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from pathlib import Path
 from typing import Dict
 
 from ..agent.config import PIPELINE, PIPELINES
 from . import args as common
 from .shell import Handler
 
-CONFIG_HELP = "the agent config YAML (keys: docs/agent-config.md; examples: configs/agent/)"
-
 
 def register(sub: argparse._SubParsersAction) -> Dict[str, Handler]:
     run = sub.add_parser("run", help="camera -> preprocess -> VPM -> Resampler -> tokens, as the agent config says, "
                                      "until the source ends or SIGTERM (exit 0); SIGHUP reloads the config; "
                                      "systemd Type=notify and watchdog, Prometheus metrics (docs/service.md)")
-    run.add_argument("--config", required=True, type=Path, help=CONFIG_HELP)
+    common.add_config(run)
     run.add_argument("--max-frames", type=common.positive_int, help="stop after this many frames (default: the "
                                                                      "config's max_frames, else run on)")
     common.add_json(run)
     profile = sub.add_parser("profile", help="run the agent on its source and report per-stage times and shares "
                                              "(profile first: where does the frame time go?)")
-    profile.add_argument("--config", required=True, type=Path, help=CONFIG_HELP)
+    common.add_config(profile)
     profile.add_argument("--frames", type=common.positive_int, default=30, help="frames to profile (default 30)")
     profile.add_argument("--no-reuse", action="store_true", help="encode every frame (default: the config's "
                          "reuse.enabled, which is true unless the config sets it)")

@@ -46,6 +46,13 @@ def positive_float(text: str) -> float:
     return value
 
 
+CONFIG_HELP = "the agent config YAML (keys: docs/agent-config.md; examples: configs/agent/)"
+
+
+def add_config(parser: argparse.ArgumentParser, help: str = CONFIG_HELP) -> None:
+    parser.add_argument("--config", required=True, type=Path, help=help)
+
+
 def add_bundle(parser: argparse.ArgumentParser, required: bool = True) -> None:
     parser.add_argument("--bundle", required=required, type=Path,
                         help="a bundle directory written by minicpmv-convert (manifest.yaml + graphs)")

@@ -74,7 +74,7 @@ def register(sub: argparse._SubParsersAction) -> Dict[str, Handler]:
     common.add_json(hooks)
     web = bench_sub.add_parser("web", help="the frame loop's fps with the web page closed vs open (an MJPEG client "
                                            "and /state polls), in one run on the config's camera")
-    web.add_argument("--config", required=True, type=Path, help="the agent config (its camera, bundle, engines)")
+    common.add_config(web, "the agent config (its camera, bundle, engines)")
     web.add_argument("--seconds", type=common.positive_float, default=10.0,
                      help="seconds per measurement (default 10)")
     web.add_argument("--rounds", type=common.positive_int, default=3,
@@ -93,7 +93,7 @@ def register(sub: argparse._SubParsersAction) -> Dict[str, Handler]:
     common.add_json(video)
     pipeline = bench_sub.add_parser("pipeline", help="the sequential vs the pipelined frame loop on the config's "
                                                      "engines and camera, in turn: fps and per-frame latency")
-    pipeline.add_argument("--config", required=True, type=Path, help="the agent config (its camera, bundle, engines)")
+    common.add_config(pipeline, "the agent config (its camera, bundle, engines)")
     pipeline.add_argument("--frames", type=common.positive_int, default=20,
                           help="frames counted per measurement (default 20)")
     pipeline.add_argument("--warmup", type=common.positive_int, default=2,

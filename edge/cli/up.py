@@ -9,14 +9,13 @@ from typing import Dict, List, Optional
 
 from ..errors import InputError
 from . import args as common
-from .agent import CONFIG_HELP
 from .shell import Handler
 
 
 def register(sub: argparse._SubParsersAction) -> Dict[str, Handler]:
     up = sub.add_parser("up", help="run the agent and the LLM process together (the config needs stream: and llm:); "
                                    "the LLM process is restarted if it dies")
-    up.add_argument("--config", required=True, type=Path, help=CONFIG_HELP)
+    common.add_config(up)
     up.add_argument("--max-frames", type=common.positive_int, help="the agent stops after this many frames, and "
                                                                     "`up` with it (default: the config's)")
     return {"up": run_up}
